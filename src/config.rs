@@ -1,0 +1,370 @@
+//! The configuration file (TOML, DESIGN §5) and its safe local defaults. Unknown keys are
+//! an error that names the key, so a typo never silently falls back to a default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::address::Domain;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub domain: String,
+    #[serde(default = "defaults::data_dir")]
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub smtp: SmtpConfig,
+    #[serde(default)]
+    pub web: WebConfig,
+    #[serde(default)]
+    pub delivery: DeliveryConfig,
+    #[serde(default)]
+    pub dns: DnsConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    #[serde(default)]
+    pub dkim: DkimConfig,
+    #[serde(default)]
+    pub privacy: PrivacyConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpConfig {
+    pub listen: Vec<SocketAddr>,
+    /// Name in the greeting and EHLO; defaults to `domain`.
+    pub hostname: Option<String>,
+    /// Bytes; larger messages get `552 5.3.4`.
+    pub max_message_size: usize,
+    pub max_recipients: usize,
+    pub max_connections: usize,
+    /// Seconds to wait for a command line.
+    pub command_timeout: u64,
+    /// Seconds to wait for each chunk while a message is being transferred.
+    pub data_timeout: u64,
+    /// Commands that fail before the session is closed with 421.
+    pub max_errors: u32,
+    /// PEM certificate chain and private key; STARTTLS is offered when both are set.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        SmtpConfig {
+            listen: vec!["127.0.0.1:2525".parse().unwrap()],
+            hostname: None,
+            max_message_size: 25 * 1024 * 1024,
+            max_recipients: 50,
+            max_connections: 500,
+            command_timeout: 300,
+            data_timeout: 180,
+            max_errors: 10,
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    pub listen: SocketAddr,
+    pub public_url: String,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            listen: "127.0.0.1:8080".parse().unwrap(),
+            public_url: "http://127.0.0.1:8080".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// `host:port`; when set every message goes there instead of to the recipient's MX.
+    pub relay: Option<String>,
+    /// Seconds a message may stay queued before it is given up (default 5 days).
+    pub max_age: u64,
+    /// First retry delay in seconds; doubles after each temporary failure.
+    pub retry_base: u64,
+    /// Longest retry delay in seconds.
+    pub retry_max: u64,
+    /// Parallel deliveries to one destination (relay or MX domain).
+    pub per_destination: usize,
+    /// Parallel deliveries in all.
+    pub workers: usize,
+    /// Seconds for connect and for each SMTP reply.
+    pub timeout: u64,
+    /// Port for MX deliveries (25; tests point it elsewhere).
+    pub mx_port: u16,
+    /// Destination domains that must be reached over TLS (else the message is deferred).
+    pub require_tls: Vec<String>,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            relay: None,
+            max_age: 5 * 24 * 3600,
+            retry_base: 60,
+            retry_max: 3600,
+            per_destination: 20,
+            workers: 100,
+            timeout: 60,
+            mx_port: 25,
+            require_tls: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsConfig {
+    /// Resolvers (`ip:port`) for sender checks and MX lookups; the system's when empty.
+    pub nameservers: Vec<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `sqlite:///path/file.db` or `postgres://…`; defaults to `DATA_DIR/remailer.db`.
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum SenderAuth {
+    /// An aligned DMARC pass for the From domain.
+    #[default]
+    Dmarc,
+    /// SPF or DKIM pass aligned with the From domain.
+    SpfOrDkim,
+    /// Trust the From address as given (loud warning at start).
+    None,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    pub sender_auth: SenderAuth,
+    /// Strip `multipart/signed` signatures instead of refusing signed messages.
+    pub strip_signatures: bool,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            sender_auth: SenderAuth::Dmarc,
+            strip_signatures: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DkimConfig {
+    /// Selector prefix: keys are published at `SELECTOR-rsa._domainkey` and `SELECTOR-ed._domainkey`.
+    pub selector: String,
+}
+
+impl Default for DkimConfig {
+    fn default() -> Self {
+        DkimConfig {
+            selector: "remailer".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivacyConfig {
+    /// Days a Message-ID mapping (for threading) is kept.
+    pub thread_map_days: u64,
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        PrivacyConfig {
+            thread_map_days: 90,
+        }
+    }
+}
+
+mod defaults {
+    use std::path::PathBuf;
+    pub fn data_dir() -> PathBuf {
+        PathBuf::from("remailer-data")
+    }
+}
+
+impl Config {
+    /// The configuration used when no file is given: loopback only, data in `./remailer-data`.
+    pub fn local_defaults() -> Self {
+        Config {
+            domain: "remailer.localhost".into(),
+            data_dir: defaults::data_dir(),
+            smtp: SmtpConfig::default(),
+            web: WebConfig::default(),
+            delivery: DeliveryConfig::default(),
+            dns: DnsConfig::default(),
+            store: StoreConfig::default(),
+            policy: PolicyConfig::default(),
+            dkim: DkimConfig::default(),
+            privacy: PrivacyConfig::default(),
+        }
+    }
+
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.into(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::new(),
+            message: e.to_string().trim().replace('\n', " "),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        Domain::parse(&self.domain).map_err(|e| ConfigError::Invalid(format!("domain: {e}")))?;
+        if self.smtp.listen.is_empty() {
+            return Err(ConfigError::Invalid(
+                "smtp.listen needs at least one address".into(),
+            ));
+        }
+        if self.smtp.tls_cert.is_some() != self.smtp.tls_key.is_some() {
+            return Err(ConfigError::Invalid(
+                "smtp.tls_cert and smtp.tls_key go together".into(),
+            ));
+        }
+        if self.smtp.max_message_size < 1024
+            || self.smtp.max_recipients == 0
+            || self.smtp.max_connections == 0
+        {
+            return Err(ConfigError::Invalid(
+                "smtp.max_message_size (>= 1024), max_recipients and max_connections (>= 1) are too small".into(),
+            ));
+        }
+        if self.delivery.per_destination == 0 || self.delivery.workers == 0 {
+            return Err(ConfigError::Invalid(
+                "delivery.per_destination and workers must be >= 1".into(),
+            ));
+        }
+        if let Some(url) = &self.store.url {
+            if !(url.starts_with("sqlite:")
+                || url.starts_with("postgres://")
+                || url.starts_with("postgresql://"))
+            {
+                return Err(ConfigError::Invalid(
+                    "store.url must start with sqlite: or postgres://".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn domain(&self) -> Domain {
+        Domain::parse(&self.domain).expect("validated at load")
+    }
+
+    pub fn hostname(&self) -> String {
+        self.smtp
+            .hostname
+            .clone()
+            .unwrap_or_else(|| self.domain.clone())
+    }
+
+    pub fn store_url(&self) -> String {
+        self.store
+            .url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("remailer.db").display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn design_example_parses() {
+        let c = Config::parse(
+            r#"
+domain = "remailer.example"
+data_dir = "/var/lib/remailer"
+[smtp]
+listen = ["0.0.0.0:25"]
+hostname = "mx.remailer.example"
+max_message_size = 26214400
+[web]
+listen = "127.0.0.1:8080"
+public_url = "https://remailer.example"
+[delivery]
+relay = "127.0.0.1:2626"
+[dns]
+nameservers = ["127.0.0.1:5353"]
+[store]
+url = "sqlite:///var/lib/remailer/remailer.db"
+[policy]
+sender_auth = "dmarc"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.hostname(), "mx.remailer.example");
+        assert_eq!(c.policy.sender_auth, SenderAuth::Dmarc);
+        assert_eq!(c.delivery.max_age, 432000);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = Config::parse("domain = \"a.test\"\n[smtp]\nlisten_on = []\n").unwrap_err();
+        assert!(err.to_string().contains("listen_on"), "{err}");
+        let err = Config::parse("domain = \"a.test\"\ncolour = 1\n").unwrap_err();
+        assert!(err.to_string().contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_explained() {
+        assert!(Config::parse("domain = \"not a domain\"")
+            .unwrap_err()
+            .to_string()
+            .contains("domain"));
+        let err =
+            Config::parse("domain = \"a.test\"\n[policy]\nsender_auth = \"maybe\"\n").unwrap_err();
+        assert!(err.to_string().contains("maybe"), "{err}");
+    }
+}
