@@ -7,6 +7,10 @@
 //! [`config`], [`address`] (validated address types) and [`service`] (wiring for `serve`).
 
 pub mod address;
+pub mod bounce;
 pub mod config;
 pub mod keys;
+pub mod members;
 pub mod rewrite;
+pub mod spool;
+pub mod store;

@@ -1,0 +1,194 @@
+//! `members`: aliases and the real addresses they stand for, in clear only in memory. It
+//! seals real addresses before they reach the [`Store`] and finds them by keyed hash, so the
+//! store never holds an address in clear.
+
+use std::sync::Arc;
+
+use thiserror::Error;
+
+use crate::address::{AddressError, Alias, AliasName, Domain, RealAddress};
+use crate::keys::Keys;
+use crate::rewrite::Member;
+use crate::store::{now_unix, AliasRecord, AliasState, Store, StoreError};
+
+#[derive(Debug, Error)]
+pub enum MembersError {
+    #[error(transparent)]
+    Address(#[from] AddressError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("no alias named {0}")]
+    NoSuchAlias(String),
+    #[error("a real address may not itself be an alias of this service")]
+    AddressIsAlias,
+}
+
+/// A member as the admin sees them.
+#[derive(Debug, Clone)]
+pub struct MemberEntry {
+    pub id: i64,
+    pub member: Member,
+    pub state: AliasState,
+    pub created_at: i64,
+}
+
+#[derive(Clone)]
+pub struct Members {
+    store: Arc<dyn Store>,
+    keys: Arc<Keys>,
+    domain: Domain,
+}
+
+impl Members {
+    pub fn new(store: Arc<dyn Store>, keys: Arc<Keys>, domain: Domain) -> Self {
+        Members {
+            store,
+            keys,
+            domain,
+        }
+    }
+
+    pub fn domain(&self) -> &Domain {
+        &self.domain
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Binds a new active alias to a real address.
+    pub async fn add(&self, alias: &Alias, real: &RealAddress) -> Result<(), MembersError> {
+        if self.domain.covers(real.domain()) {
+            return Err(MembersError::AddressIsAlias);
+        }
+        let rec = AliasRecord {
+            id: 0,
+            name: alias.name.clone(),
+            real_hash: self.keys.address_hash(real).to_vec(),
+            real_sealed: self.keys.seal(real.expose().as_bytes()),
+            display_name: None,
+            state: AliasState::Active,
+            created_at: now_unix(),
+        };
+        Ok(self.store.insert_alias(&rec).await?)
+    }
+
+    pub async fn remove(&self, name: &AliasName) -> Result<(), MembersError> {
+        if self.store.delete_alias(name).await? {
+            Ok(())
+        } else {
+            Err(MembersError::NoSuchAlias(name.to_string()))
+        }
+    }
+
+    pub async fn list(&self) -> Result<Vec<MemberEntry>, MembersError> {
+        let records = self.store.list_aliases().await?;
+        records.into_iter().map(|r| self.entry(r)).collect()
+    }
+
+    /// The member holding this alias, whatever its state.
+    pub async fn by_alias(&self, name: &AliasName) -> Result<Option<MemberEntry>, MembersError> {
+        match self.store.alias_by_name(name).await? {
+            Some(r) => Ok(Some(self.entry(r)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn by_id(&self, id: i64) -> Result<Option<MemberEntry>, MembersError> {
+        match self.store.alias_by_id(id).await? {
+            Some(r) => Ok(Some(self.entry(r)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The member whose real address this is, whatever its state.
+    pub async fn by_real(&self, real: &RealAddress) -> Result<Option<MemberEntry>, MembersError> {
+        match self
+            .store
+            .alias_by_hash(&self.keys.address_hash(real))
+            .await?
+        {
+            Some(r) => Ok(Some(self.entry(r)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn entry(&self, r: AliasRecord) -> Result<MemberEntry, MembersError> {
+        let opened = self
+            .keys
+            .open(&r.real_sealed)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let text = String::from_utf8(opened)
+            .map_err(|_| StoreError::Corrupt("sealed address is not UTF-8".into()))?;
+        let real = RealAddress::parse_any(&text)?;
+        Ok(MemberEntry {
+            id: r.id,
+            member: Member {
+                alias: Alias::new(r.name, &self.domain),
+                real,
+                display_name: r.display_name,
+            },
+            state: r.state,
+            created_at: r.created_at,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn members(dir: &std::path::Path) -> Members {
+        let store = crate::store::open(&format!("sqlite://{}/t.db", dir.display()))
+            .await
+            .unwrap();
+        Members::new(
+            store,
+            Arc::new(Keys::from_master([1; 32])),
+            Domain::parse("remailer.test").unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn add_find_remove_and_the_database_holds_no_clear_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = members(dir.path()).await;
+        let d = m.domain().clone();
+        let ann = Alias::parse("ann", &d).unwrap();
+        let real = RealAddress::parse("Ann.Lee@Mail.Example", &d).unwrap();
+        m.add(&ann, &real).await.unwrap();
+        let found = m
+            .by_real(&RealAddress::parse("ann.lee@mail.example", &d).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.member.alias, ann);
+        assert_eq!(found.member.real.expose(), "Ann.Lee@mail.example");
+        assert!(m.by_alias(&ann.name).await.unwrap().is_some());
+
+        let other = Alias::parse("ann2", &d).unwrap();
+        assert!(matches!(
+            m.add(&other, &real).await,
+            Err(MembersError::Store(StoreError::AddressTaken))
+        ));
+        let real2 = RealAddress::parse("x@y.example", &d).unwrap();
+        assert!(matches!(
+            m.add(&ann, &real2).await,
+            Err(MembersError::Store(StoreError::AliasTaken))
+        ));
+
+        let db = std::fs::read(dir.path().join("t.db")).unwrap();
+        let wal = std::fs::read(dir.path().join("t.db-wal")).unwrap_or_default();
+        for bytes in [db, wal] {
+            assert!(!String::from_utf8_lossy(&bytes)
+                .to_lowercase()
+                .contains("ann.lee@"));
+        }
+        m.remove(&ann.name).await.unwrap();
+        assert!(matches!(
+            m.remove(&ann.name).await,
+            Err(MembersError::NoSuchAlias(_))
+        ));
+        assert!(m.by_real(&real).await.unwrap().is_none());
+    }
+}

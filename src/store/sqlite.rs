@@ -1,0 +1,181 @@
+//! The SQLite store: one file in the data dir, WAL mode, so the admin CLI can work while
+//! the service runs.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::Row;
+
+use super::{AliasRecord, AliasState, Store, StoreError};
+use crate::address::AliasName;
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(SqliteStore { pool })
+    }
+}
+
+/// `SELECT` of every alias column, followed by the rest of the statement (kept `'static`).
+macro_rules! select_aliases {
+    ($rest:literal) => {
+        concat!("SELECT id, name, real_hash, real_sealed, display_name, state, created_at FROM aliases ", $rest)
+    };
+}
+
+fn alias_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<AliasRecord, StoreError> {
+    let name: String = row.try_get("name")?;
+    Ok(AliasRecord {
+        id: row.try_get("id")?,
+        name: AliasName::parse(&name).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        real_hash: row.try_get("real_hash")?,
+        real_sealed: row.try_get("real_sealed")?,
+        display_name: row.try_get("display_name")?,
+        state: AliasState::parse(row.try_get::<&str, _>("state")?)?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn unique_violation(e: &sqlx::Error) -> Option<String> {
+    match e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => Some(db.message().to_string()),
+        _ => None,
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn insert_alias(&self, rec: &AliasRecord) -> Result<(), StoreError> {
+        let result = sqlx::query(
+            "INSERT INTO aliases (name, real_hash, real_sealed, display_name, state, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(rec.name.as_str())
+        .bind(&rec.real_hash)
+        .bind(&rec.real_sealed)
+        .bind(&rec.display_name)
+        .bind(rec.state.as_str())
+        .bind(rec.created_at)
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) => match unique_violation(&e) {
+                Some(msg) if msg.contains("real_hash") => Err(StoreError::AddressTaken),
+                Some(_) => Err(StoreError::AliasTaken),
+                None => Err(e.into()),
+            },
+        }
+    }
+
+    async fn delete_alias(&self, name: &AliasName) -> Result<bool, StoreError> {
+        let r = sqlx::query("DELETE FROM aliases WHERE name = ?")
+            .bind(name.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn alias_by_name(&self, name: &AliasName) -> Result<Option<AliasRecord>, StoreError> {
+        let row = sqlx::query(select_aliases!("WHERE name = ?"))
+            .bind(name.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(alias_from_row).transpose()
+    }
+
+    async fn alias_by_id(&self, id: i64) -> Result<Option<AliasRecord>, StoreError> {
+        let row = sqlx::query(select_aliases!("WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(alias_from_row).transpose()
+    }
+
+    async fn alias_by_hash(&self, real_hash: &[u8]) -> Result<Option<AliasRecord>, StoreError> {
+        let row = sqlx::query(select_aliases!("WHERE real_hash = ?"))
+            .bind(real_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(alias_from_row).transpose()
+    }
+
+    async fn list_aliases(&self) -> Result<Vec<AliasRecord>, StoreError> {
+        let rows = sqlx::query(select_aliases!("ORDER BY name"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(alias_from_row).collect()
+    }
+
+    async fn set_alias_state(
+        &self,
+        name: &AliasName,
+        state: AliasState,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query("UPDATE aliases SET state = ?, hard_bounces = CASE WHEN ? = 'active' THEN 0 ELSE hard_bounces END WHERE name = ?")
+            .bind(state.as_str())
+            .bind(state.as_str())
+            .bind(name.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn add_hard_bounce(&self, name: &AliasName) -> Result<i64, StoreError> {
+        let row = sqlx::query("UPDATE aliases SET hard_bounces = hard_bounces + 1 WHERE name = ? RETURNING hard_bounces")
+            .bind(name.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.get::<i64, _>(0)).unwrap_or(0))
+    }
+
+    async fn put_thread(
+        &self,
+        issued: &str,
+        original_sealed: &[u8],
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT OR REPLACE INTO thread_map (issued, original_sealed, expires_at) VALUES (?, ?, ?)")
+            .bind(issued)
+            .bind(original_sealed)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn thread_original(&self, issued: &str, now: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = sqlx::query(
+            "SELECT original_sealed FROM thread_map WHERE issued = ? AND expires_at > ?",
+        )
+        .bind(issued)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn purge_threads(&self, now: i64) -> Result<u64, StoreError> {
+        let r = sqlx::query("DELETE FROM thread_map WHERE expires_at <= ?")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+}
