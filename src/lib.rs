@@ -9,8 +9,14 @@
 pub mod address;
 pub mod bounce;
 pub mod config;
+pub mod delivery;
+pub mod intake;
 pub mod keys;
 pub mod members;
+pub mod notices;
+pub mod policy;
+pub mod remail;
 pub mod rewrite;
+pub mod service;
 pub mod spool;
 pub mod store;

@@ -1,1 +1,225 @@
-fn main() {}
+//! The `remailer` binary: `serve` runs the service; `alias`, `queue` and `dns` are the admin
+//! commands (DESIGN §5). Errors reach the user as one `error:` line and a non-zero exit code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use remailer::address::{Alias, RealAddress};
+use remailer::config::Config;
+use remailer::service;
+use remailer::spool::Spool;
+
+#[derive(Parser)]
+#[command(
+    name = "remailer",
+    version,
+    about = "A pseudonymous remailer: aliases for real addresses, mail between them."
+)]
+struct Cli {
+    /// Config file (TOML). Without one, safe local defaults are used.
+    #[arg(long, global = true, env = "REMAILER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log format on standard error.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run SMTP intake, delivery and the web UI in one process.
+    Serve,
+    /// Manage aliases (works while the service runs).
+    #[command(subcommand)]
+    Alias(AliasCommand),
+    /// Inspect and retry the queue.
+    #[command(subcommand)]
+    Queue(QueueCommand),
+}
+
+#[derive(Subcommand)]
+enum AliasCommand {
+    /// Bind NAME (local part or NAME@DOMAIN) to REAL_ADDRESS; active at once.
+    Add { name: String, real_address: String },
+    /// Remove an alias.
+    Remove { name: String },
+    /// List aliases with their real addresses.
+    List,
+    /// Add many aliases from a file of `NAME REAL_ADDRESS` lines ('-' for standard input).
+    Import { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum QueueCommand {
+    /// List queued deliveries.
+    List,
+    /// Retry every deferred delivery now.
+    Flush,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,hickory=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn load_config(path: Option<&PathBuf>) -> Result<Config> {
+    match path {
+        Some(path) => Ok(Config::load(path)?),
+        None => {
+            let config = Config::local_defaults();
+            tracing::info!(
+                domain = %config.domain,
+                smtp = ?config.smtp.listen,
+                data_dir = %config.data_dir.display(),
+                "no config file given (--config or REMAILER_CONFIG): using safe local defaults, loopback only"
+            );
+            Ok(config)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let config = load_config(cli.config.as_ref())?;
+    match cli.command {
+        Command::Serve => Ok(service::serve(config).await?),
+        Command::Alias(cmd) => alias(&config, cmd).await,
+        Command::Queue(cmd) => queue(&config, cmd).await,
+    }
+}
+
+async fn alias(config: &Config, cmd: AliasCommand) -> Result<()> {
+    let (_keys, members) = service::open_members(config).await?;
+    let domain = config.domain();
+    match cmd {
+        AliasCommand::Add { name, real_address } => {
+            let alias = Alias::parse(&name, &domain)?;
+            let real = RealAddress::parse(&real_address, &domain).context("real address")?;
+            members.add(&alias, &real).await?;
+            println!("added {alias}");
+        }
+        AliasCommand::Remove { name } => {
+            let alias = Alias::parse(&name, &domain)?;
+            members.remove(&alias.name).await?;
+            println!("removed {alias}");
+        }
+        AliasCommand::List => {
+            for e in members.list().await? {
+                println!(
+                    "{}\t{}\t{}",
+                    e.member.alias,
+                    e.member.real.expose(),
+                    e.state.as_str()
+                );
+            }
+        }
+        AliasCommand::Import { file } => {
+            let text = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading {}", file.display()))?
+            };
+            let mut added = 0;
+            for (n, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                let Some((name, real)) = line.split_once(char::is_whitespace) else {
+                    bail!("line {}: expected NAME REAL_ADDRESS", n + 1);
+                };
+                let alias =
+                    Alias::parse(name, &domain).with_context(|| format!("line {}", n + 1))?;
+                let real = RealAddress::parse(real.trim(), &domain)
+                    .with_context(|| format!("line {}", n + 1))?;
+                members
+                    .add(&alias, &real)
+                    .await
+                    .with_context(|| format!("line {}: {alias}", n + 1))?;
+                added += 1;
+            }
+            println!("added {added} aliases");
+        }
+    }
+    Ok(())
+}
+
+async fn queue(config: &Config, cmd: QueueCommand) -> Result<()> {
+    match cmd {
+        QueueCommand::List => {
+            let (keys, _) = service::open_members(config).await?;
+            let spool = Spool::open(&config.data_dir.join("spool"), keys)?;
+            let now = remailer::store::now_unix();
+            let ids = spool.ids()?;
+            println!("{:<26} {:>8} {:<7} RECIPIENT", "QUEUE-ID", "AGE-S", "KIND");
+            for id in &ids {
+                match spool.load(id) {
+                    Ok(e) => println!(
+                        "{:<26} {:>8} {:<7} {}",
+                        id,
+                        now - e.envelope.created,
+                        format!("{:?}", e.envelope.kind).to_lowercase(),
+                        e.envelope
+                            .recipient_alias
+                            .as_deref()
+                            .unwrap_or("(member notice)")
+                    ),
+                    Err(e) => println!("{id:<26} unreadable: {e}"),
+                }
+            }
+            println!("{} queued", ids.len());
+        }
+        QueueCommand::Flush => {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let path = service::control_socket(config);
+            let mut stream = tokio::net::UnixStream::connect(&path).await.with_context(|| {
+                format!("the service is not running (no control socket at {}); the queue is retried when it starts", path.display())
+            })?;
+            stream.write_all(b"flush\n").await?;
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).await?;
+            let answer = answer.trim();
+            if answer.starts_with("ok") {
+                println!("{answer}");
+            } else {
+                bail!("the service answered: {answer}");
+            }
+        }
+    }
+    Ok(())
+}

@@ -52,6 +52,10 @@ impl Members {
         &self.domain
     }
 
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }

@@ -1,0 +1,151 @@
+//! One delivery attempt over SMTP (mail-send's client): connect, greeting, EHLO, STARTTLS
+//! when offered (required for configured domains), MAIL/RCPT/DATA. Connections that
+//! delivered successfully are kept for a short while and reused for the same destination.
+//! Failure texts carry reply codes only: a remote server's words may name the real address.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use mail_send::smtp::message::Parameters;
+use mail_send::SmtpClient;
+use smtp_proto::EXT_START_TLS;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::TlsConnector;
+
+use super::route::Target;
+use super::Failure;
+
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+pub type Conn = SmtpClient<Box<dyn Stream>>;
+
+const IDLE_LIMIT: Duration = Duration::from_secs(15);
+
+/// How a connection should be opened.
+pub struct Dialer {
+    pub helo: String,
+    pub timeout: Duration,
+    pub tls: TlsConnector,
+}
+
+impl Dialer {
+    /// Connects and says EHLO; upgrades with STARTTLS when offered. `require_tls` turns a
+    /// missing or failed STARTTLS into a temporary failure.
+    pub async fn open(&self, target: &Target, require_tls: bool) -> Result<Conn, Failure> {
+        let mut client = SmtpClient::connect(target.addr, self.timeout)
+            .await
+            .map_err(temporary)?;
+        let greeting = client.read().await.map_err(classify)?;
+        if greeting.code >= 400 {
+            return Err(classify(mail_send::Error::UnexpectedReply(greeting)));
+        }
+        let ehlo = client.ehlo(&self.helo).await.map_err(classify)?;
+        if ehlo.has_capability(EXT_START_TLS) {
+            match client.start_tls(&self.tls, &target.name).await {
+                Ok(tls) => {
+                    let mut conn: Conn = SmtpClient {
+                        stream: Box::new(tls.stream),
+                        timeout: self.timeout,
+                    };
+                    conn.ehlo(&self.helo).await.map_err(classify)?;
+                    return Ok(conn);
+                }
+                Err(_) if !require_tls => {
+                    // Opportunistic TLS failed: start over in the clear.
+                    let mut client = SmtpClient::connect(target.addr, self.timeout)
+                        .await
+                        .map_err(temporary)?;
+                    client.read().await.map_err(classify)?;
+                    client.ehlo(&self.helo).await.map_err(classify)?;
+                    return Ok(SmtpClient {
+                        stream: Box::new(client.stream),
+                        timeout: self.timeout,
+                    });
+                }
+                Err(_) => {
+                    return Err(Failure::Temporary(
+                        "TLS is required but the handshake failed".into(),
+                    ))
+                }
+            }
+        }
+        if require_tls {
+            return Err(Failure::Temporary(
+                "TLS is required but the server does not offer STARTTLS".into(),
+            ));
+        }
+        Ok(SmtpClient {
+            stream: Box::new(client.stream),
+            timeout: self.timeout,
+        })
+    }
+}
+
+/// One transaction on an open connection.
+pub async fn send(
+    conn: &mut Conn,
+    mail_from: &str,
+    rcpt: &str,
+    message: &[u8],
+) -> Result<(), Failure> {
+    let none = Parameters::default();
+    conn.mail_from(mail_from, &none).await.map_err(classify)?;
+    conn.rcpt_to(rcpt, &none).await.map_err(classify)?;
+    conn.data(message).await.map_err(classify)?;
+    Ok(())
+}
+
+fn temporary(e: mail_send::Error) -> Failure {
+    Failure::Temporary(match e {
+        mail_send::Error::Timeout => "connection timed out".into(),
+        _ => "could not connect".into(),
+    })
+}
+
+/// 5xx replies are permanent, everything else (4xx, I/O, timeouts) temporary.
+fn classify(e: mail_send::Error) -> Failure {
+    match e {
+        mail_send::Error::UnexpectedReply(r) => {
+            let [a, b, c] = r.esc;
+            let what = format!("server replied {} {a}.{b}.{c}", r.code);
+            if r.code >= 500 {
+                Failure::Permanent(what)
+            } else {
+                Failure::Temporary(what)
+            }
+        }
+        mail_send::Error::Timeout => Failure::Temporary("timed out waiting for the server".into()),
+        _ => Failure::Temporary("connection failed during the SMTP dialogue".into()),
+    }
+}
+
+/// Idle connections per destination, reused by later deliveries.
+#[derive(Default)]
+pub struct Pool {
+    idle: Mutex<HashMap<String, Vec<(Instant, Conn)>>>,
+}
+
+impl Pool {
+    pub fn take(&self, dest: &str) -> Option<Conn> {
+        let mut idle = self.idle.lock().ok()?;
+        let list = idle.get_mut(dest)?;
+        while let Some((since, conn)) = list.pop() {
+            if since.elapsed() < IDLE_LIMIT {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    pub fn put(&self, dest: &str, conn: Conn, max: usize) {
+        if let Ok(mut idle) = self.idle.lock() {
+            let list = idle.entry(dest.to_string()).or_default();
+            list.retain(|(since, _)| since.elapsed() < IDLE_LIMIT);
+            if list.len() < max {
+                list.push((Instant::now(), conn));
+            }
+        }
+    }
+}

@@ -1,0 +1,328 @@
+//! `delivery`: sends queued entries on. Each entry is one task that tries, waits and tries
+//! again: exponential backoff on 4xx replies and connection errors, a maximum age after
+//! which the sender gets a notice, and a notice at once on a permanent 5xx. Concurrency is
+//! bounded overall (`delivery.workers`) and per destination (`delivery.per_destination`).
+//! The spool file is removed only after the destination accepted the message.
+
+mod client;
+mod route;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::address::RealAddress;
+use crate::config::Config;
+use crate::members::Members;
+use crate::notices::{self, Undelivered};
+use crate::spool::{Entry, Envelope, Kind, Spool};
+use crate::store::now_unix;
+use client::{Dialer, Pool};
+use route::Router;
+
+/// Why an attempt failed, without any remote text that could name an address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    Temporary(String),
+    Permanent(String),
+}
+
+#[derive(Clone)]
+pub struct Delivery {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Arc<Config>,
+    spool: Arc<Spool>,
+    members: Members,
+    router: Router,
+    dialer: Dialer,
+    pool: Pool,
+    require_tls: Vec<String>,
+    workers: Arc<Semaphore>,
+    destinations: Mutex<HashMap<String, Arc<Semaphore>>>,
+    flush: Notify,
+    stop: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Delivery {
+    pub fn new(config: Arc<Config>, spool: Arc<Spool>, members: Members) -> std::io::Result<Self> {
+        let d = &config.delivery;
+        let router = Router::new(d.relay.clone(), d.mx_port, &config.dns.nameservers)?;
+        let tls = mail_send::smtp::tls::build_tls_connector(true).map_err(std::io::Error::other)?;
+        let dialer = Dialer {
+            helo: config.hostname(),
+            timeout: Duration::from_secs(d.timeout),
+            tls,
+        };
+        Ok(Delivery {
+            inner: Arc::new(Inner {
+                require_tls: d
+                    .require_tls
+                    .iter()
+                    .map(|s| s.to_ascii_lowercase())
+                    .collect(),
+                workers: Arc::new(Semaphore::new(d.workers)),
+                destinations: Mutex::new(HashMap::new()),
+                pool: Pool::default(),
+                flush: Notify::new(),
+                stop: CancellationToken::new(),
+                tasks: TaskTracker::new(),
+                router,
+                dialer,
+                config,
+                spool,
+                members,
+            }),
+        })
+    }
+
+    /// Starts delivering these (already durable) entries.
+    pub fn enqueue(&self, entries: Vec<Entry>) {
+        for entry in entries {
+            let me = self.clone();
+            self.inner.tasks.spawn(async move { me.run(entry).await });
+        }
+    }
+
+    /// Picks up everything in the spool (at start, after a crash or restart).
+    pub async fn resume(&self) -> usize {
+        let spool = self.inner.spool.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            let ids = spool.ids().unwrap_or_default();
+            ids.iter()
+                .filter_map(|id| match spool.load(id) {
+                    Ok(e) => Some(e),
+                    Err(e) => {
+                        tracing::error!(queue_id = %id, error = %e, "unreadable spool file left in place");
+                        None
+                    }
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        let n = loaded.len();
+        self.enqueue(loaded);
+        n
+    }
+
+    /// Ends every waiting retry now (`remailer queue flush`).
+    pub fn flush(&self) {
+        self.inner.flush.notify_waiters();
+    }
+
+    /// Stops taking new work, lets attempts in flight finish (bounded), leaves the rest queued.
+    pub async fn shutdown(&self) {
+        self.inner.stop.cancel();
+        self.inner.tasks.close();
+        if tokio::time::timeout(Duration::from_secs(30), self.inner.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("deliveries still in flight after 30 s; they stay queued");
+        }
+    }
+
+    async fn run(&self, entry: Entry) {
+        let inner = &self.inner;
+        let mut attempts: u32 = 0;
+        loop {
+            let Some(result) = self.attempt(&entry).await else {
+                return;
+            };
+            attempts += 1;
+            let reason = match result {
+                Ok(()) => {
+                    inner.spool.remove(&entry.id);
+                    tracing::info!(queue_id = %entry.id, attempts, "delivered");
+                    return;
+                }
+                Err(Failure::Permanent(why)) => {
+                    tracing::info!(queue_id = %entry.id, attempts, reason = %why, "delivery failed permanently");
+                    return self.give_up(&entry, Undelivered::Refused).await;
+                }
+                Err(Failure::Temporary(why)) => why,
+            };
+            let age = now_unix() - entry.envelope.created;
+            let max_age = inner.config.delivery.max_age as i64;
+            if age >= max_age {
+                let days = inner.config.delivery.max_age.div_ceil(86_400);
+                tracing::info!(queue_id = %entry.id, attempts, reason = %reason, "giving up: too old");
+                return self.give_up(&entry, Undelivered::Expired { days }).await;
+            }
+            let delay = backoff(&inner.config, attempts)
+                .min(Duration::from_secs((max_age - age).max(1) as u64));
+            tracing::info!(queue_id = %entry.id, attempts, reason = %reason, retry_in_s = delay.as_secs(), "deferred");
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = inner.flush.notified() => {}
+                _ = inner.stop.cancelled() => return,
+            }
+        }
+    }
+
+    /// Waits for a delivery slot (None when shutting down meanwhile), then makes one attempt;
+    /// an attempt that has started is not interrupted (its own timeouts bound it).
+    async fn attempt(&self, entry: &Entry) -> Option<Result<(), Failure>> {
+        let rcpt_domain = entry
+            .envelope
+            .rcpt
+            .rsplit_once('@')
+            .map(|(_, d)| d)
+            .unwrap_or_default();
+        let dest = self.inner.router.destination(rcpt_domain);
+        let _permits = tokio::select! {
+            p = self.permits(&dest) => p,
+            _ = self.inner.stop.cancelled() => return None,
+        };
+        Some(self.try_targets(entry, rcpt_domain, &dest).await)
+    }
+
+    async fn try_targets(
+        &self,
+        entry: &Entry,
+        rcpt_domain: &str,
+        dest: &str,
+    ) -> Result<(), Failure> {
+        let inner = &self.inner;
+        let env = &entry.envelope;
+        let require_tls = inner
+            .require_tls
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(rcpt_domain));
+        if let Some(mut conn) = inner.pool.take(dest) {
+            match client::send(&mut conn, &env.mail_from, &env.rcpt, &entry.message).await {
+                Ok(()) => {
+                    inner
+                        .pool
+                        .put(dest, conn, inner.config.delivery.per_destination);
+                    return Ok(());
+                }
+                Err(Failure::Permanent(why)) => return Err(Failure::Permanent(why)),
+                Err(Failure::Temporary(_)) => {} // a stale connection: try a fresh one
+            }
+        }
+        let mut last = Failure::Temporary("no mail server to try".into());
+        for target in inner.router.targets(rcpt_domain).await? {
+            let mut conn = match inner.dialer.open(&target, require_tls).await {
+                Ok(conn) => conn,
+                Err(e) => {
+                    last = e;
+                    continue;
+                }
+            };
+            client::send(&mut conn, &env.mail_from, &env.rcpt, &entry.message).await?;
+            inner
+                .pool
+                .put(dest, conn, inner.config.delivery.per_destination);
+            return Ok(());
+        }
+        Err(last)
+    }
+
+    async fn permits(&self, dest: &str) -> (OwnedSemaphorePermit, OwnedSemaphorePermit) {
+        let per_dest = {
+            let mut map = self.inner.destinations.lock().expect("not poisoned");
+            map.entry(dest.to_string())
+                .or_insert_with(|| {
+                    Arc::new(Semaphore::new(self.inner.config.delivery.per_destination))
+                })
+                .clone()
+        };
+        let d = per_dest.acquire_owned().await.expect("never closed");
+        let w = self
+            .inner
+            .workers
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("never closed");
+        (d, w)
+    }
+
+    /// Ends a delivery for good: tells the sender (for a member's message) and drops it.
+    async fn give_up(&self, entry: &Entry, why: Undelivered) {
+        let env = &entry.envelope;
+        if env.kind == Kind::Remail {
+            if let Err(e) = self.notify_sender(env, why).await {
+                tracing::error!(queue_id = %entry.id, error = %e, "could not queue the failure notice; keeping the message");
+                return;
+            }
+        }
+        self.inner.spool.remove(&entry.id);
+    }
+
+    async fn notify_sender(&self, env: &Envelope, why: Undelivered) -> Result<(), String> {
+        let Some(sender_id) = env.sender_id else {
+            return Ok(());
+        };
+        let Some(sender) = self
+            .inner
+            .members
+            .by_id(sender_id)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(()); // the sender's alias is gone: nobody to tell
+        };
+        let alias = env.recipient_alias.as_deref().unwrap_or("your recipient");
+        let message =
+            notices::undelivered(self.inner.members.domain(), &sender.member.real, alias, why);
+        self.queue_notice(&sender.member.real, message).await
+    }
+
+    /// Queues a message from the service to a member (null envelope sender).
+    pub async fn queue_notice(&self, to: &RealAddress, message: Vec<u8>) -> Result<(), String> {
+        let entry = Entry {
+            id: Spool::new_id(),
+            envelope: Envelope {
+                kind: Kind::Notice,
+                mail_from: String::new(),
+                rcpt: to.expose(),
+                recipient_alias: None,
+                sender_id: None,
+                created: now_unix(),
+            },
+            message: Arc::new(message),
+        };
+        let spool = self.inner.spool.clone();
+        let entries = tokio::task::spawn_blocking(move || {
+            spool
+                .store(std::slice::from_ref(&entry))
+                .map(|_| vec![entry])
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        self.enqueue(entries);
+        Ok(())
+    }
+}
+
+/// `retry_base * 2^(attempts-1)`, at most `retry_max`.
+fn backoff(config: &Config, attempts: u32) -> Duration {
+    let base = config.delivery.retry_base.max(1);
+    let secs = base.saturating_mul(1u64 << attempts.saturating_sub(1).min(20));
+    Duration::from_secs(secs.min(config.delivery.retry_max.max(base)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let mut c = Config::local_defaults();
+        c.delivery.retry_base = 60;
+        c.delivery.retry_max = 3600;
+        let secs: Vec<u64> = (1..=8).map(|a| backoff(&c, a).as_secs()).collect();
+        assert_eq!(secs, vec![60, 120, 240, 480, 960, 1920, 3600, 3600]);
+    }
+}

@@ -1,0 +1,134 @@
+//! Where a delivery goes: the configured relay, or the recipient domain's MX hosts (RFC 5321
+//! §5.1: by preference, the domain itself when it has no MX, nothing for a null MX).
+
+use std::net::SocketAddr;
+
+use hickory_resolver::config::{NameServerConfig, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::TokioResolver;
+
+use super::Failure;
+
+/// One host to try, with the name TLS should check.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub addr: SocketAddr,
+    pub name: String,
+}
+
+pub struct Router {
+    relay: Option<String>,
+    mx_port: u16,
+    resolver: TokioResolver,
+}
+
+impl Router {
+    pub fn new(
+        relay: Option<String>,
+        mx_port: u16,
+        nameservers: &[SocketAddr],
+    ) -> std::io::Result<Self> {
+        let resolver = if nameservers.is_empty() {
+            TokioResolver::builder_tokio()
+                .map_err(std::io::Error::other)?
+                .build()
+        } else {
+            let mut config = ResolverConfig::default();
+            for ns in nameservers {
+                let mut server = NameServerConfig::udp_and_tcp(ns.ip());
+                for conn in &mut server.connections {
+                    conn.port = ns.port();
+                }
+                config.add_name_server(server);
+            }
+            TokioResolver::builder_with_config(config, TokioRuntimeProvider::default()).build()
+        }
+        .map_err(std::io::Error::other)?;
+        Ok(Router {
+            relay,
+            mx_port,
+            resolver,
+        })
+    }
+
+    /// The key deliveries are grouped by (for concurrency limits and connection reuse).
+    pub fn destination(&self, rcpt_domain: &str) -> String {
+        match &self.relay {
+            Some(relay) => format!("relay:{relay}"),
+            None => rcpt_domain.to_ascii_lowercase(),
+        }
+    }
+
+    pub async fn targets(&self, rcpt_domain: &str) -> Result<Vec<Target>, Failure> {
+        if let Some(relay) = &self.relay {
+            let name = relay
+                .rsplit_once(':')
+                .map(|(h, _)| h)
+                .unwrap_or(relay)
+                .trim_matches(['[', ']'])
+                .to_string();
+            let addrs = tokio::net::lookup_host(relay.as_str())
+                .await
+                .map_err(|e| Failure::Temporary(format!("relay lookup failed: {e}")))?;
+            return Ok(addrs
+                .map(|addr| Target {
+                    addr,
+                    name: name.clone(),
+                })
+                .collect());
+        }
+        let hosts = self.mx_hosts(rcpt_domain).await?;
+        let mut targets = Vec::new();
+        for host in hosts {
+            if let Ok(ips) = self.resolver.lookup_ip(host.as_str()).await {
+                targets.extend(ips.iter().map(|ip| Target {
+                    addr: SocketAddr::new(ip, self.mx_port),
+                    name: host.clone(),
+                }));
+            }
+        }
+        if targets.is_empty() {
+            return Err(Failure::Temporary(
+                "no address found for the destination's mail servers".into(),
+            ));
+        }
+        Ok(targets)
+    }
+
+    async fn mx_hosts(&self, domain: &str) -> Result<Vec<String>, Failure> {
+        match self.resolver.mx_lookup(domain).await {
+            Ok(lookup) => {
+                let mut mx: Vec<(u16, String)> = lookup
+                    .answers()
+                    .iter()
+                    .filter_map(|r| match &r.data {
+                        hickory_resolver::proto::rr::RData::MX(mx) => Some((
+                            mx.preference,
+                            mx.exchange.to_utf8().trim_end_matches('.').to_string(),
+                        )),
+                        _ => None,
+                    })
+                    .collect();
+                if mx.iter().any(|(_, host)| host.is_empty()) {
+                    return Err(Failure::Permanent(
+                        "the destination domain accepts no mail (null MX)".into(),
+                    ));
+                }
+                mx.sort();
+                Ok(mx.into_iter().map(|(_, h)| h).collect())
+            }
+            Err(e) if e.is_no_records_found() => {
+                if e.is_nx_domain() {
+                    Err(Failure::Permanent(
+                        "the destination domain does not exist".into(),
+                    ))
+                } else {
+                    Ok(vec![domain.to_string()])
+                }
+            }
+            Err(_) => Err(Failure::Temporary(
+                "DNS lookup of the destination failed".into(),
+            )),
+        }
+    }
+}

@@ -1,0 +1,397 @@
+//! One SMTP session: reads commands with smtp-proto's receivers (pipelined input works:
+//! replies are collected and flushed when the client's input is used up), enforces the
+//! limits (line length, message size, recipients, timeouts, errors), and runs each
+//! transaction through [`Policy`](crate::policy::Policy) and [`Remail`](crate::remail::Remail).
+//! Client IPs are never logged; a session is known in logs by a random id.
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use smtp_proto::request::receiver::{DataReceiver, DummyDataReceiver, RequestReceiver};
+use smtp_proto::{Error as ProtoError, Request};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::reply::Reply;
+use super::Intake;
+use crate::policy::{Recipient, Sender};
+use crate::remail::Transaction;
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// What the session is reading.
+enum Mode {
+    Command,
+    Data(DataReceiver),
+    /// The message is over the size limit: read it to the end and refuse it.
+    DataDiscard(DummyDataReceiver),
+}
+
+/// What handling a command asks the I/O loop to do next.
+enum Next {
+    Continue,
+    StartTls,
+    Quit,
+}
+
+struct Session {
+    intake: Arc<Intake>,
+    id: String,
+    peer: SocketAddr,
+    helo: Option<String>,
+    tls: bool,
+    sender: Option<Sender>,
+    mail_from: String,
+    recipients: Vec<Recipient>,
+    message: Vec<u8>,
+    errors: u32,
+}
+
+pub(super) async fn run(intake: Arc<Intake>, stream: TcpStream, peer: SocketAddr) {
+    let mut session = Session {
+        id: crate::keys::random_hex(4),
+        intake,
+        peer,
+        helo: None,
+        tls: false,
+        sender: None,
+        mail_from: String::new(),
+        recipients: Vec::new(),
+        message: Vec::new(),
+        errors: 0,
+    };
+    tracing::debug!(session = %session.id, "connection opened");
+    let mut stream: Box<dyn Io> = Box::new(stream);
+    loop {
+        match session.converse(&mut stream).await {
+            Ok(Next::StartTls) => match session.upgrade(stream).await {
+                Some(tls) => stream = tls,
+                None => return,
+            },
+            Ok(_) => break,
+            Err(e) => {
+                tracing::debug!(session = %session.id, error = %e, "session ended");
+                break;
+            }
+        }
+    }
+    let _ = stream.shutdown().await;
+}
+
+impl Session {
+    /// Reads and answers commands until QUIT, STARTTLS, a timeout or an error.
+    async fn converse(&mut self, stream: &mut Box<dyn Io>) -> std::io::Result<Next> {
+        let mut out = Vec::with_capacity(512);
+        if !self.tls {
+            let greeting = format!("220 {} ESMTP remailer\r\n", self.intake.hostname);
+            stream.write_all(greeting.as_bytes()).await?;
+        }
+        let mut receiver = RequestReceiver::default();
+        let mut mode = Mode::Command;
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let limit = match mode {
+                Mode::Command => self.intake.config.smtp.command_timeout,
+                _ => self.intake.config.smtp.data_timeout,
+            };
+            let n = match tokio::time::timeout(Duration::from_secs(limit), stream.read(&mut buf))
+                .await
+            {
+                Ok(Ok(0)) => return Ok(Next::Quit),
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => return Err(e),
+                Err(_) => {
+                    stream
+                        .write_all(b"421 4.4.2 Idle too long, closing connection\r\n")
+                        .await?;
+                    return Ok(Next::Quit);
+                }
+            };
+            let mut bytes = buf[..n].iter();
+            while !bytes.as_slice().is_empty() {
+                let next = match &mut mode {
+                    Mode::Command => match receiver.ingest(&mut bytes) {
+                        Ok(request) => {
+                            let request = request.into_owned();
+                            self.command(request, &mut mode, &mut out).await
+                        }
+                        Err(ProtoError::NeedsMoreData { .. }) => Next::Continue,
+                        Err(e) => self.syntax_error(e, &mut out),
+                    },
+                    Mode::Data(data) => {
+                        let done = data.ingest(&mut bytes, &mut self.message);
+                        if done {
+                            mode = Mode::Command;
+                            let reply = self.finish_message().await;
+                            reply.write(&mut out);
+                        } else if self.message.len() > self.intake.config.smtp.max_message_size {
+                            mode = Mode::DataDiscard(DummyDataReceiver::new_data(data));
+                            self.message = Vec::new();
+                        }
+                        Next::Continue
+                    }
+                    Mode::DataDiscard(data) => {
+                        if data.ingest(&mut bytes) {
+                            mode = Mode::Command;
+                            self.reset();
+                            self.size_refusal().write(&mut out);
+                        }
+                        Next::Continue
+                    }
+                };
+                match next {
+                    Next::Continue => {}
+                    Next::StartTls => {
+                        // Anything pipelined after STARTTLS is discarded (command injection).
+                        stream.write_all(&out).await?;
+                        return Ok(Next::StartTls);
+                    }
+                    Next::Quit => {
+                        stream.write_all(&out).await?;
+                        return Ok(Next::Quit);
+                    }
+                }
+                if self.errors >= self.intake.config.smtp.max_errors {
+                    out.extend_from_slice(b"421 4.7.0 Too many errors, closing connection\r\n");
+                    stream.write_all(&out).await?;
+                    return Ok(Next::Quit);
+                }
+            }
+            if !out.is_empty() {
+                stream.write_all(&out).await?;
+                out.clear();
+            }
+        }
+    }
+
+    async fn upgrade(&mut self, stream: Box<dyn Io>) -> Option<Box<dyn Io>> {
+        let acceptor = self.intake.tls_acceptor()?;
+        let handshake =
+            tokio::time::timeout(Duration::from_secs(30), acceptor.accept(stream)).await;
+        match handshake {
+            Ok(Ok(tls)) => {
+                self.tls = true;
+                self.helo = None;
+                self.reset();
+                Some(Box::new(tls))
+            }
+            _ => {
+                tracing::debug!(session = %self.id, "TLS handshake failed");
+                None
+            }
+        }
+    }
+
+    fn syntax_error(&mut self, error: ProtoError, out: &mut Vec<u8>) -> Next {
+        self.errors += 1;
+        let reply = match error {
+            ProtoError::ResponseTooLong => Reply::new(500, [5, 5, 2], "Line too long"),
+            ProtoError::UnknownCommand => Reply::new(500, [5, 5, 1], "Command not recognized"),
+            ProtoError::InvalidSenderAddress => {
+                Reply::new(553, [5, 1, 7], "Sender address is not valid")
+            }
+            ProtoError::InvalidRecipientAddress => {
+                Reply::new(553, [5, 1, 3], "Recipient address is not valid")
+            }
+            ProtoError::SyntaxError { syntax } => {
+                Reply::new(501, [5, 5, 4], format!("Syntax: {syntax}"))
+            }
+            ProtoError::InvalidParameter { param } => {
+                Reply::new(501, [5, 5, 4], format!("Invalid parameter {param}"))
+            }
+            ProtoError::UnsupportedParameter { param } => Reply::new(
+                555,
+                [5, 5, 4],
+                format!(
+                    "Unsupported parameter {}",
+                    param.chars().take(40).collect::<String>()
+                ),
+            ),
+            _ => Reply::new(500, [5, 5, 2], "Syntax error"),
+        };
+        reply.write(out);
+        Next::Continue
+    }
+
+    async fn command(
+        &mut self,
+        request: Request<String>,
+        mode: &mut Mode,
+        out: &mut Vec<u8>,
+    ) -> Next {
+        let reply = match request {
+            Request::Ehlo { host } => {
+                self.ehlo(host, out);
+                return Next::Continue;
+            }
+            Request::Helo { host } => {
+                self.helo = Some(host);
+                self.reset();
+                Reply::new(250, [2, 0, 0], self.intake.hostname.clone())
+            }
+            Request::Mail { from } => self.mail(from).await,
+            Request::Rcpt { to } => self.rcpt(to).await,
+            Request::Data => match self.data_ready() {
+                Ok(reply) => {
+                    *mode = Mode::Data(DataReceiver::new());
+                    self.message = Vec::with_capacity(8 * 1024);
+                    reply
+                }
+                Err(reply) => reply,
+            },
+            Request::Rset => {
+                self.reset();
+                Reply::new(250, [2, 0, 0], "OK")
+            }
+            Request::Noop { .. } => Reply::new(250, [2, 0, 0], "OK"),
+            Request::Quit => {
+                Reply::new(221, [2, 0, 0], "Bye").write(out);
+                return Next::Quit;
+            }
+            Request::StartTls => {
+                if self.tls || self.intake.tls_acceptor().is_none() {
+                    Reply::new(502, [5, 5, 1], "STARTTLS not available")
+                } else {
+                    Reply::new(220, [2, 0, 0], "Ready to start TLS").write(out);
+                    return Next::StartTls;
+                }
+            }
+            Request::Vrfy { .. } | Request::Expn { .. } => Reply::new(
+                252,
+                [2, 5, 2],
+                "Cannot verify addresses; send the message and it will be tried",
+            ),
+            Request::Help { .. } => Reply::new(
+                214,
+                [2, 0, 0],
+                "This is a remailer. See its web page to register.",
+            ),
+            other => {
+                self.errors += 1;
+                Reply::new(502, [5, 5, 1], format!("{} not implemented", other.name()))
+            }
+        };
+        if !reply.is_positive() && reply.code != 252 {
+            self.errors += 1;
+        }
+        reply.write(out);
+        Next::Continue
+    }
+
+    fn ehlo(&mut self, host: String, out: &mut Vec<u8>) {
+        self.helo = Some(host);
+        self.reset();
+        let smtp = &self.intake.config.smtp;
+        let mut lines = vec![
+            self.intake.hostname.clone(),
+            "PIPELINING".into(),
+            format!("SIZE {}", smtp.max_message_size),
+            "8BITMIME".into(),
+            "ENHANCEDSTATUSCODES".into(),
+            "SMTPUTF8".into(),
+        ];
+        if !self.tls && self.intake.tls_acceptor().is_some() {
+            lines.push("STARTTLS".into());
+        }
+        for (i, line) in lines.iter().enumerate() {
+            let sep = if i + 1 == lines.len() { ' ' } else { '-' };
+            out.extend_from_slice(format!("250{sep}{line}\r\n").as_bytes());
+        }
+    }
+
+    async fn mail(&mut self, from: smtp_proto::MailFrom<String>) -> Reply {
+        if self.helo.is_none() {
+            return Reply::new(503, [5, 5, 1], "Say EHLO first");
+        }
+        if self.sender.is_some() {
+            return Reply::new(503, [5, 5, 1], "Nested MAIL command");
+        }
+        if from.size > self.intake.config.smtp.max_message_size {
+            return self.size_refusal();
+        }
+        match self.intake.policy.sender(&from.address).await {
+            Ok(sender) => {
+                self.sender = Some(sender);
+                self.mail_from = from.address;
+                Reply::new(250, [2, 1, 0], "Sender OK")
+            }
+            Err(reply) => reply,
+        }
+    }
+
+    async fn rcpt(&mut self, to: smtp_proto::RcptTo<String>) -> Reply {
+        let Some(sender) = &self.sender else {
+            return Reply::new(503, [5, 5, 1], "MAIL first");
+        };
+        if self.recipients.len() >= self.intake.config.smtp.max_recipients {
+            return Reply::new(452, [4, 5, 3], "Too many recipients");
+        }
+        match self.intake.policy.recipient(sender, &to.address).await {
+            Ok(rcpt) => {
+                if !self.recipients.iter().any(|r| same_recipient(r, &rcpt)) {
+                    self.recipients.push(rcpt);
+                }
+                Reply::new(250, [2, 1, 5], "Recipient OK")
+            }
+            Err(reply) => reply,
+        }
+    }
+
+    fn data_ready(&self) -> Result<Reply, Reply> {
+        if self.sender.is_none() {
+            return Err(Reply::new(503, [5, 5, 1], "MAIL first"));
+        }
+        if self.recipients.is_empty() {
+            return Err(Reply::new(554, [5, 5, 1], "No valid recipients"));
+        }
+        Ok(Reply::new(
+            354,
+            [2, 0, 0],
+            "Start mail input; end with <CRLF>.<CRLF>",
+        ))
+    }
+
+    async fn finish_message(&mut self) -> Reply {
+        let tx = Transaction {
+            session: self.id.clone(),
+            peer: self.peer.ip(),
+            helo: self.helo.clone().unwrap_or_default(),
+            mail_from: std::mem::take(&mut self.mail_from),
+            sender: self.sender.take().expect("DATA needs MAIL"),
+            recipients: std::mem::take(&mut self.recipients),
+            message: std::mem::take(&mut self.message),
+        };
+        let reply = self.intake.remail.accept(tx).await;
+        self.reset();
+        reply
+    }
+
+    fn size_refusal(&self) -> Reply {
+        Reply::new(
+            552,
+            [5, 3, 4],
+            Cow::Owned(format!(
+                "Message too big (limit {} bytes)",
+                self.intake.config.smtp.max_message_size
+            )),
+        )
+    }
+
+    fn reset(&mut self) {
+        self.sender = None;
+        self.mail_from.clear();
+        self.recipients.clear();
+        self.message = Vec::new();
+    }
+}
+
+fn same_recipient(a: &Recipient, b: &Recipient) -> bool {
+    match (a, b) {
+        (Recipient::Alias(x), Recipient::Alias(y)) => x.id == y.id,
+        (Recipient::Bounce(x), Recipient::Bounce(y)) => x == y,
+        _ => false,
+    }
+}

@@ -1,0 +1,83 @@
+//! `notices`: the short messages the service itself writes to a member's real address (a
+//! delivery that failed for good, and later bounce reports). A notice names only aliases,
+//! never the recipient's real address, and never quotes a remote server's text. Notices are
+//! sent with a null envelope sender and `Auto-Submitted`, so they are never answered or
+//! bounced back.
+
+use mail_builder::headers::text::Text;
+use mail_builder::MessageBuilder;
+
+use crate::address::{Domain, RealAddress};
+use crate::keys::random_hex;
+
+/// Why a message could not be delivered, in words for a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Undelivered {
+    /// The recipient's server refused it permanently.
+    Refused,
+    /// It could not be delivered within the queue's maximum age.
+    Expired { days: u64 },
+    /// A bounce report (DSN) came back for it.
+    Bounced,
+}
+
+/// Builds the notice that a message to `recipient_alias` was not delivered.
+pub fn undelivered(
+    domain: &Domain,
+    to: &RealAddress,
+    recipient_alias: &str,
+    why: Undelivered,
+) -> Vec<u8> {
+    let reason = match why {
+        Undelivered::Refused => "the recipient's mail server refused it permanently".to_string(),
+        Undelivered::Expired { days } => {
+            let unit = if days == 1 { "day" } else { "days" };
+            format!("it could not be delivered within {days} {unit}, so the remailer gave up")
+        }
+        Undelivered::Bounced => {
+            "the recipient's mail server reported that it could not deliver it".to_string()
+        }
+    };
+    let body = format!(
+        "Your message to {recipient_alias} was not delivered: {reason}.\r\n\r\n\
+         The remailer does not pass on the remote server's own words, which could name the\r\n\
+         recipient's real address. You may try again later; if it keeps failing, the\r\n\
+         recipient's alias may no longer work.\r\n\r\n\
+         -- \r\nThe remailer at {domain}\r\n"
+    );
+    MessageBuilder::new()
+        .from(("Remailer".to_string(), format!("mailer-daemon@{domain}")))
+        .to(to.expose())
+        .subject(format!("Undelivered: your message to {recipient_alias}"))
+        .header("Auto-Submitted", Text::new("auto-replied"))
+        .message_id(format!("{}@{domain}", random_hex(16)))
+        .date(time::OffsetDateTime::now_utc().unix_timestamp())
+        .text_body(body)
+        .write_to_vec()
+        .expect("writing to a Vec cannot fail")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notice_names_the_alias_only() {
+        let d = Domain::parse("remailer.test").unwrap();
+        let to = RealAddress::parse("joe@real.example", &d).unwrap();
+        let msg = undelivered(
+            &d,
+            &to,
+            "ann@remailer.test",
+            Undelivered::Expired { days: 5 },
+        );
+        let text = String::from_utf8(msg).unwrap();
+        assert!(
+            text.contains("To: <joe@real.example>") || text.contains("To: joe@real.example"),
+            "{text}"
+        );
+        assert!(text.contains("ann@remailer.test"));
+        assert!(text.contains("within 5 days,"));
+        assert!(text.contains("Auto-Submitted: auto-replied"));
+    }
+}

@@ -1,0 +1,152 @@
+//! `policy`: who may send to whom. Decides at MAIL and RCPT time, so refusals happen while
+//! the client is still connected and the service never creates backscatter:
+//! - recipients must be active aliases at DOMAIN or valid bounce addresses (never a relay);
+//! - a message to an alias must come from a member's real address (else 550 5.7.1 with an
+//!   explanation and the registration URL);
+//! - a member may not write to their own alias; bounces go only to bounce addresses.
+
+use crate::address::{AliasName, RealAddress};
+use crate::bounce::BounceToken;
+use crate::intake::reply::Reply;
+use crate::members::{MemberEntry, Members};
+use crate::store::{now_unix, AliasState};
+
+/// The envelope sender, as policy sees it.
+#[derive(Debug, Clone)]
+pub enum Sender {
+    /// `MAIL FROM:<>`: a bounce or other automatic message.
+    Null,
+    /// A member's real address.
+    Member(Box<MemberEntry>),
+    /// Any other address (only bounce addresses accept mail from it).
+    Outsider { domain: String },
+}
+
+/// An accepted recipient.
+#[derive(Debug, Clone)]
+pub enum Recipient {
+    Alias(Box<MemberEntry>),
+    Bounce(BounceToken),
+}
+
+pub struct Policy {
+    members: Members,
+    register_url: String,
+}
+
+fn temp_failure(e: impl std::fmt::Display) -> Reply {
+    tracing::error!(error = %e, "store lookup failed");
+    Reply::new(
+        451,
+        [4, 3, 0],
+        "Temporary local problem, please try again later",
+    )
+}
+
+impl Policy {
+    pub fn new(members: Members, public_url: &str) -> Self {
+        Policy {
+            members,
+            register_url: public_url.trim_end_matches('/').to_string(),
+        }
+    }
+
+    pub fn members(&self) -> &Members {
+        &self.members
+    }
+
+    /// Classifies `MAIL FROM`. Only a syntax error is refused here; the rest waits for RCPT.
+    pub async fn sender(&self, address: &str) -> Result<Sender, Reply> {
+        if address.is_empty() {
+            return Ok(Sender::Null);
+        }
+        let real = RealAddress::parse_any(address)
+            .map_err(|_| Reply::new(553, [5, 1, 7], "Sender address is not a valid mailbox"))?;
+        match self.members.by_real(&real).await.map_err(temp_failure)? {
+            Some(entry) => Ok(Sender::Member(Box::new(entry))),
+            None => Ok(Sender::Outsider {
+                domain: real.domain().to_string(),
+            }),
+        }
+    }
+
+    /// Decides one `RCPT TO`.
+    pub async fn recipient(&self, sender: &Sender, address: &str) -> Result<Recipient, Reply> {
+        let (local, domain) = address.rsplit_once('@').ok_or_else(|| {
+            Reply::new(553, [5, 1, 3], "Recipient address is not a valid mailbox")
+        })?;
+        if !domain.eq_ignore_ascii_case(self.members.domain().as_str()) {
+            return Err(Reply::new(
+                550,
+                [5, 7, 1],
+                "Relaying denied: this service accepts mail only for its own aliases",
+            ));
+        }
+        if local.len() > 2 && local[..2].eq_ignore_ascii_case("b+") {
+            let token =
+                BounceToken::verify(local, self.members_keys(), now_unix()).ok_or_else(|| {
+                    Reply::new(
+                        550,
+                        [5, 1, 1],
+                        "No such bounce address (unknown or expired)",
+                    )
+                })?;
+            return Ok(Recipient::Bounce(token));
+        }
+        let name = AliasName::parse(local).map_err(|_| no_such_alias())?;
+        let entry = self
+            .members
+            .by_alias(&name)
+            .await
+            .map_err(temp_failure)?
+            .ok_or_else(no_such_alias)?;
+        if entry.state != AliasState::Active {
+            return Err(Reply::new(
+                550,
+                [5, 2, 1],
+                "This alias is paused and accepts no mail",
+            ));
+        }
+        match sender {
+            Sender::Member(s) if s.id == entry.id => {
+                Err(Reply::new(550, [5, 7, 1], "That is your own alias; the remailer does not send mail to yourself"))
+            }
+            Sender::Member(s) if s.state != AliasState::Active => Err(Reply::new(
+                550,
+                [5, 7, 1],
+                "Your alias is paused because mail to your address bounced; contact the operator",
+            )),
+            Sender::Member(_) => Ok(Recipient::Alias(Box::new(entry))),
+            Sender::Null => Err(Reply::new(
+                550,
+                [5, 7, 1],
+                "Bounces and automatic replies are accepted only at this service's bounce addresses",
+            )),
+            Sender::Outsider { domain } => Err(self.unregistered(domain)),
+        }
+    }
+
+    /// The refusal an unregistered sender gets: what the service is and where to register.
+    fn unregistered(&self, domain: &str) -> Reply {
+        tracing::info!(sender_domain = %domain, "refused unregistered sender");
+        Reply::new(
+            550,
+            [5, 7, 1],
+            format!(
+                "Your address is not registered with this remailer.\n\
+                 This service relays mail only between its registered members, each known by an alias.\n\
+                 To write to its members, register an alias for your address at {}\n\
+                 and send from the address you registered.",
+                self.register_url
+            ),
+        )
+    }
+
+    fn members_keys(&self) -> &crate::keys::Keys {
+        self.members.keys()
+    }
+}
+
+fn no_such_alias() -> Reply {
+    Reply::new(550, [5, 1, 1], "No such alias here")
+}

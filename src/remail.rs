@@ -1,0 +1,249 @@
+//! `remail`: what happens to a transaction after DATA. For mail to aliases: look up the
+//! members the message mentions, run [`rewrite`](crate::rewrite::rewrite), record the
+//! Message-ID pair for threading, and make one spool entry per recipient durable before the
+//! client gets `250`. Then hand the entries to [`delivery`](crate::delivery).
+//! Logs name queue ids and counts only: never an address, and not who wrote to whom.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use rand::RngCore;
+
+use crate::address::{Domain, RealAddress};
+use crate::bounce::BounceToken;
+use crate::config::Config;
+use crate::delivery::Delivery;
+use crate::intake::reply::Reply;
+use crate::keys::Keys;
+use crate::members::{MemberEntry, Members};
+use crate::policy::{Recipient, Sender};
+use crate::rewrite::{self, Directory, Member, RewriteError};
+use crate::spool::{Entry, Envelope, Kind, Spool};
+use crate::store::now_unix;
+
+/// At most this many distinct addresses found in a message are looked up (bounds the work a
+/// message can cause); later ones are left as they are.
+const MAX_LOOKUPS: usize = 100;
+
+/// A finished SMTP transaction.
+pub struct Transaction {
+    pub session: String,
+    pub peer: IpAddr,
+    pub helo: String,
+    pub mail_from: String,
+    pub sender: Sender,
+    pub recipients: Vec<Recipient>,
+    pub message: Vec<u8>,
+}
+
+pub struct Remail {
+    config: Arc<Config>,
+    domain: Domain,
+    members: Members,
+    keys: Arc<Keys>,
+    spool: Arc<Spool>,
+    delivery: Delivery,
+}
+
+/// The members and thread IDs a message mentions, looked up before rewriting.
+#[derive(Default)]
+struct Snapshot {
+    by_real: HashMap<String, Member>,
+    threads: HashMap<String, String>,
+}
+
+impl Directory for Snapshot {
+    fn member_by_real(&self, addr: &RealAddress) -> Option<&Member> {
+        self.by_real.get(&addr.normalized())
+    }
+
+    fn original_message_id(&self, issued: &str) -> Option<&str> {
+        self.threads.get(issued).map(String::as_str)
+    }
+}
+
+fn local_error(e: impl std::fmt::Display) -> Reply {
+    tracing::error!(error = %e, "could not queue a message");
+    Reply::new(
+        451,
+        [4, 3, 0],
+        "Temporary local problem, please try again later",
+    )
+}
+
+impl Remail {
+    pub fn new(
+        config: Arc<Config>,
+        members: Members,
+        keys: Arc<Keys>,
+        spool: Arc<Spool>,
+        delivery: Delivery,
+    ) -> Self {
+        Remail {
+            domain: config.domain(),
+            config,
+            members,
+            keys,
+            spool,
+            delivery,
+        }
+    }
+
+    /// Decides the reply to DATA: `250` only once every resulting spool entry is durable.
+    pub async fn accept(&self, tx: Transaction) -> Reply {
+        let mut aliases = Vec::new();
+        let mut bounces = Vec::new();
+        for r in &tx.recipients {
+            match r {
+                Recipient::Alias(m) => aliases.push(m.as_ref()),
+                Recipient::Bounce(t) => bounces.push(*t),
+            }
+        }
+        if !bounces.is_empty() {
+            self.bounce_received(&tx, &bounces);
+        }
+        let Sender::Member(sender) = &tx.sender else {
+            return Reply::new(250, [2, 0, 0], "OK");
+        };
+        if aliases.is_empty() {
+            return Reply::new(250, [2, 0, 0], "OK");
+        }
+        match self.remail(&tx, sender, &aliases).await {
+            Ok(Some(id)) => Reply::new(250, [2, 0, 0], format!("Queued as {id}")),
+            Ok(None) => Reply::new(250, [2, 0, 0], "OK"),
+            Err(reply) => reply,
+        }
+    }
+
+    async fn remail(
+        &self,
+        tx: &Transaction,
+        sender: &MemberEntry,
+        to: &[&MemberEntry],
+    ) -> Result<Option<String>, Reply> {
+        let scan = rewrite::scan(&tx.message);
+        self.check_from_header(scan.from.as_deref(), sender)?;
+        let snapshot = self.snapshot(&scan).await?;
+        let recipients: Vec<Member> = to.iter().map(|m| m.member.clone()).collect();
+        let mut nonce = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let ctx = rewrite::Context {
+            domain: &self.domain,
+            sender: &sender.member,
+            recipients: &recipients,
+            now: time::OffsetDateTime::now_utc(),
+            nonce,
+            keys: &self.keys,
+            strip_signatures: self.config.policy.strip_signatures,
+        };
+        let rewritten = match rewrite::rewrite(&tx.message, &ctx, &snapshot) {
+            Ok(r) => r,
+            Err(RewriteError::Loop) => {
+                tracing::info!(session = %tx.session, "dropped a copy of our own mail (loop)");
+                return Ok(None);
+            }
+            Err(e @ RewriteError::Signed) => return Err(Reply::new(550, [5, 7, 1], e.to_string())),
+            Err(e) => return Err(Reply::new(550, [5, 6, 0], e.to_string())),
+        };
+        if let Some(original) = &rewritten.original_message_id {
+            let expires = now_unix() + self.config.privacy.thread_map_days as i64 * 86_400;
+            let sealed = self.keys.seal(original.as_bytes());
+            self.members
+                .store()
+                .put_thread(&rewritten.message_id, &sealed, expires)
+                .await
+                .map_err(local_error)?;
+        }
+        let message = Arc::new(rewritten.message);
+        let now = now_unix();
+        let entries: Vec<Entry> = to
+            .iter()
+            .map(|rcpt| Entry {
+                id: Spool::new_id(),
+                envelope: Envelope {
+                    kind: Kind::Remail,
+                    mail_from: BounceToken::new(sender.id, rcpt.id, now)
+                        .address(&self.keys, &self.domain),
+                    rcpt: rcpt.member.real.expose(),
+                    recipient_alias: Some(rcpt.member.alias.address()),
+                    sender_id: Some(sender.id),
+                    created: now,
+                },
+                message: message.clone(),
+            })
+            .collect();
+        self.queue(entries, &tx.session).await.map(Some)
+    }
+
+    /// Makes entries durable and hands them to delivery; returns the first queue id.
+    pub async fn queue(&self, entries: Vec<Entry>, session: &str) -> Result<String, Reply> {
+        let spool = self.spool.clone();
+        let entries = tokio::task::spawn_blocking(move || spool.store(&entries).map(|_| entries))
+            .await
+            .map_err(local_error)?
+            .map_err(local_error)?;
+        let first = entries[0].id.clone();
+        tracing::info!(session = %session, queue_id = %first, recipients = entries.len(), size = entries[0].message.len(), "queued");
+        self.delivery.enqueue(entries);
+        Ok(first)
+    }
+
+    /// The From header must name the same member as the envelope sender.
+    fn check_from_header(&self, from: Option<&str>, sender: &MemberEntry) -> Result<(), Reply> {
+        let Some(from) = from else { return Ok(()) };
+        let same = RealAddress::parse_any(from)
+            .map(|a| self.keys.address_hash(&a) == self.keys.address_hash(&sender.member.real))
+            .unwrap_or(false);
+        if same {
+            Ok(())
+        } else {
+            Err(Reply::new(
+                550,
+                [5, 7, 1],
+                "The From header must be the address you registered, the same as the envelope sender",
+            ))
+        }
+    }
+
+    async fn snapshot(&self, scan: &rewrite::Scan) -> Result<Snapshot, Reply> {
+        let mut snap = Snapshot::default();
+        for addr in scan.addresses.iter().take(MAX_LOOKUPS) {
+            let Ok(real) = RealAddress::parse_any(addr) else {
+                continue;
+            };
+            if snap.by_real.contains_key(&real.normalized()) || self.domain.covers(real.domain()) {
+                continue;
+            }
+            if let Some(entry) = self.members.by_real(&real).await.map_err(local_error)? {
+                snap.by_real.insert(real.normalized(), entry.member);
+            }
+        }
+        let suffix = format!("@{}", self.domain);
+        let now = now_unix();
+        for id in scan
+            .referenced_ids
+            .iter()
+            .filter(|id| id.ends_with(&suffix))
+            .take(MAX_LOOKUPS)
+        {
+            if let Some(sealed) = self
+                .members
+                .store()
+                .thread_original(id, now)
+                .await
+                .map_err(local_error)?
+            {
+                if let Ok(original) = self.keys.open(&sealed).map(String::from_utf8) {
+                    snap.threads
+                        .insert(id.clone(), original.unwrap_or_default());
+                }
+            }
+        }
+        Ok(snap)
+    }
+
+    fn bounce_received(&self, tx: &Transaction, tokens: &[BounceToken]) {
+        tracing::info!(session = %tx.session, bounces = tokens.len(), size = tx.message.len(), "bounce received");
+    }
+}

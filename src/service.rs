@@ -1,0 +1,191 @@
+//! `service`: wires the stages together for `remailer serve` — opens keys, store and spool,
+//! starts delivery (resuming the queue), the SMTP listeners and the control socket, and
+//! shuts down gracefully on SIGTERM/SIGINT (sessions in flight finish). SIGHUP reloads the
+//! TLS certificate.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use thiserror::Error;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::{Config, SenderAuth};
+use crate::delivery::Delivery;
+use crate::intake::Intake;
+use crate::keys::Keys;
+use crate::members::Members;
+use crate::policy::Policy;
+use crate::remail::Remail;
+use crate::spool::Spool;
+
+#[derive(Debug, Error)]
+pub enum ServiceError {
+    #[error("{0}")]
+    Setup(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+fn setup(e: impl std::fmt::Display) -> ServiceError {
+    ServiceError::Setup(e.to_string())
+}
+
+/// The path of the control socket that `remailer queue flush` talks to.
+pub fn control_socket(config: &Config) -> PathBuf {
+    config.data_dir.join("control.sock")
+}
+
+/// Opens what every command needs: the data dir, keys and the members directory.
+pub async fn open_members(config: &Config) -> Result<(Arc<Keys>, Members), ServiceError> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| setup(format!("data dir {}: {e}", config.data_dir.display())))?;
+    let keys = Arc::new(Keys::load_or_create(&config.data_dir).map_err(setup)?);
+    let store = crate::store::open(&config.store_url())
+        .await
+        .map_err(setup)?;
+    Ok((keys.clone(), Members::new(store, keys, config.domain())))
+}
+
+/// Loads the STARTTLS certificate, if one is configured.
+pub fn load_tls(config: &Config) -> Result<Option<TlsAcceptor>, ServiceError> {
+    let (Some(cert), Some(key)) = (&config.smtp.tls_cert, &config.smtp.tls_key) else {
+        return Ok(None);
+    };
+    let read =
+        |p: &Path| std::fs::read(p).map_err(|e| setup(format!("TLS file {}: {e}", p.display())));
+    let certs: Vec<_> = rustls_pemfile::certs(&mut read(cert)?.as_slice())
+        .collect::<Result<_, _>>()
+        .map_err(|e| setup(format!("TLS certificate {}: {e}", cert.display())))?;
+    let key = rustls_pemfile::private_key(&mut read(key)?.as_slice())
+        .map_err(|e| setup(format!("TLS key {}: {e}", key.display())))?
+        .ok_or_else(|| {
+            setup(format!(
+                "TLS key file {} holds no private key",
+                key.display()
+            ))
+        })?;
+    let server = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(setup)?;
+    Ok(Some(TlsAcceptor::from(Arc::new(server))))
+}
+
+/// Runs the service until SIGTERM or SIGINT.
+pub async fn serve(config: Config) -> Result<(), ServiceError> {
+    let config = Arc::new(config);
+    if config.policy.sender_auth == SenderAuth::None {
+        tracing::warn!("policy.sender_auth = \"none\": the From address is trusted as given; anyone who forges a member's address can write as that member's alias");
+    }
+    let (keys, members) = open_members(&config).await?;
+    let spool = Arc::new(Spool::open(&config.data_dir.join("spool"), keys.clone()).map_err(setup)?);
+    let delivery = Delivery::new(config.clone(), spool.clone(), members.clone()).map_err(setup)?;
+    let resumed = delivery.resume().await;
+    if resumed > 0 {
+        tracing::info!(entries = resumed, "resumed the queue");
+    }
+    let remail = Remail::new(
+        config.clone(),
+        members.clone(),
+        keys.clone(),
+        spool,
+        delivery.clone(),
+    );
+    let policy = Policy::new(members, &config.web.public_url);
+    let intake = Arc::new(Intake::new(
+        config.clone(),
+        policy,
+        remail,
+        load_tls(&config)?,
+    ));
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut servers = Vec::new();
+    for addr in &config.smtp.listen {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServiceError::Listen {
+                addr: addr.to_string(),
+                source,
+            })?;
+        tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "SMTP listening");
+        servers.push(tokio::spawn(
+            intake.clone().serve(listener, stop_rx.clone()),
+        ));
+    }
+    let control = spawn_control(&config, delivery.clone())?;
+    wait_for_signals(&config, &intake).await;
+
+    tracing::info!("shutting down: finishing sessions in flight");
+    let _ = stop_tx.send(true);
+    for s in servers {
+        let _ = s.await;
+    }
+    control.abort();
+    let _ = std::fs::remove_file(control_socket(&config));
+    delivery.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signals(config: &Config, intake: &Intake) {
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = int.recv() => return,
+            _ = hup.recv() => match load_tls(config) {
+                Ok(tls) => {
+                    if let Ok(mut slot) = intake.tls.write() { *slot = tls; }
+                    tracing::info!("reloaded the TLS certificate");
+                }
+                Err(e) => tracing::error!(error = %e, "TLS reload failed; keeping the old certificate"),
+            },
+        }
+    }
+}
+
+/// The control socket: one command per connection (`flush`), answered with one line.
+fn spawn_control(
+    config: &Config,
+    delivery: Delivery,
+) -> Result<tokio::task::JoinHandle<()>, ServiceError> {
+    let path = control_socket(config);
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path)
+        .map_err(|e| setup(format!("control socket {}: {e}", path.display())))?;
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+    Ok(tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let delivery = delivery.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut line = String::new();
+                let _ = BufReader::new(read).take(256).read_line(&mut line).await;
+                let answer = match line.trim() {
+                    "flush" => {
+                        delivery.flush();
+                        "ok: retrying every deferred message now\n"
+                    }
+                    _ => "error: unknown command\n",
+                };
+                let _ = write.write_all(answer.as_bytes()).await;
+            });
+        }
+    }))
+}

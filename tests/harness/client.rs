@@ -1,0 +1,124 @@
+//! A plain SMTP client for tests: sends lines, reads (multi-line) replies.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+
+pub struct Client {
+    reader: BufReader<OwnedReadHalf>,
+    writer: OwnedWriteHalf,
+}
+
+/// A reply: its code and all its text lines joined by '\n'.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub code: u16,
+    pub text: String,
+}
+
+impl Client {
+    /// Connects and reads the greeting (which must be 220).
+    pub async fn connect(port: u16) -> Client {
+        let mut c = Self::connect_raw(port).await;
+        let greeting = c.read_reply().await;
+        assert_eq!(greeting.code, 220, "greeting: {greeting:?}");
+        c
+    }
+
+    pub async fn connect_raw(port: u16) -> Client {
+        let stream = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        let (r, w) = stream.into_split();
+        Client {
+            reader: BufReader::new(r),
+            writer: w,
+        }
+    }
+
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).await.expect("write");
+    }
+
+    /// Sends one command line and reads its reply.
+    pub async fn cmd(&mut self, line: &str) -> Reply {
+        self.send_raw(format!("{line}\r\n").as_bytes()).await;
+        self.read_reply().await
+    }
+
+    pub async fn read_reply(&mut self) -> Reply {
+        self.try_read_reply().await.expect("a reply")
+    }
+
+    /// Reads one reply; None when the server closed the connection.
+    pub async fn try_read_reply(&mut self) -> Option<Reply> {
+        let mut text = Vec::new();
+        loop {
+            let mut line = String::new();
+            let n = tokio::time::timeout(Duration::from_secs(30), self.reader.read_line(&mut line))
+                .await
+                .expect("reply within 30 s")
+                .ok()?;
+            if n == 0 {
+                return None;
+            }
+            let line = line.trim_end();
+            assert!(line.len() >= 3, "short reply line {line:?}");
+            text.push(line.get(4..).unwrap_or("").to_string());
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return Some(Reply {
+                    code: line[..3].parse().expect("numeric code"),
+                    text: text.join("\n"),
+                });
+            }
+        }
+    }
+
+    /// EHLO, MAIL, RCPT…, DATA, message: returns the reply to the final dot (or the first
+    /// refusal before it).
+    pub async fn send_mail(&mut self, from: &str, rcpts: &[&str], data: &str) -> Reply {
+        let r = self.cmd("EHLO client.real.example").await;
+        assert_eq!(r.code, 250, "{r:?}");
+        let r = self.cmd(&format!("MAIL FROM:<{from}>")).await;
+        if r.code != 250 {
+            return r;
+        }
+        let mut any = false;
+        let mut last = None;
+        for rcpt in rcpts {
+            let r = self.cmd(&format!("RCPT TO:<{rcpt}>")).await;
+            any |= r.code == 250;
+            if r.code != 250 {
+                last = Some(r);
+            }
+        }
+        if !any {
+            self.cmd("RSET").await;
+            return last.expect("a refusal");
+        }
+        let r = self.cmd("DATA").await;
+        if r.code != 354 {
+            return r;
+        }
+        self.send_raw(dot_stuff(data).as_bytes()).await;
+        self.send_raw(b".\r\n").await;
+        self.read_reply().await
+    }
+}
+
+/// Dot-stuffs a message and makes sure it ends with CRLF.
+pub fn dot_stuff(data: &str) -> String {
+    let mut out = String::with_capacity(data.len() + 16);
+    for line in data.split_inclusive('\n') {
+        if line.starts_with('.') {
+            out.push('.');
+        }
+        out.push_str(line);
+    }
+    if !out.ends_with("\r\n") {
+        out.push_str("\r\n");
+    }
+    out
+}

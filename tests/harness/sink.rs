@@ -1,0 +1,174 @@
+//! A real SMTP sink on 127.0.0.1: records every delivered message; can defer (451) the next
+//! N transactions or refuse (550) recipients, to test retries and failure notices. Deferral
+//! and refusal apply only to mail with a non-null envelope sender, so the service's own
+//! notices (null sender) still get through and can be inspected.
+
+use std::sync::{Arc, Mutex};
+
+use smtp_proto::request::receiver::{DataReceiver, RequestReceiver};
+use smtp_proto::Request;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    pub mail_from: String,
+    pub rcpt_to: Vec<String>,
+    pub data: Vec<u8>,
+}
+
+impl Delivered {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.data).into_owned()
+    }
+
+    /// The value of the first header with this name (unfolded), if any.
+    pub fn header(&self, name: &str) -> Option<String> {
+        let text = self.text();
+        let head = text.split("\r\n\r\n").next().unwrap_or("");
+        let unfolded = head.replace("\r\n ", " ").replace("\r\n\t", " ");
+        unfolded.lines().find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkMode {
+    Accept,
+    /// Answer `451` to the next N messages (at the end of DATA), then accept.
+    Defer(usize),
+    /// Answer `550 5.1.1` at RCPT.
+    Reject,
+}
+
+#[derive(Clone)]
+pub struct Sink {
+    pub port: u16,
+    state: Arc<Mutex<State>>,
+}
+
+struct State {
+    mode: SinkMode,
+    delivered: Vec<Delivered>,
+    attempts: usize,
+}
+
+impl Sink {
+    pub async fn start(mode: SinkMode) -> Sink {
+        Self::start_on(0, mode).await
+    }
+
+    pub async fn start_on(port: u16, mode: SinkMode) -> Sink {
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("sink bind");
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(Mutex::new(State {
+            mode,
+            delivered: Vec::new(),
+            attempts: 0,
+        }));
+        let s = state.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(session(stream, s.clone()));
+            }
+        });
+        Sink { port, state }
+    }
+
+    pub fn set_mode(&self, mode: SinkMode) {
+        self.state.lock().unwrap().mode = mode;
+    }
+
+    pub fn delivered(&self) -> Vec<Delivered> {
+        self.state.lock().unwrap().delivered.clone()
+    }
+
+    /// Transactions that reached the end of DATA (accepted or deferred).
+    pub fn attempts(&self) -> usize {
+        self.state.lock().unwrap().attempts
+    }
+}
+
+async fn session(mut stream: TcpStream, state: Arc<Mutex<State>>) {
+    let _ = stream.write_all(b"220 sink.test ESMTP\r\n").await;
+    let mut receiver = RequestReceiver::default();
+    let mut data: Option<DataReceiver> = None;
+    let (mut from, mut rcpts, mut body) = (String::new(), Vec::new(), Vec::new());
+    let mut buf = vec![0u8; 8192];
+    loop {
+        let n = match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let mut out = Vec::new();
+        let mut bytes = buf[..n].iter();
+        while !bytes.as_slice().is_empty() {
+            if let Some(d) = data.as_mut() {
+                if d.ingest(&mut bytes, &mut body) {
+                    data = None;
+                    let mut st = state.lock().unwrap();
+                    st.attempts += 1;
+                    if let (SinkMode::Defer(n), false) = (st.mode, from.is_empty()) {
+                        st.mode = if n > 1 {
+                            SinkMode::Defer(n - 1)
+                        } else {
+                            SinkMode::Accept
+                        };
+                        out.extend_from_slice(b"451 4.3.0 try again later\r\n");
+                    } else {
+                        let d = Delivered {
+                            mail_from: from.clone(),
+                            rcpt_to: rcpts.clone(),
+                            data: std::mem::take(&mut body),
+                        };
+                        st.delivered.push(d);
+                        out.extend_from_slice(b"250 2.0.0 ok\r\n");
+                    }
+                    body.clear();
+                }
+                continue;
+            }
+            let reply: &[u8] = match receiver.ingest(&mut bytes) {
+                Ok(Request::Ehlo { .. }) => b"250-sink.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n",
+                Ok(Request::Helo { .. }) => b"250 sink.test\r\n",
+                Ok(Request::Mail { from: f }) => {
+                    from = f.address.to_string();
+                    rcpts.clear();
+                    b"250 ok\r\n"
+                }
+                Ok(Request::Rcpt { to }) => {
+                    if state.lock().unwrap().mode == SinkMode::Reject && !from.is_empty() {
+                        b"550 5.1.1 <secret-real-address@nowhere> user unknown\r\n"
+                    } else {
+                        rcpts.push(to.address.to_string());
+                        b"250 ok\r\n"
+                    }
+                }
+                Ok(Request::Data) => {
+                    data = Some(DataReceiver::new());
+                    b"354 go ahead\r\n"
+                }
+                Ok(Request::Rset) => {
+                    rcpts.clear();
+                    b"250 ok\r\n"
+                }
+                Ok(Request::Quit) => {
+                    let _ = stream.write_all(&out).await;
+                    let _ = stream.write_all(b"221 bye\r\n").await;
+                    return;
+                }
+                Ok(_) => b"250 ok\r\n",
+                Err(smtp_proto::Error::NeedsMoreData { .. }) => break,
+                Err(_) => b"500 error\r\n",
+            };
+            out.extend_from_slice(reply);
+        }
+        if !out.is_empty() && stream.write_all(&out).await.is_err() {
+            return;
+        }
+    }
+}

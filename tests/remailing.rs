@@ -1,0 +1,300 @@
+//! Member-to-member remailing end to end: real SMTP in, the real service, real SMTP out.
+
+mod harness;
+
+use std::time::Duration;
+
+use harness::{message, wait_for, Client, Service, Sink, SinkMode};
+
+const JOE: &str = "joe@real.example";
+const ANN: &str = "ann@mail.example";
+const T: Duration = Duration::from_secs(15);
+
+async fn setup(mode: SinkMode, extra: &str) -> (Service, Sink) {
+    let sink = Sink::start(mode).await;
+    let svc = Service::start(sink.port, extra).await;
+    svc.add_alias("joe", JOE);
+    svc.add_alias("ann", ANN);
+    (svc, sink)
+}
+
+async fn send(svc: &Service, from: &str, to: &str, data: &str) -> harness::client::Reply {
+    let mut c = Client::connect(svc.smtp_port).await;
+    let r = c.send_mail(from, &[to], data).await;
+    c.cmd("QUIT").await;
+    r
+}
+
+#[tokio::test]
+async fn a_members_message_arrives_rewritten_at_the_recipients_real_address() {
+    let (svc, sink) = setup(SinkMode::Accept, "").await;
+    let r = send(
+        &svc,
+        JOE,
+        "ann@remailer.test",
+        &message(JOE, "ann@remailer.test", "Hello Ann", "See you at noon."),
+    )
+    .await;
+    assert_eq!(r.code, 250, "{r:?}");
+    assert!(r.text.contains("Queued as"), "{r:?}");
+    let d = wait_for("delivery", T, || sink.delivered().pop()).await;
+
+    assert_eq!(
+        d.rcpt_to,
+        vec![ANN.to_string()],
+        "delivered to the real address"
+    );
+    assert!(
+        d.mail_from.starts_with("b+") && d.mail_from.ends_with("@remailer.test"),
+        "VERP sender: {}",
+        d.mail_from
+    );
+    let from = d.header("From").unwrap();
+    assert!(
+        from.contains("joe@remailer.test") && !from.contains("Joe Smith"),
+        "From: {from}"
+    );
+    assert!(d.header("To").unwrap().contains("ann@remailer.test"));
+    assert_eq!(d.header("Subject").as_deref(), Some("Hello Ann"));
+    assert!(d.header("Message-ID").unwrap().ends_with("@remailer.test>"));
+    assert!(
+        !d.header("Date").unwrap().contains("13 Jan 2025"),
+        "Date regenerated"
+    );
+    let text = d.text();
+    for leak in [
+        "real.example",
+        "198.51.100.23",
+        "Received:",
+        "X-Mailer",
+        "X-Originating-IP",
+        "Joe Smith",
+    ] {
+        assert!(!text.contains(leak), "{leak} leaked:\n{text}");
+    }
+    assert!(text.contains("See you at noon."));
+    let log = svc.log();
+    assert!(
+        !log.contains(JOE) && !log.contains(ANN),
+        "a real address in the log:\n{log}"
+    );
+}
+
+#[tokio::test]
+async fn replies_flow_back_and_keep_the_thread() {
+    let (svc, sink) = setup(SinkMode::Accept, "").await;
+    let first = message(JOE, "ann@remailer.test", "Lunch?", "Lunch on Friday?");
+    let original_id = first
+        .lines()
+        .find(|l| l.starts_with("Message-ID:"))
+        .unwrap()[12..]
+        .trim()
+        .to_string();
+    assert_eq!(send(&svc, JOE, "ann@remailer.test", &first).await.code, 250);
+    let to_ann = wait_for("first delivery", T, || sink.delivered().pop()).await;
+    let issued = to_ann.header("Message-ID").unwrap();
+
+    let reply = format!(
+        "From: Ann Lee <{ANN}>\r\nTo: <joe@remailer.test>\r\nSubject: Re: Lunch?\r\nIn-Reply-To: {issued}\r\n\
+         References: {issued}\r\nMessage-ID: <reply.1@mx.mail.example>\r\n\r\nYes, Friday works.\r\n"
+    );
+    assert_eq!(send(&svc, ANN, "joe@remailer.test", &reply).await.code, 250);
+    let to_joe = wait_for("reply delivery", T, || {
+        sink.delivered().into_iter().find(|d| d.rcpt_to == [JOE])
+    })
+    .await;
+    assert!(to_joe.header("From").unwrap().contains("ann@remailer.test"));
+    assert_eq!(
+        to_joe.header("In-Reply-To").as_deref(),
+        Some(original_id.as_str()),
+        "Joe's client threads it"
+    );
+    assert!(!to_joe.text().contains("mail.example"), "{}", to_joe.text());
+}
+
+#[tokio::test]
+async fn a_temporary_failure_is_retried_until_delivered() {
+    let (svc, sink) = setup(SinkMode::Defer(2), "").await;
+    assert_eq!(
+        send(
+            &svc,
+            JOE,
+            "ann@remailer.test",
+            &message(JOE, "ann@remailer.test", "retry", "x")
+        )
+        .await
+        .code,
+        250
+    );
+    let d = wait_for("delivery after two deferrals", T, || sink.delivered().pop()).await;
+    assert_eq!(d.rcpt_to, vec![ANN.to_string()]);
+    assert_eq!(sink.attempts(), 3, "two 451s, then success");
+    assert!(svc.log().contains("deferred"));
+}
+
+#[tokio::test]
+async fn a_permanent_refusal_ends_in_a_notice_that_names_only_aliases() {
+    let (svc, sink) = setup(SinkMode::Reject, "").await;
+    assert_eq!(
+        send(
+            &svc,
+            JOE,
+            "ann@remailer.test",
+            &message(JOE, "ann@remailer.test", "doomed", "x")
+        )
+        .await
+        .code,
+        250
+    );
+    let notice = wait_for("the failure notice", T, || sink.delivered().pop()).await;
+    assert_eq!(notice.rcpt_to, vec![JOE.to_string()], "the sender is told");
+    assert_eq!(notice.mail_from, "", "notices have a null sender");
+    let text = notice.text();
+    assert!(text.contains("ann@remailer.test"), "{text}");
+    assert!(!text.contains(ANN), "the recipient's real address: {text}");
+    assert!(
+        !text.contains("secret-real-address") && !text.contains("user unknown"),
+        "remote text: {text}"
+    );
+    assert!(text.contains("Auto-Submitted: auto-replied"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sink.delivered().len(), 1, "one notice, nothing else");
+}
+
+#[tokio::test]
+async fn a_message_past_its_maximum_age_is_given_up_with_a_notice() {
+    let (svc, sink) = setup(SinkMode::Defer(1000), "delivery.max_age = 3").await;
+    assert_eq!(
+        send(
+            &svc,
+            JOE,
+            "ann@remailer.test",
+            &message(JOE, "ann@remailer.test", "slow", "x")
+        )
+        .await
+        .code,
+        250
+    );
+    let notice = wait_for("the expiry notice", T, || sink.delivered().pop()).await;
+    assert_eq!(notice.rcpt_to, vec![JOE.to_string()]);
+    assert!(
+        notice
+            .text()
+            .contains("could not be delivered within 1 day,"),
+        "{}",
+        notice.text()
+    );
+    let (_, out, _) = svc.cli(&["queue", "list"]);
+    assert!(out.contains("0 queued"), "{out}");
+}
+
+#[tokio::test]
+async fn queue_list_and_flush() {
+    let (svc, sink) = setup(
+        SinkMode::Defer(1000),
+        "delivery.retry_base = 3600\ndelivery.retry_max = 3600",
+    )
+    .await;
+    assert_eq!(
+        send(
+            &svc,
+            JOE,
+            "ann@remailer.test",
+            &message(JOE, "ann@remailer.test", "held", "x")
+        )
+        .await
+        .code,
+        250
+    );
+    wait_for("first attempt", T, || (sink.attempts() >= 1).then_some(())).await;
+    let (code, out, err) = svc.cli(&["queue", "list"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("1 queued") && out.contains("ann@remailer.test"),
+        "{out}"
+    );
+    assert!(!out.contains(ANN), "queue list shows aliases only: {out}");
+    sink.set_mode(SinkMode::Accept);
+    let (code, out, err) = svc.cli(&["queue", "flush"]);
+    assert_eq!(code, 0, "{out}{err}");
+    wait_for("delivery after flush", T, || sink.delivered().pop()).await;
+}
+
+#[tokio::test]
+async fn queue_flush_without_a_running_service_says_so() {
+    let svc = Service::prepare(harness::free_port(), "");
+    let (code, _, err) = svc.cli(&["queue", "flush"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("not running"), "{err}");
+}
+
+#[tokio::test]
+async fn a_restart_resumes_the_queue() {
+    let sink_port = harness::free_port();
+    let mut svc = Service::start(sink_port, "").await;
+    svc.add_alias("joe", JOE);
+    svc.add_alias("ann", ANN);
+    for n in 0..3 {
+        let subject = format!("queued {n}");
+        assert_eq!(
+            send(
+                &svc,
+                JOE,
+                "ann@remailer.test",
+                &message(JOE, "ann@remailer.test", &subject, "x")
+            )
+            .await
+            .code,
+            250
+        );
+    }
+    assert_eq!(svc.terminate(), Some(0), "clean exit on SIGTERM");
+    let sink = Sink::start_on(sink_port, SinkMode::Accept).await;
+    svc.spawn().await;
+    wait_for("all three after restart", T, || {
+        (sink.delivered().len() == 3).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sigterm_lets_a_session_in_flight_finish() {
+    let (mut svc, sink) = setup(SinkMode::Accept, "").await;
+    let mut c = Client::connect(svc.smtp_port).await;
+    c.cmd("EHLO client.example").await;
+    assert_eq!(c.cmd(&format!("MAIL FROM:<{JOE}>")).await.code, 250);
+    assert_eq!(c.cmd("RCPT TO:<ann@remailer.test>").await.code, 250);
+    assert_eq!(c.cmd("DATA").await.code, 354);
+    let msg = harness::client::dot_stuff(&message(JOE, "ann@remailer.test", "in flight", "half"));
+    let (a, b) = msg.split_at(msg.len() / 2);
+    c.send_raw(a.as_bytes()).await;
+    let pid = svc.pid().unwrap();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", svc.smtp_port))
+            .await
+            .is_err(),
+        "no new connections after SIGTERM"
+    );
+    c.send_raw(b).await;
+    c.send_raw(b".\r\n").await;
+    assert_eq!(
+        c.read_reply().await.code,
+        250,
+        "the message in flight is accepted"
+    );
+    c.cmd("QUIT").await;
+    assert_eq!(
+        svc.wait_exit(Duration::from_secs(30)),
+        Some(0),
+        "clean exit after the session"
+    );
+    // Accepted means not lost: delivered before the exit, or delivered after a restart.
+    svc.spawn().await;
+    let d = wait_for("delivery", T, || sink.delivered().pop()).await;
+    assert_eq!(d.header("Subject").as_deref(), Some("in flight"));
+}
