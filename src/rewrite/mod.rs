@@ -9,6 +9,39 @@
 //! - [`rewrite`] returns the new message bytes (CRLF line ends), the issued Message-ID and the
 //!   original one (the caller stores the pair for threading).
 //! - [`is_own_message_id`] tells whether a Message-ID was issued by this service (keyed marker).
+//!
+//! How the message is rebuilt (DESIGN §3):
+//! - Nothing of the original header block is copied. The top level gets From (the sender's
+//!   alias), To/Cc/Reply-To (members' aliases and addresses at the service's domain; every
+//!   other address dropped; an empty To becomes `undisclosed-recipients:;`), Subject (with
+//!   members' real addresses and names replaced), a new Date (UTC) and Message-ID (random
+//!   part plus keyed marker), mapped In-Reply-To/References and MIME-Version. `Reply-To`
+//!   appears only when the original had one and some of its addresses map.
+//! - The MIME tree is rebuilt part by part ([`mime`]): fresh boundaries, text parts decoded,
+//!   rewritten and re-encoded as UTF-8, other leaves re-encoded as base64 with unchanged
+//!   content, part headers limited to Content-Type/-Transfer-Encoding/-Disposition/
+//!   -Language/-Description and an opaque Content-ID (`cid:` links in HTML follow it).
+//! - `message/rfc822` parts (forwarded mail) are **rewritten by the same rules**, not passed
+//!   opaquely: an embedded message is where a member's real address, name, provider hosts
+//!   and `Received` lines sit most often. Its headers keep Subject, MIME-Version and the
+//!   mapped From/To/Cc/Reply-To (non-members dropped); no Date, Message-ID or threading.
+//! - Every `text/*` part is rewritten (plain, HTML, calendar invitations, vCards...), after
+//!   undoing `format=flowed` and iCalendar folding, so an address is found even where a
+//!   client wrapped it.
+//! - Signed mail is refused unless the caller strips signatures ([`signed`]); mail whose
+//!   Message-ID carries the service's marker is refused as a loop.
+
+mod body;
+mod find;
+mod headers;
+mod ids;
+mod mapper;
+mod mime;
+mod signed;
+
+use std::sync::LazyLock;
+
+use mail_parser::{HeaderName, MessageParser, PartType};
 
 use time::OffsetDateTime;
 
@@ -82,3 +115,123 @@ pub enum RewriteError {
     #[error("the message is a copy of mail this service sent (mail loop)")]
     Loop,
 }
+
+/// The parser configuration rewrite and scan use: MIME, address, ID and Subject headers.
+fn parser() -> &'static MessageParser {
+    static PARSER: LazyLock<MessageParser> = LazyLock::new(|| {
+        MessageParser::new()
+            .with_mime_headers()
+            .with_address_headers()
+            .with_message_ids()
+            .header_text(HeaderName::Subject)
+            .header_text(HeaderName::ContentLanguage)
+    });
+    &PARSER
+}
+
+/// Parses `raw` with the configuration rewrite uses (also handy for tests and callers that
+/// want to look at the output the same way).
+pub fn parse(raw: &[u8]) -> Option<mail_parser::Message<'_>> {
+    parser().parse(raw).filter(|m| !m.parts.is_empty())
+}
+
+/// Lists what `raw` mentions, for the caller to look up before [`rewrite`].
+pub fn scan(raw: &[u8]) -> Scan {
+    let mut scan = Scan::default();
+    let Some(msg) = parse(raw) else {
+        return scan;
+    };
+    scan.message_id = msg.message_id().map(str::to_string);
+    scan.from = msg
+        .from()
+        .and_then(|a| a.first())
+        .and_then(|a| a.address())
+        .map(str::to_string);
+    for name in [HeaderName::InReplyTo, HeaderName::References] {
+        match msg.header(name) {
+            Some(mail_parser::HeaderValue::Text(t)) => push_unique(&mut scan.referenced_ids, t),
+            Some(mail_parser::HeaderValue::TextList(l)) => {
+                for t in l {
+                    push_unique(&mut scan.referenced_ids, t);
+                }
+            }
+            _ => {}
+        }
+    }
+    scan_message(&msg, &mut scan.addresses);
+    scan
+}
+
+fn push_unique(list: &mut Vec<String>, item: &str) {
+    if !list.iter().any(|x| x == item) {
+        list.push(item.to_string());
+    }
+}
+
+/// Addresses in the header block, the decoded address headers and Subject, and the text
+/// parts of `msg` and of every message embedded in it.
+fn scan_message(msg: &mail_parser::Message<'_>, found: &mut Vec<String>) {
+    let add = |found: &mut Vec<String>, s: &str| {
+        for a in find::addresses(s) {
+            let a = a.to_lowercase();
+            if !found.contains(&a) {
+                found.push(a);
+            }
+        }
+    };
+    for part in &msg.parts {
+        let header_block = &msg.raw_message[part.offset_header as usize..part.offset_body as usize];
+        add(found, &String::from_utf8_lossy(header_block));
+        for h in &part.headers {
+            match &h.value {
+                mail_parser::HeaderValue::Address(list) => {
+                    for a in list.iter().filter_map(|a| a.address()) {
+                        add(found, a);
+                    }
+                }
+                mail_parser::HeaderValue::Text(t) => add(found, t),
+                _ => {}
+            }
+        }
+        match &part.body {
+            PartType::Text(t) | PartType::Html(t) => {
+                add(found, t);
+                add(found, &body::unfold(t));
+            }
+            PartType::Message(nested) => scan_message(nested, found),
+            _ => {}
+        }
+    }
+}
+
+/// Rebuilds `raw` as the recipient will see it (all rules of DESIGN §3; see the module
+/// documentation).
+pub fn rewrite(raw: &[u8], ctx: &Context, dir: &dyn Directory) -> Result<Rewritten, RewriteError> {
+    let msg = parse(raw).ok_or(RewriteError::Unparseable)?;
+    let original_message_id = msg.message_id().map(str::to_string);
+    if let Some(id) = &original_message_id {
+        if is_own_message_id(id, ctx.keys, ctx.domain) {
+            return Err(RewriteError::Loop);
+        }
+    }
+    let ctx: &Context<'_> = ctx;
+    let message_id = ids::issue(&ctx.nonce, ctx.keys, ctx.domain);
+    let mut w = mime::Writer::new(ctx, dir);
+    w.prepare(&msg);
+    let mut out = Vec::with_capacity(raw.len() + raw.len() / 4 + 512);
+    headers::write_top(&mut w, &msg, dir, &message_id, &mut out);
+    w.write_part(&msg, 0, &mut out)?;
+    Ok(Rewritten {
+        message: out,
+        message_id,
+        original_message_id,
+    })
+}
+
+/// True when `id` (with or without angle brackets) is a Message-ID this service issued.
+pub fn is_own_message_id(id: &str, keys: &Keys, domain: &Domain) -> bool {
+    ids::is_own(id, keys, domain)
+}
+
+#[cfg(test)]
+mod tests;

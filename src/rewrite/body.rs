@@ -1,0 +1,242 @@
+//! Text bodies: undoing `format=flowed` and iCalendar line folding before the rewrite, and
+//! choosing and writing a transfer encoding after it (7bit when the text is short-lined
+//! ASCII, quoted-printable when it is mostly ASCII, base64 otherwise). Output is UTF-8 with
+//! CRLF line ends and lines of at most 76 characters.
+
+use std::borrow::Cow;
+
+use mail_builder::encoders::{Base64Encoder, QuotedPrintableEncoder};
+
+/// The transfer encoding chosen for a rewritten text part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextEncoding {
+    SevenBit,
+    QuotedPrintable,
+    Base64,
+}
+
+impl TextEncoding {
+    pub fn header_value(self) -> &'static str {
+        match self {
+            TextEncoding::SevenBit => "7bit",
+            TextEncoding::QuotedPrintable => "quoted-printable",
+            TextEncoding::Base64 => "base64",
+        }
+    }
+}
+
+/// Picks the encoding for `text`.
+pub fn choose_encoding(text: &str) -> TextEncoding {
+    let bytes = text.as_bytes();
+    let non_ascii = bytes.iter().filter(|b| !b.is_ascii()).count();
+    if non_ascii * 4 > bytes.len() {
+        return TextEncoding::Base64;
+    }
+    let short_lines = text.split('\n').all(|l| l.len() <= 76);
+    let plain = bytes
+        .iter()
+        .all(|&b| b.is_ascii() && (b >= 0x20 || matches!(b, b'\r' | b'\n' | b'\t')));
+    if non_ascii == 0 && plain && short_lines && !has_bare_cr(bytes) {
+        TextEncoding::SevenBit
+    } else {
+        TextEncoding::QuotedPrintable
+    }
+}
+
+fn has_bare_cr(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\r' && bytes.get(i + 1) != Some(&b'\n'))
+}
+
+/// Writes `text` in `encoding`, CRLF line ends, ending with CRLF.
+pub fn write_text(text: &str, encoding: TextEncoding, out: &mut Vec<u8>) {
+    match encoding {
+        TextEncoding::SevenBit => {
+            for line in text.split('\n') {
+                out.extend_from_slice(line.trim_end_matches('\r').as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        TextEncoding::QuotedPrintable => {
+            let crlf = to_crlf(text);
+            QuotedPrintableEncoder::new()
+                .preserve_line_breaks()
+                .encode_into(crlf.as_bytes(), out);
+            out.extend_from_slice(b"\r\n");
+        }
+        TextEncoding::Base64 => {
+            let crlf = to_crlf(text);
+            write_base64(crlf.as_bytes(), out);
+        }
+    }
+}
+
+/// Base64 with 76-character lines, ending with CRLF.
+pub fn write_base64(data: &[u8], out: &mut Vec<u8>) {
+    Base64Encoder::new().wrap_lines().encode_into(data, out);
+    if !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Text with every line break as CRLF.
+fn to_crlf(text: &str) -> Cow<'_, str> {
+    let b = text.as_bytes();
+    let needs = b
+        .iter()
+        .enumerate()
+        .any(|(i, &c)| c == b'\n' && (i == 0 || b[i - 1] != b'\r'));
+    if !needs {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + text.len() / 32);
+    for (n, line) in text.split('\n').enumerate() {
+        if n > 0 {
+            out.push_str("\r\n");
+        }
+        out.push_str(line.strip_suffix('\r').unwrap_or(line));
+    }
+    Cow::Owned(out)
+}
+
+/// Joins the soft line breaks of `format=flowed` text (RFC 3676). The output is plain text
+/// whose paragraphs are single lines; quoted lines keep their quote prefix.
+pub fn unflow(text: &str, delsp: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut open: Option<usize> = None; // quote depth of a paragraph still being joined
+    for raw in text.split_inclusive('\n') {
+        let line = raw.trim_end_matches(['\r', '\n']);
+        let depth = line.bytes().take_while(|&b| b == b'>').count();
+        let mut content = &line[depth..];
+        if content.starts_with(' ') {
+            content = &content[1..]; // space-stuffing
+        }
+        match open {
+            Some(d) if d == depth => {}
+            Some(_) => {
+                out.push('\n');
+                out.push_str(&line[..depth]);
+                if depth > 0 {
+                    out.push(' ');
+                }
+            }
+            None => {
+                out.push_str(&line[..depth]);
+                if depth > 0 {
+                    out.push(' ');
+                }
+            }
+        }
+        let soft = content.ends_with(' ') && content != "-- ";
+        if soft {
+            let keep = if delsp {
+                &content[..content.len() - 1]
+            } else {
+                content
+            };
+            out.push_str(keep);
+            open = Some(depth);
+        } else {
+            out.push_str(content);
+            out.push('\n');
+            open = None;
+        }
+    }
+    if out.ends_with('\n') && !text.ends_with('\n') {
+        out.pop();
+    }
+    out
+}
+
+/// Undoes iCalendar/vCard line folding (RFC 5545 §3.1).
+pub fn unfold(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for (n, raw) in text.split('\n').enumerate() {
+        let line = raw.strip_suffix('\r').unwrap_or(raw);
+        if n > 0 {
+            if let Some(rest) = line.strip_prefix([' ', '\t']) {
+                out.push_str(rest);
+                continue;
+            }
+            out.push('\n');
+        }
+        out.push_str(line);
+    }
+    out
+}
+
+/// Folds iCalendar/vCard content lines at 75 octets, on character boundaries.
+pub fn fold(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 64);
+    for (n, line) in text.split('\n').enumerate() {
+        if n > 0 {
+            out.push('\n');
+        }
+        let mut width = 0;
+        for c in line.chars() {
+            if width + c.len_utf8() > 75 {
+                out.push_str("\n ");
+                width = 1;
+            }
+            out.push(c);
+            width += c.len_utf8();
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flowed_text_is_joined() {
+        let t = "Hello Joe \r\nSmith here.\r\n> quoted \r\n> more\r\n-- \r\nsig\r\n";
+        assert_eq!(
+            unflow(t, false),
+            "Hello Joe Smith here.\n> quoted more\n-- \nsig\n"
+        );
+        assert_eq!(unflow("ab \r\ncd", true), "abcd");
+    }
+
+    #[test]
+    fn calendar_folding_round_trips() {
+        let t = "ORGANIZER;CN=Joe Smith:mailto:joe@re\r\n al.example\r\nEND:VEVENT";
+        assert_eq!(
+            unfold(t),
+            "ORGANIZER;CN=Joe Smith:mailto:joe@real.example\nEND:VEVENT"
+        );
+        let long = "X:".to_string() + &"é".repeat(60);
+        let folded = fold(&long);
+        assert!(folded.split('\n').all(|l| l.len() <= 75));
+        assert_eq!(unfold(&folded), long);
+    }
+
+    #[test]
+    fn encodings_are_chosen_and_written_with_crlf() {
+        assert_eq!(choose_encoding("short\nlines\n"), TextEncoding::SevenBit);
+        assert_eq!(
+            choose_encoding("café au lait"),
+            TextEncoding::QuotedPrintable
+        );
+        assert_eq!(
+            choose_encoding(&"x".repeat(100)),
+            TextEncoding::QuotedPrintable
+        );
+        assert_eq!(choose_encoding("日本語のテキスト"), TextEncoding::Base64);
+        let mut out = Vec::new();
+        write_text("a\nb", TextEncoding::SevenBit, &mut out);
+        assert_eq!(out, b"a\r\nb\r\n");
+        let mut out = Vec::new();
+        write_text(
+            &format!("{}\ncafé\n", "x".repeat(100)),
+            TextEncoding::QuotedPrintable,
+            &mut out,
+        );
+        let s = String::from_utf8(out).unwrap();
+        assert!(s.lines().all(|l| l.len() <= 76), "{s}");
+        assert!(!s.replace("\r\n", "").contains('\n'));
+    }
+}

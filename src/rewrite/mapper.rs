@@ -1,0 +1,263 @@
+//! The [`Mapper`]: which strings of a message belong to members and what replaces them.
+//!
+//! It resolves addresses (the sender and recipients from the [`Context`] first, then the
+//! [`Directory`]), caches every answer for the message, remembers the real display names the
+//! message attaches to members, and replaces both in free text in one pass, so a replacement
+//! is never itself rewritten again.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use super::find::for_each_hit;
+use super::{Context, Directory, Member};
+use crate::address::RealAddress;
+
+/// Names shorter than this (in characters) are too common to replace blindly.
+const MIN_NAME_CHARS: usize = 4;
+
+/// Resolves and replaces members' real addresses and names for one message.
+pub struct Mapper<'m> {
+    dir: &'m dyn Directory,
+    /// Members seen so far; replacements refer to them by index.
+    members: Vec<&'m Member>,
+    /// Lower-cased address → member index (None: not a member).
+    cache: HashMap<String, Option<usize>>,
+    /// Lower-cased name words → member index.
+    names: Vec<(Vec<String>, usize)>,
+    /// The service's domain, lower case, with a leading `@`.
+    at_domain: String,
+}
+
+/// How an address appears in a rebuilt address header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mapped {
+    pub address: String,
+    pub name: Option<String>,
+}
+
+impl<'m> Mapper<'m> {
+    pub fn new(ctx: &'m Context<'m>, dir: &'m dyn Directory) -> Self {
+        let mut mapper = Mapper {
+            dir,
+            members: Vec::with_capacity(4),
+            cache: HashMap::with_capacity(8),
+            names: Vec::new(),
+            at_domain: format!("@{}", ctx.domain.as_str()),
+        };
+        for m in std::iter::once(ctx.sender).chain(ctx.recipients.iter()) {
+            mapper.add_member(m);
+        }
+        mapper
+    }
+
+    fn add_member(&mut self, m: &'m Member) -> usize {
+        if let Some(i) = self.members.iter().position(|k| k.alias == m.alias) {
+            return i;
+        }
+        self.members.push(m);
+        let i = self.members.len() - 1;
+        self.cache
+            .insert(m.real.normalized().to_lowercase(), Some(i));
+        i
+    }
+
+    /// The member whose real address `addr` is (any case).
+    pub fn member_index(&mut self, addr: &str) -> Option<usize> {
+        if let Some(hit) = self.cache.get(addr) {
+            return *hit;
+        }
+        let lower = addr.to_lowercase();
+        if let Some(hit) = self.cache.get(&lower) {
+            let hit = *hit;
+            self.cache.insert(addr.to_string(), hit);
+            return hit;
+        }
+        let dir = self.dir;
+        let found = RealAddress::parse_any(&lower)
+            .ok()
+            .and_then(|real| dir.member_by_real(&real))
+            .map(|m| self.add_member(m));
+        self.cache.insert(lower, found);
+        found
+    }
+
+    /// The text that replaces a member's real address or name.
+    fn alias_address(&self, index: usize) -> String {
+        self.members[index].alias.address()
+    }
+
+    fn alias_name(&self, index: usize) -> String {
+        let m = self.members[index];
+        m.display_name.clone().unwrap_or_else(|| m.alias.address())
+    }
+
+    /// True when `addr` is at the service's own domain (an alias or a service address).
+    pub fn is_service_address(&self, addr: &str) -> bool {
+        let d = &self.at_domain;
+        addr.len() > d.len()
+            && addr.is_char_boundary(addr.len() - d.len())
+            && addr[addr.len() - d.len()..].eq_ignore_ascii_case(d)
+    }
+
+    /// How `addr` appears in a rebuilt To/Cc/Reply-To header, or None to drop it.
+    pub fn map_header_address(&mut self, addr: &str) -> Option<Mapped> {
+        let addr = addr.trim();
+        if self.is_service_address(addr) {
+            let address = addr.to_ascii_lowercase();
+            let name = self
+                .members
+                .iter()
+                .find(|m| m.alias.address() == address)
+                .and_then(|m| m.display_name.clone());
+            return Some(Mapped { address, name });
+        }
+        let i = self.member_index(addr)?;
+        Some(Mapped {
+            address: self.alias_address(i),
+            name: self.members[i].display_name.clone(),
+        })
+    }
+
+    /// Remembers `name` as a real name of the member with real address `addr`.
+    pub fn learn_name(&mut self, name: &str, addr: &str) {
+        let Some(i) = self.member_index(addr) else {
+            return;
+        };
+        let name = strip_comments(name);
+        let name = name.trim().trim_matches(|c| c == '"' || c == '\'').trim();
+        if name.contains('@') || name.chars().count() < MIN_NAME_CHARS {
+            return;
+        }
+        if !name.chars().any(char::is_alphabetic) {
+            return;
+        }
+        self.push_name(name, i);
+        // "Smith, Joe" is also written "Joe Smith".
+        if let Some((last, first)) = name.split_once(',') {
+            let flipped = format!("{} {}", first.trim(), last.trim());
+            self.push_name(&flipped, i);
+        }
+    }
+
+    fn push_name(&mut self, name: &str, i: usize) {
+        let words: Vec<String> = name
+            .split_whitespace()
+            .map(|w| w.to_ascii_lowercase())
+            .collect();
+        if !words.is_empty() && !self.names.iter().any(|(w, _)| *w == words) {
+            self.names.push((words, i));
+        }
+    }
+
+    /// Replaces every member's real address and every learnt real name in `text`.
+    pub fn replace<'t>(&mut self, text: &'t str) -> Cow<'t, str> {
+        let mut spans = self.address_spans(text);
+        if !self.names.is_empty() {
+            self.name_spans(text, &mut spans);
+        }
+        if spans.is_empty() {
+            return Cow::Borrowed(text);
+        }
+        spans.sort_unstable_by_key(|s| s.0);
+        let mut out = String::with_capacity(text.len() + 32 * spans.len());
+        let mut pos = 0;
+        for (start, end, repl) in spans {
+            if start < pos {
+                continue;
+            }
+            out.push_str(&text[pos..start]);
+            out.push_str(&repl);
+            pos = end;
+        }
+        out.push_str(&text[pos..]);
+        Cow::Owned(out)
+    }
+
+    fn address_spans(&mut self, text: &str) -> Vec<(usize, usize, String)> {
+        let mut hits = Vec::new();
+        for_each_hit(text.as_bytes(), |h| hits.push(h.clone()));
+        let mut spans = Vec::new();
+        for hit in hits {
+            for &s in &hit.starts {
+                if let Some(i) = self.member_index(&text[s..hit.end]) {
+                    spans.push((s, hit.end, self.alias_address(i)));
+                    break;
+                }
+            }
+        }
+        spans
+    }
+
+    fn name_spans(&self, text: &str, spans: &mut Vec<(usize, usize, String)>) {
+        let lower = text.to_ascii_lowercase();
+        for (words, i) in &self.names {
+            let mut from = 0;
+            while let Some(pos) = lower[from..].find(words[0].as_str()) {
+                let start = from + pos;
+                from = start + words[0].len();
+                if let Some(end) = match_words(&lower, start, words) {
+                    if !overlaps(spans, start, end) {
+                        spans.push((start, end, self.alias_name(*i)));
+                    }
+                    from = end;
+                }
+            }
+        }
+    }
+}
+
+/// `name` without parenthesised comments ("Joe Smith (work)" → "Joe Smith").
+fn strip_comments(name: &str) -> Cow<'_, str> {
+    if !name.contains('(') {
+        return Cow::Borrowed(name);
+    }
+    let mut out = String::with_capacity(name.len());
+    let mut depth = 0usize;
+    for c in name.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            _ if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    Cow::Owned(out)
+}
+
+fn overlaps(spans: &[(usize, usize, String)], start: usize, end: usize) -> bool {
+    spans.iter().any(|&(s, e, _)| start < e && s < end)
+}
+
+/// True when the character before `pos` and the one at `pos` are both alphanumeric.
+fn inside_word(text: &str, pos: usize) -> bool {
+    let before = text[..pos].chars().next_back();
+    let after = text[pos..].chars().next();
+    matches!((before, after), (Some(a), Some(b)) if a.is_alphanumeric() && b.is_alphanumeric())
+}
+
+/// Matches `words` at `start` of `text` (already lower-cased), any whitespace between
+/// them, on word boundaries. Returns the end offset.
+fn match_words(text: &str, start: usize, words: &[String]) -> Option<usize> {
+    let b = text.as_bytes();
+    if inside_word(text, start) {
+        return None;
+    }
+    let mut pos = start;
+    for (n, w) in words.iter().enumerate() {
+        if n > 0 {
+            let ws = b[pos..]
+                .iter()
+                .take_while(|c| matches!(c, b' ' | b'\t' | b'\r' | b'\n'))
+                .count();
+            if ws == 0 {
+                return None;
+            }
+            pos += ws;
+        }
+        if !b[pos..].starts_with(w.as_bytes()) {
+            return None;
+        }
+        pos += w.len();
+    }
+    (!inside_word(text, pos)).then_some(pos)
+}

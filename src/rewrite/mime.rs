@@ -1,0 +1,331 @@
+//! Rebuilding the MIME tree. Every part is written anew from what mail-parser decoded:
+//! text parts are rewritten and re-encoded as UTF-8, other leaves keep their decoded bytes
+//! (re-encoded as base64), multiparts get fresh boundaries (original boundaries can carry
+//! host names), and `message/rfc822` parts are rewritten recursively by the same rules as the
+//! message itself (see the module documentation of [`super`]). Part headers keep only
+//! Content-Type, Content-Transfer-Encoding, Content-Disposition, Content-Language,
+//! Content-Description and an opaque Content-ID.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use mail_builder::headers::content_type::ContentType as OutContentType;
+use mail_builder::headers::text::Text;
+use mail_parser::{ContentType, HeaderValue, Message, MessagePart, MimeHeaders, PartType};
+
+use super::body::{self, choose_encoding, write_base64, write_text};
+use super::mapper::Mapper;
+use super::{headers, Context, Directory, RewriteError};
+
+/// Text subtypes whose lines are folded iCalendar/vCard style.
+const FOLDED_SUBTYPES: &[&str] = &["calendar", "vcard", "x-vcard", "directory"];
+
+/// Writes the rewritten message; holds the per-message state.
+pub struct Writer<'m> {
+    pub map: Mapper<'m>,
+    ctx: &'m Context<'m>,
+    /// Original Content-ID (no brackets) → opaque replacement.
+    content_ids: HashMap<String, String>,
+    boundaries: u32,
+}
+
+impl<'m> Writer<'m> {
+    pub fn new(ctx: &'m Context<'m>, dir: &'m dyn Directory) -> Self {
+        Writer {
+            map: Mapper::new(ctx, dir),
+            ctx,
+            content_ids: HashMap::new(),
+            boundaries: 0,
+        }
+    }
+
+    pub fn context(&self) -> &'m Context<'m> {
+        self.ctx
+    }
+
+    /// First pass over the whole tree: learn members' real names from every address
+    /// header and give every Content-ID its opaque replacement.
+    pub fn prepare(&mut self, msg: &Message<'_>) {
+        headers::learn_names(&mut self.map, msg);
+        for part in &msg.parts {
+            if let Some(id) = part.content_id() {
+                let id = id.trim_matches(|c| c == '<' || c == '>');
+                let new = super::ids::opaque(&format!("cid:{id}"), self.ctx.keys, self.ctx.domain);
+                self.content_ids.insert(id.to_string(), new);
+            }
+            if let PartType::Message(nested) = &part.body {
+                self.prepare(nested);
+            }
+        }
+    }
+
+    fn next_boundary(&mut self) -> String {
+        self.boundaries += 1;
+        format!(
+            "=_rm{:04x}_{}",
+            self.boundaries,
+            hex::encode(&self.ctx.nonce[..12])
+        )
+    }
+
+    /// Writes part `id` of `msg`: its Content-* headers, a blank line and its body.
+    pub fn write_part(
+        &mut self,
+        msg: &Message<'_>,
+        id: u32,
+        out: &mut Vec<u8>,
+    ) -> Result<(), RewriteError> {
+        let part = msg
+            .parts
+            .get(id as usize)
+            .ok_or(RewriteError::Unparseable)?;
+        match &part.body {
+            PartType::Multipart(children) => self.write_multipart(msg, part, children, out),
+            PartType::Text(t) | PartType::Html(t) => self.write_text_part(part, t, out),
+            PartType::Binary(b) | PartType::InlineBinary(b) => self.write_binary(part, b, out),
+            PartType::Message(nested) => self.write_message_part(part, nested, out),
+        }
+    }
+
+    fn write_multipart(
+        &mut self,
+        msg: &Message<'_>,
+        part: &MessagePart<'_>,
+        children: &[u32],
+        out: &mut Vec<u8>,
+    ) -> Result<(), RewriteError> {
+        let ct = part.content_type();
+        let sub = ct.and_then(|c| c.subtype()).unwrap_or("mixed");
+        if sub.eq_ignore_ascii_case("signed") {
+            if !self.ctx.strip_signatures {
+                return Err(RewriteError::Signed);
+            }
+            if let Some(&first) = children.first() {
+                return self.write_part(msg, first, out);
+            }
+        }
+        if children.is_empty() {
+            return self.write_text_part(part, "", out);
+        }
+        let boundary = self.next_boundary();
+        let mut attrs = self.kept_attributes(ct, &["boundary"]);
+        attrs.push(("boundary".into(), boundary.clone().into()));
+        write_content_type(
+            out,
+            format!("multipart/{}", sub.to_ascii_lowercase()),
+            attrs,
+        );
+        self.write_common(part, out);
+        out.extend_from_slice(b"\r\n");
+        for &child in children {
+            out.extend_from_slice(b"--");
+            out.extend_from_slice(boundary.as_bytes());
+            out.extend_from_slice(b"\r\n");
+            self.write_part(msg, child, out)?;
+        }
+        out.extend_from_slice(b"--");
+        out.extend_from_slice(boundary.as_bytes());
+        out.extend_from_slice(b"--\r\n");
+        Ok(())
+    }
+
+    fn write_text_part(
+        &mut self,
+        part: &MessagePart<'_>,
+        text: &str,
+        out: &mut Vec<u8>,
+    ) -> Result<(), RewriteError> {
+        let ct = part.content_type();
+        let ty = ct.map(|c| c.ctype()).unwrap_or("text").to_ascii_lowercase();
+        let sub = ct
+            .and_then(|c| c.subtype())
+            .unwrap_or("plain")
+            .to_ascii_lowercase();
+        let folded = FOLDED_SUBTYPES.contains(&sub.as_str());
+        let mut text = Cow::Borrowed(text);
+        if let Some(c) = ct.filter(|c| attr_is(c, "format", "flowed")) {
+            text = Cow::Owned(body::unflow(&text, attr_is(c, "delsp", "yes")));
+        }
+        if folded {
+            text = Cow::Owned(body::unfold(&text));
+        }
+        let text = super::signed::inline_pgp(text, self.ctx.strip_signatures)?;
+        let mut new = self.map.replace(&text);
+        if sub == "html" && !self.content_ids.is_empty() {
+            new = Cow::Owned(self.replace_cids(&new));
+        }
+        if folded {
+            new = Cow::Owned(body::fold(&new));
+        }
+        let enc = choose_encoding(&new);
+        let mut attrs = vec![("charset".into(), "utf-8".into())];
+        attrs.extend(self.kept_attributes(ct, &["charset", "format", "delsp"]));
+        write_content_type(out, format!("{ty}/{sub}"), attrs);
+        write_raw(out, "Content-Transfer-Encoding", enc.header_value());
+        self.write_common(part, out);
+        out.extend_from_slice(b"\r\n");
+        write_text(&new, enc, out);
+        Ok(())
+    }
+
+    fn write_binary(
+        &mut self,
+        part: &MessagePart<'_>,
+        data: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), RewriteError> {
+        let ct = part.content_type();
+        super::signed::check_pkcs7(ct)?;
+        let c_type = match ct {
+            Some(c) => format!(
+                "{}/{}",
+                c.ctype().to_ascii_lowercase(),
+                c.subtype().unwrap_or("octet-stream").to_ascii_lowercase()
+            ),
+            None => "application/octet-stream".to_string(),
+        };
+        let attrs = self.kept_attributes(ct, &[]);
+        write_content_type(out, c_type, attrs);
+        write_raw(out, "Content-Transfer-Encoding", "base64");
+        self.write_common(part, out);
+        out.extend_from_slice(b"\r\n");
+        write_base64(data, out);
+        Ok(())
+    }
+
+    fn write_message_part(
+        &mut self,
+        part: &MessagePart<'_>,
+        nested: &Message<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), RewriteError> {
+        let sub = part
+            .content_type()
+            .and_then(|c| c.subtype())
+            .unwrap_or("rfc822")
+            .to_ascii_lowercase();
+        write_content_type(out, format!("message/{sub}"), Vec::new());
+        self.write_common(part, out);
+        out.extend_from_slice(b"\r\n");
+        if nested.parts.is_empty() {
+            return Ok(());
+        }
+        headers::write_nested(self, nested, out);
+        self.write_part(nested, 0, out)
+    }
+
+    /// Content-Disposition, Content-Language, Content-Description and Content-ID.
+    fn write_common(&mut self, part: &MessagePart<'_>, out: &mut Vec<u8>) {
+        if let Some(cd) = part.content_disposition() {
+            let attrs = self.kept_attributes(Some(cd), &[]);
+            write_content_type_named(
+                out,
+                "Content-Disposition",
+                cd.ctype().to_ascii_lowercase(),
+                attrs,
+            );
+        }
+        if let Some(lang) = language(part.content_language()) {
+            write_raw(out, "Content-Language", &lang);
+        }
+        if let Some(desc) = part.content_description() {
+            let desc = self.map.replace(desc).into_owned();
+            write_header(out, "Content-Description", &Text::new(desc));
+        }
+        if let Some(id) = part.content_id() {
+            let id = id.trim_matches(|c| c == '<' || c == '>');
+            if let Some(new) = self.content_ids.get(id) {
+                let value = format!("<{new}>");
+                write_raw(out, "Content-ID", &value);
+            }
+        }
+    }
+
+    /// The attributes of `ct` except `skip`, with file names rewritten.
+    fn kept_attributes(
+        &mut self,
+        ct: Option<&ContentType<'_>>,
+        skip: &[&str],
+    ) -> Vec<(Cow<'static, str>, Cow<'static, str>)> {
+        let Some(attrs) = ct.and_then(|c| c.attributes()) else {
+            return Vec::new();
+        };
+        let mut kept = Vec::with_capacity(attrs.len());
+        for a in attrs {
+            let name = a.name.to_ascii_lowercase();
+            if skip.contains(&name.as_str()) || kept.iter().any(|(n, _)| *n == name) {
+                continue;
+            }
+            let value = self.map.replace(&a.value).into_owned();
+            kept.push((Cow::Owned(name), Cow::Owned(value)));
+        }
+        kept
+    }
+
+    fn replace_cids(&self, html: &str) -> String {
+        let mut html = html.to_string();
+        for (old, new) in &self.content_ids {
+            let needle = format!("cid:{old}");
+            if html.contains(&needle) {
+                html = html.replace(&needle, &format!("cid:{new}"));
+            }
+        }
+        html
+    }
+}
+
+fn attr_is(ct: &ContentType<'_>, name: &str, value: &str) -> bool {
+    ct.attribute(name)
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case(value))
+}
+
+/// A Content-Language value reduced to language tags.
+fn language(value: &HeaderValue<'_>) -> Option<String> {
+    let tags: Vec<&str> = match value {
+        HeaderValue::Text(t) => t.split(',').collect(),
+        HeaderValue::TextList(list) => list.iter().flat_map(|t| t.split(',')).collect(),
+        _ => return None,
+    };
+    let tags: Vec<&str> = tags
+        .into_iter()
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= 35)
+        .filter(|t| t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        .collect();
+    (!tags.is_empty()).then(|| tags.join(", "))
+}
+
+pub fn write_header(out: &mut Vec<u8>, name: &str, value: &impl mail_builder::headers::Header) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    value.write_header(out, name.len() + 2);
+}
+
+/// A header whose value is short, ASCII and needs no folding or encoding.
+pub fn write_raw(out: &mut Vec<u8>, name: &str, value: &str) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+fn write_content_type(
+    out: &mut Vec<u8>,
+    c_type: String,
+    attrs: Vec<(Cow<'static, str>, Cow<'static, str>)>,
+) {
+    write_content_type_named(out, "Content-Type", c_type, attrs)
+}
+
+fn write_content_type_named(
+    out: &mut Vec<u8>,
+    name: &str,
+    c_type: String,
+    attributes: Vec<(Cow<'static, str>, Cow<'static, str>)>,
+) {
+    let value = OutContentType {
+        c_type: c_type.into(),
+        attributes,
+    };
+    write_header(out, name, &value);
+}
