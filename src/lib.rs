@@ -20,3 +20,9 @@ pub mod rewrite;
 pub mod service;
 pub mod spool;
 pub mod store;
+
+/// Selects rustls's crypto provider (ring) for the process. Idempotent; called before any TLS
+/// configuration is built, since more than one provider is compiled in through dependencies.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -40,8 +40,8 @@ pub fn undelivered(
     };
     let body = format!(
         "Your message to {recipient_alias} was not delivered: {reason}.\r\n\r\n\
-         The remailer does not pass on the remote server's own words, which could name the\r\n\
-         recipient's real address. You may try again later; if it keeps failing, the\r\n\
+         The remailer does not pass on the remote server's own words, which could name the \
+         recipient's real address. You may try again later; if it keeps failing, the \
          recipient's alias may no longer work.\r\n\r\n\
          -- \r\nThe remailer at {domain}\r\n"
     );

@@ -53,6 +53,7 @@ struct Inner {
 
 impl Delivery {
     pub fn new(config: Arc<Config>, spool: Arc<Spool>, members: Members) -> std::io::Result<Self> {
+        crate::install_crypto_provider();
         let d = &config.delivery;
         let router = Router::new(d.relay.clone(), d.mx_port, &config.dns.nameservers)?;
         let tls = mail_send::smtp::tls::build_tls_connector(true).map_err(std::io::Error::other)?;

@@ -22,9 +22,15 @@ use crate::remail::Transaction;
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
+/// Longest command line accepted (Postfix's `line_length_limit`); RFC 5321 asks for 512.
+const MAX_COMMAND_LINE: usize = 2048;
+
 /// What the session is reading.
 enum Mode {
-    Command,
+    /// Commands; `usize` is the length of a command line received in part so far.
+    Command(usize),
+    /// The rest of an over-long command line, discarded up to its end.
+    SkipLine,
     Data(DataReceiver),
     /// The message is over the size limit: read it to the end and refuse it.
     DataDiscard(DummyDataReceiver),
@@ -90,11 +96,11 @@ impl Session {
             stream.write_all(greeting.as_bytes()).await?;
         }
         let mut receiver = RequestReceiver::default();
-        let mut mode = Mode::Command;
+        let mut mode = Mode::Command(0);
         let mut buf = vec![0u8; 16 * 1024];
         loop {
             let limit = match mode {
-                Mode::Command => self.intake.config.smtp.command_timeout,
+                Mode::Command(_) | Mode::SkipLine => self.intake.config.smtp.command_timeout,
                 _ => self.intake.config.smtp.data_timeout,
             };
             let n = match tokio::time::timeout(Duration::from_secs(limit), stream.read(&mut buf))
@@ -113,18 +119,50 @@ impl Session {
             let mut bytes = buf[..n].iter();
             while !bytes.as_slice().is_empty() {
                 let next = match &mut mode {
-                    Mode::Command => match receiver.ingest(&mut bytes) {
-                        Ok(request) => {
-                            let request = request.into_owned();
-                            self.command(request, &mut mode, &mut out).await
+                    Mode::Command(partial) => {
+                        let rest = bytes.as_slice();
+                        let newline = rest.iter().position(|&b| b == b'\n');
+                        let length = *partial + newline.unwrap_or(rest.len());
+                        if length > MAX_COMMAND_LINE {
+                            receiver = RequestReceiver::default();
+                            bytes = match newline {
+                                Some(pos) => rest[pos + 1..].iter(),
+                                None => {
+                                    mode = Mode::SkipLine;
+                                    [].iter()
+                                }
+                            };
+                            if let Mode::Command(p) = &mut mode {
+                                *p = 0;
+                            }
+                            self.syntax_error(ProtoError::ResponseTooLong, &mut out)
+                        } else {
+                            *partial = if newline.is_some() { 0 } else { length };
+                            match receiver.ingest(&mut bytes) {
+                                Ok(request) => {
+                                    let request = request.into_owned();
+                                    self.command(request, &mut mode, &mut out).await
+                                }
+                                Err(ProtoError::NeedsMoreData { .. }) => Next::Continue,
+                                Err(e) => self.syntax_error(e, &mut out),
+                            }
                         }
-                        Err(ProtoError::NeedsMoreData { .. }) => Next::Continue,
-                        Err(e) => self.syntax_error(e, &mut out),
-                    },
+                    }
+                    Mode::SkipLine => {
+                        let rest = bytes.as_slice();
+                        bytes = match rest.iter().position(|&b| b == b'\n') {
+                            Some(pos) => {
+                                mode = Mode::Command(0);
+                                rest[pos + 1..].iter()
+                            }
+                            None => [].iter(),
+                        };
+                        Next::Continue
+                    }
                     Mode::Data(data) => {
                         let done = data.ingest(&mut bytes, &mut self.message);
                         if done {
-                            mode = Mode::Command;
+                            mode = Mode::Command(0);
                             let reply = self.finish_message().await;
                             reply.write(&mut out);
                         } else if self.message.len() > self.intake.config.smtp.max_message_size {
@@ -135,7 +173,7 @@ impl Session {
                     }
                     Mode::DataDiscard(data) => {
                         if data.ingest(&mut bytes) {
-                            mode = Mode::Command;
+                            mode = Mode::Command(0);
                             self.reset();
                             self.size_refusal().write(&mut out);
                         }

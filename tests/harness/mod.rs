@@ -9,6 +9,7 @@ pub mod sink;
 
 pub use client::Client;
 pub use service::Service;
+#[allow(unused_imports)]
 pub use sink::{Delivered, Sink, SinkMode};
 
 use std::time::{Duration, Instant};

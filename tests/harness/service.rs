@@ -22,12 +22,13 @@ impl Service {
             "domain = \"{DOMAIN}\"\ndata_dir = \"{dir}\"\n{extra_top}\
              [smtp]\nlisten = [\"127.0.0.1:{smtp_port}\"]\nhostname = \"mx.{DOMAIN}\"\nmax_message_size = 65536\nmax_recipients = 5\n{smtp_extra}\
              [web]\npublic_url = \"https://{DOMAIN}/register\"\n\
-             [delivery]\nrelay = \"127.0.0.1:{relay_port}\"\nretry_base = 1\nretry_max = 2\n{delivery_extra}\
+             [delivery]\nrelay = \"127.0.0.1:{relay_port}\"\n{retry}{delivery_extra}\
              [policy]\nsender_auth = \"none\"\n",
             dir = dir.display(),
             extra_top = section(extra, "top"),
             smtp_extra = section(extra, "smtp"),
             delivery_extra = section(extra, "delivery"),
+            retry = if extra.contains("retry_") { "" } else { "retry_base = 1\nretry_max = 2\n" },
         )
     }
 
@@ -126,31 +127,26 @@ impl Service {
         }
     }
 
-    /// SIGTERM and wait for a clean exit; returns the exit status code.
-    pub fn terminate(&mut self) -> Option<i32> {
-        let mut c = self.child.take()?;
-        unsafe_kill(c.id(), "TERM");
-        for _ in 0..600 {
-            if let Ok(Some(status)) = c.try_wait() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = c.kill();
-        None
+    /// SIGTERM and wait (up to 30 s) for a clean exit; returns the exit status code.
+    pub async fn terminate(&mut self) -> Option<i32> {
+        let pid = self.pid()?;
+        unsafe_kill(pid, "TERM");
+        self.wait_exit(Duration::from_secs(30)).await
     }
 
-    /// Waits for the process to exit by itself; returns its exit code.
-    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+    /// Waits (without blocking the test's runtime) for the process to exit by itself; returns
+    /// its exit code, or None (after killing it) when it did not exit in time.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
         let mut c = self.child.take()?;
         let start = std::time::Instant::now();
         while start.elapsed() < timeout {
             if let Ok(Some(status)) = c.try_wait() {
                 return status.code();
             }
-            std::thread::sleep(Duration::from_millis(50));
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let _ = c.kill();
+        let _ = c.wait();
         None
     }
 

@@ -22,6 +22,17 @@ impl Delivered {
         String::from_utf8_lossy(&self.data).into_owned()
     }
 
+    /// The first text body, decoded (transfer encoding and charset) as a mail client would.
+    pub fn body_text(&self) -> String {
+        let parsed = mail_parser::MessageParser::default()
+            .parse(&self.data)
+            .expect("parses as mail");
+        parsed
+            .body_text(0)
+            .map(|t| t.into_owned())
+            .unwrap_or_default()
+    }
+
     /// The value of the first header with this name (unfolded), if any.
     pub fn header(&self, name: &str) -> Option<String> {
         let text = self.text();
