@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Starts or stops remailer for the shared benchmark harness (../shared/bench, see its README):
+# release build on 127.0.0.1:2700, relaying to the harness's smtp-sink on 127.0.0.1:2626,
+# with the harness's users (alice, bob, user0001..user0998 as NAME@remailer.test for
+# NAME@real.test) and no sender authentication (the Postfix baseline does none either).
+# Durability is the service's own: every message is fsynced to the spool before its 250.
+#
+# usage: bench/remailer-bench.sh start|stop
+#   env: PORT=2700 SINK_PORT=2626 RUN_DIR=/tmp/remailer-bench/rust
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PORT=${PORT:-2700}
+SINK_PORT=${SINK_PORT:-2626}
+RUN_DIR=${RUN_DIR:-/tmp/remailer-bench/rust}
+BIN=$ROOT/target/release/remailer
+die() { echo "remailer-bench.sh: $*" >&2; exit 2; }
+
+install_harness_tools() {  # what ../shared/bench needs, installed once
+    command -v smtp-source >/dev/null && command -v swaks >/dev/null && return
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+    apt-get install -y -qq postfix swaks iproute2 >/dev/null
+}
+
+start() {
+    [ -z "$(ss -Hltn "sport = :$PORT")" ] || die "something already listens on port $PORT"
+    install_harness_tools
+    cargo build --release --locked --manifest-path "$ROOT/Cargo.toml"
+    rm -rf "$RUN_DIR"
+    mkdir -p "$RUN_DIR"
+    cat > "$RUN_DIR/remailer.toml" <<TOML
+domain = "remailer.test"
+data_dir = "$RUN_DIR/data"
+
+[smtp]
+listen = ["127.0.0.1:$PORT"]
+hostname = "remailer.test"
+max_connections = 1000
+
+[delivery]
+relay = "127.0.0.1:$SINK_PORT"
+retry_base = 1
+retry_max = 5
+
+[policy]
+sender_auth = "none"
+TOML
+    { echo "alice alice@real.test"; echo "bob bob@real.test"
+      for i in $(seq -f %04g 1 998); do echo "user$i user$i@real.test"; done; } > "$RUN_DIR/users.txt"
+    "$BIN" --config "$RUN_DIR/remailer.toml" alias import "$RUN_DIR/users.txt"
+    nohup "$BIN" --config "$RUN_DIR/remailer.toml" serve > /dev/null 2> "$RUN_DIR/remailer.log" &
+    echo $! > "$RUN_DIR/pid"
+    for _ in $(seq 1 100); do   # bounded: 10 s
+        [ -n "$(ss -Hltn "sport = :$PORT")" ] && { echo "remailer listening on 127.0.0.1:$PORT (pid $(cat "$RUN_DIR/pid"))"; return; }
+        kill -0 "$(cat "$RUN_DIR/pid")" 2>/dev/null || die "remailer exited: $(tail -5 "$RUN_DIR/remailer.log")"
+        sleep 0.1
+    done
+    die "remailer did not listen on $PORT within 10 s"
+}
+
+stop() {
+    [ -f "$RUN_DIR/pid" ] || { echo "not running"; return; }
+    pid=$(cat "$RUN_DIR/pid")
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+    rm -f "$RUN_DIR/pid"
+    echo "remailer stopped"
+}
+
+case "${1:-}" in
+    start) start ;;
+    stop) stop ;;
+    *) die "usage: remailer-bench.sh start|stop" ;;
+esac
