@@ -139,6 +139,31 @@ impl<'m> Mapper<'m> {
         }
     }
 
+    /// Learns names written right before a member's address in free text, as quoted-reply
+    /// attributions and forwarded headers do: `Joe Smith <joe@…>`, `"Joe Smith" <joe@…>`,
+    /// `Joe Smith &lt;joe@…&gt;`, `Joe Smith [mailto:joe@…]`.
+    pub fn learn_from_text(&mut self, text: &str) {
+        let mut hits = Vec::new();
+        for_each_hit(text.as_bytes(), |h| hits.push(h.clone()));
+        for hit in hits {
+            let Some(&start) = hit
+                .starts
+                .iter()
+                .find(|&&s| self.member_index(&text[s..hit.end]).is_some())
+            else {
+                continue;
+            };
+            if let Some(phrase) = phrase_before(&text[..start]) {
+                let addr = &text[start..hit.end];
+                let words: Vec<&str> = phrase.split_whitespace().collect();
+                self.learn_name(&words.join(" "), addr);
+                if words.len() > 2 {
+                    self.learn_name(&words[words.len() - 2..].join(" "), addr);
+                }
+            }
+        }
+    }
+
     fn push_name(&mut self, name: &str, i: usize) {
         let words: Vec<String> = name
             .split_whitespace()
@@ -206,6 +231,28 @@ impl<'m> Mapper<'m> {
     }
 }
 
+/// The capitalised words just before an opening `<`, `&lt;`, `[mailto:` or `(` at the end
+/// of `before` (2 to 5 words), if any.
+fn phrase_before(before: &str) -> Option<&str> {
+    let b = before.trim_end();
+    let b = ["<", "&lt;", "[mailto:", "mailto:", "("]
+        .iter()
+        .find_map(|p| b.strip_suffix(p))?;
+    let b = b.trim_end().trim_end_matches(['"', '\'']).trim_end();
+    let start = b
+        .char_indices()
+        .rev()
+        .take_while(|&(_, c)| c.is_alphabetic() || matches!(c, ' ' | '.' | '-' | '\''))
+        .last()
+        .map(|(i, _)| i)?;
+    let phrase = b[start..].trim();
+    let words: Vec<&str> = phrase.split_whitespace().collect();
+    let capitalised = words
+        .iter()
+        .all(|w| w.chars().next().is_some_and(|c| !c.is_lowercase()));
+    (2..=5).contains(&words.len()).then_some(phrase).filter(|_| capitalised)
+}
+
 /// `name` without parenthesised comments ("Joe Smith (work)" → "Joe Smith").
 fn strip_comments(name: &str) -> Cow<'_, str> {
     if !name.contains('(') {
@@ -235,6 +282,30 @@ fn inside_word(text: &str, pos: usize) -> bool {
     matches!((before, after), (Some(a), Some(b)) if a.is_alphanumeric() && b.is_alphanumeric())
 }
 
+/// Length of the whitespace between two words of a name: blanks and line breaks, and
+/// after a line break also the `>` of quoted lines.
+fn gap(b: &[u8]) -> usize {
+    let mut n = 0;
+    let mut newline = false;
+    while let Some(&c) = b.get(n) {
+        let skip = match c {
+            b' ' | b'\t' | b'\r' => 1,
+            b'\n' => {
+                newline = true;
+                1
+            }
+            b'>' if newline => 1,
+            // A no-break space, raw or as an HTML entity.
+            0xc2 if b.get(n + 1) == Some(&0xa0) => 2,
+            b'&' if b[n..].starts_with(b"&nbsp;") => 6,
+            b'&' if b[n..].starts_with(b"&#160;") => 6,
+            _ => break,
+        };
+        n += skip;
+    }
+    n
+}
+
 /// Matches `words` at `start` of `text` (already lower-cased), any whitespace between
 /// them, on word boundaries. Returns the end offset.
 fn match_words(text: &str, start: usize, words: &[String]) -> Option<usize> {
@@ -245,10 +316,7 @@ fn match_words(text: &str, start: usize, words: &[String]) -> Option<usize> {
     let mut pos = start;
     for (n, w) in words.iter().enumerate() {
         if n > 0 {
-            let ws = b[pos..]
-                .iter()
-                .take_while(|c| matches!(c, b' ' | b'\t' | b'\r' | b'\n'))
-                .count();
+            let ws = gap(&b[pos..]);
             if ws == 0 {
                 return None;
             }

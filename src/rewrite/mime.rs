@@ -53,8 +53,10 @@ impl<'m> Writer<'m> {
                 let new = super::ids::opaque(&format!("cid:{id}"), self.ctx.keys, self.ctx.domain);
                 self.content_ids.insert(id.to_string(), new);
             }
-            if let PartType::Message(nested) = &part.body {
-                self.prepare(nested);
+            match &part.body {
+                PartType::Text(t) | PartType::Html(t) => self.map.learn_from_text(t),
+                PartType::Message(nested) => self.prepare(nested),
+                _ => {}
             }
         }
     }
