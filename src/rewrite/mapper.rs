@@ -81,6 +81,15 @@ impl<'m> Mapper<'m> {
         found
     }
 
+    /// The member whose real address or alias `addr` is.
+    fn member_index_any(&mut self, addr: &str) -> Option<usize> {
+        if self.is_service_address(addr) {
+            let addr = addr.to_ascii_lowercase();
+            return self.members.iter().position(|m| m.alias.address() == addr);
+        }
+        self.member_index(addr)
+    }
+
     /// The text that replaces a member's real address or name.
     fn alias_address(&self, index: usize) -> String {
         self.members[index].alias.address()
@@ -120,7 +129,7 @@ impl<'m> Mapper<'m> {
 
     /// Remembers `name` as a real name of the member with real address `addr`.
     pub fn learn_name(&mut self, name: &str, addr: &str) {
-        let Some(i) = self.member_index(addr) else {
+        let Some(i) = self.member_index_any(addr) else {
             return;
         };
         let name = strip_comments(name);
@@ -153,13 +162,16 @@ impl<'m> Mapper<'m> {
             else {
                 continue;
             };
+            let addr = &text[start..hit.end];
             if let Some(phrase) = phrase_before(&text[..start]) {
-                let addr = &text[start..hit.end];
                 let words: Vec<&str> = phrase.split_whitespace().collect();
-                self.learn_name(&words.join(" "), addr);
+                self.learn_name(&phrase, addr);
                 if words.len() > 2 {
                     self.learn_name(&words[words.len() - 2..].join(" "), addr);
                 }
+            }
+            if let Some(cn) = calendar_name(&text[..start]) {
+                self.learn_name(cn, addr);
             }
         }
     }
@@ -177,6 +189,9 @@ impl<'m> Mapper<'m> {
     /// Replaces every member's real address and every learnt real name in `text`.
     pub fn replace<'t>(&mut self, text: &'t str) -> Cow<'t, str> {
         let mut spans = self.address_spans(text);
+        if text.contains("%40") {
+            self.percent_spans(text, &mut spans);
+        }
         if !self.names.is_empty() {
             self.name_spans(text, &mut spans);
         }
@@ -213,6 +228,32 @@ impl<'m> Mapper<'m> {
         spans
     }
 
+    /// Addresses written with a percent-encoded `@` (`mailto:joe%40real.example`).
+    fn percent_spans(&mut self, text: &str, spans: &mut Vec<(usize, usize, String)>) {
+        let b = text.as_bytes();
+        for (at, _) in text.match_indices("%40") {
+            let mut start = at;
+            while start > 0
+                && (b[start - 1].is_ascii_alphanumeric() || b"._+-".contains(&b[start - 1]))
+            {
+                start -= 1;
+            }
+            let mut end = at + 3;
+            while end < b.len() && (b[end].is_ascii_alphanumeric() || b".-".contains(&b[end])) {
+                end += 1;
+            }
+            let addr = format!(
+                "{}@{}",
+                &text[start..at],
+                text[at + 3..end].trim_end_matches('.')
+            );
+            if let Some(i) = self.member_index(&addr) {
+                let end = at + 3 + text[at + 3..end].trim_end_matches('.').len();
+                spans.push((start, end, self.alias_address(i).replace('@', "%40")));
+            }
+        }
+    }
+
     fn name_spans(&self, text: &str, spans: &mut Vec<(usize, usize, String)>) {
         let lower = text.to_ascii_lowercase();
         for (words, i) in &self.names {
@@ -232,25 +273,35 @@ impl<'m> Mapper<'m> {
 }
 
 /// The capitalised words just before an opening `<`, `&lt;`, `[mailto:` or `(` at the end
-/// of `before` (2 to 5 words), if any.
-fn phrase_before(before: &str) -> Option<&str> {
+/// of `before` (the last 2 to 4 of them, stopping at a sentence end), if any.
+fn phrase_before(before: &str) -> Option<String> {
     let b = before.trim_end();
     let b = ["<", "&lt;", "[mailto:", "mailto:", "("]
         .iter()
         .find_map(|p| b.strip_suffix(p))?;
     let b = b.trim_end().trim_end_matches(['"', '\'']).trim_end();
-    let start = b
-        .char_indices()
-        .rev()
-        .take_while(|&(_, c)| c.is_alphabetic() || matches!(c, ' ' | '.' | '-' | '\''))
-        .last()
-        .map(|(i, _)| i)?;
-    let phrase = b[start..].trim();
-    let words: Vec<&str> = phrase.split_whitespace().collect();
-    let capitalised = words
-        .iter()
-        .all(|w| w.chars().next().is_some_and(|c| !c.is_lowercase()));
-    (2..=5).contains(&words.len()).then_some(phrase).filter(|_| capitalised)
+    let mut words = Vec::new();
+    for w in b.rsplit(|c: char| c.is_whitespace()) {
+        let w = w.trim_start_matches(['"', '\'']);
+        let name_like = w.chars().next().is_some_and(char::is_uppercase)
+            && w.chars()
+                .all(|c| c.is_alphabetic() || matches!(c, '.' | '-' | '\''));
+        let sentence_end = w.ends_with('.') && w.chars().count() > 2 && !words.is_empty();
+        if !name_like || sentence_end || words.len() == 4 {
+            break;
+        }
+        words.push(w);
+    }
+    words.reverse();
+    (words.len() >= 2).then(|| words.join(" "))
+}
+
+/// The `CN=` parameter of the iCalendar content line that ends with `before`.
+fn calendar_name(before: &str) -> Option<&str> {
+    let line = &before[before.rfind('\n').map_or(0, |p| p + 1)..];
+    let value = &line[line.rfind("CN=")? + 3..];
+    let value = value.split([';', ':']).next()?;
+    Some(value.trim_matches('"'))
 }
 
 /// `name` without parenthesised comments ("Joe Smith (work)" → "Joe Smith").

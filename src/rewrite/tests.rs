@@ -364,6 +364,12 @@ On Mon, Jun 3, 2024 at 10:00 AM Carol Diaz <carol@corp.example> wrote:\r\n\
     let (out, _) = run(raw).unwrap();
     let text = decoded(&out);
     assert!(!text.contains("Carol Diaz"), "{text}");
-    assert!(!text.contains("Ann Lee") && !text.contains("Ann\r\n> Lee"), "{text}");
-    assert!(text.contains("Please write to <joe@remailer.test>"), "{text}");
+    assert!(
+        !text.contains("Ann Lee") && !text.contains("Ann\r\n> Lee"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Please write to <joe@remailer.test>"),
+        "{text}"
+    );
 }
