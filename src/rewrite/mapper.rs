@@ -281,7 +281,7 @@ fn phrase_before(before: &str) -> Option<String> {
         .find_map(|p| b.strip_suffix(p))?;
     let b = b.trim_end().trim_end_matches(['"', '\'']).trim_end();
     let mut words = Vec::new();
-    for w in b.rsplit(|c: char| c.is_whitespace()) {
+    for w in b.split_whitespace().rev() {
         let w = w.trim_start_matches(['"', '\'']);
         let name_like = w.chars().next().is_some_and(char::is_uppercase)
             && w.chars()
