@@ -380,3 +380,42 @@ fn match_words(text: &str, start: usize, words: &[String]) -> Option<usize> {
     }
     (!inside_word(text, pos)).then_some(pos)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phrases_before_addresses() {
+        let p = |s: &str| phrase_before(s);
+        assert_eq!(
+            p("On Mon, 3 Jun 2024, Carol\r\nDiaz\r\n<").as_deref(),
+            Some("Carol Diaz")
+        );
+        assert_eq!(
+            p("at 10:00 AM Joe Smith <").as_deref(),
+            Some("AM Joe Smith")
+        );
+        assert_eq!(
+            p("moves on Thursday. Carol Diaz &lt;").as_deref(),
+            Some("Carol Diaz")
+        );
+        assert_eq!(p("\"Ann Lee\" <").as_deref(), Some("Ann Lee"));
+        assert_eq!(p("please write to <"), None);
+        assert_eq!(p("Joe Smith wrote"), None);
+        assert_eq!(
+            calendar_name("ATTENDEE;CN=Ann Lee;RSVP=TRUE:mailto:"),
+            Some("Ann Lee")
+        );
+    }
+
+    #[test]
+    fn names_match_across_breaks_and_quotes() {
+        let words = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+        let w = words("ann lee");
+        assert_eq!(match_words("ann\r\n> lee!", 0, &w), Some(10));
+        assert_eq!(match_words("ann&nbsp;lee", 0, &w), Some(12));
+        assert_eq!(match_words("ann leex", 0, &w), None);
+        assert_eq!(match_words("joann lee", 2, &w), None);
+    }
+}
