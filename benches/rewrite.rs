@@ -1,1 +1,106 @@
-fn main() {}
+//! Rewrite throughput on one core: the whole fixture corpus and a plain 4 KB text message.
+//! Criterion reports time per iteration and bytes/s; afterwards a plain timed loop prints
+//! messages/s and MB/s per core for the corpus.
+//!
+//! Run: `cargo bench --bench rewrite`
+
+#[path = "../tests/fixtures/rewrite/support.rs"]
+mod support;
+
+use std::fs;
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use remailer::rewrite::{rewrite, scan};
+use support::{fixture_context, Cast};
+
+fn corpus() -> Vec<Vec<u8>> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rewrite");
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+        .filter(|p| {
+            !p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("signed_")
+        })
+        .collect();
+    files.sort();
+    files.into_iter().map(|p| fs::read(p).unwrap()).collect()
+}
+
+fn plain_4k() -> Vec<u8> {
+    let mut m = String::from(
+        "Received: from [198.51.100.23] by smtp.real.example; Mon, 3 Jun 2024 10:00:00 +0200\r\n\
+         From: Joe Smith <joe@real.example>\r\nTo: Ann Lee <ann@remailer.test>\r\n\
+         Subject: Plain text\r\nDate: Mon, 3 Jun 2024 10:00:00 +0200\r\n\
+         Message-ID: <plain-4k@real.example>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\r\n",
+    );
+    let line = "The quick brown fox jumps over the lazy dog; write to joe@real.example.\r\n";
+    while m.len() < 4096 {
+        m.push_str(line);
+    }
+    m.into_bytes()
+}
+
+fn run_all(cast: &Cast, msgs: &[Vec<u8>]) -> usize {
+    let mut out = 0;
+    for raw in msgs {
+        let scanned = scan(raw);
+        let holder = fixture_context(cast, &scanned, false);
+        out += rewrite(raw, &holder.context(), &cast.dir)
+            .unwrap()
+            .message
+            .len();
+    }
+    out
+}
+
+fn bench(c: &mut Criterion) {
+    let cast = Cast::new();
+    let msgs = corpus();
+    let total: usize = msgs.iter().map(Vec::len).sum();
+
+    let mut g = c.benchmark_group("rewrite");
+    g.throughput(Throughput::Bytes(total as u64));
+    g.bench_function("corpus (scan + rewrite)", |b| {
+        b.iter(|| run_all(&cast, black_box(&msgs)))
+    });
+    let plain = plain_4k();
+    let holder = fixture_context(&cast, &scan(&plain), false);
+    let ctx = holder.context();
+    g.throughput(Throughput::Bytes(plain.len() as u64));
+    g.bench_function("plain 4 KB (rewrite only)", |b| {
+        b.iter(|| rewrite(black_box(&plain), &ctx, &cast.dir).unwrap())
+    });
+    g.finish();
+
+    report(&cast, &msgs, total);
+}
+
+/// Messages/s and MB/s per core over the corpus, from a plain timed loop.
+fn report(cast: &Cast, msgs: &[Vec<u8>], total: usize) {
+    let start = Instant::now();
+    let mut rounds = 0u32;
+    while start.elapsed() < Duration::from_secs(3) {
+        black_box(run_all(cast, msgs));
+        rounds += 1;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let n = (msgs.len() as f64) * f64::from(rounds);
+    eprintln!(
+        "corpus: {} messages, {:.1} KB; {:.0} messages/s, {:.1} MB/s per core (scan + rewrite)",
+        msgs.len(),
+        total as f64 / 1024.0,
+        n / secs,
+        (total as f64) * f64::from(rounds) / secs / 1e6
+    );
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -81,6 +81,15 @@ impl<'m> Mapper<'m> {
         found
     }
 
+    /// The member whose real address or alias `addr` is.
+    fn member_index_any(&mut self, addr: &str) -> Option<usize> {
+        if self.is_service_address(addr) {
+            let addr = addr.to_ascii_lowercase();
+            return self.members.iter().position(|m| m.alias.address() == addr);
+        }
+        self.member_index(addr)
+    }
+
     /// The text that replaces a member's real address or name.
     fn alias_address(&self, index: usize) -> String {
         self.members[index].alias.address()
@@ -120,7 +129,7 @@ impl<'m> Mapper<'m> {
 
     /// Remembers `name` as a real name of the member with real address `addr`.
     pub fn learn_name(&mut self, name: &str, addr: &str) {
-        let Some(i) = self.member_index(addr) else {
+        let Some(i) = self.member_index_any(addr) else {
             return;
         };
         let name = strip_comments(name);
@@ -139,6 +148,34 @@ impl<'m> Mapper<'m> {
         }
     }
 
+    /// Learns names written right before a member's address in free text, as quoted-reply
+    /// attributions and forwarded headers do: `Joe Smith <joe@…>`, `"Joe Smith" <joe@…>`,
+    /// `Joe Smith &lt;joe@…&gt;`, `Joe Smith [mailto:joe@…]`.
+    pub fn learn_from_text(&mut self, text: &str) {
+        let mut hits = Vec::new();
+        for_each_hit(text.as_bytes(), |h| hits.push(h.clone()));
+        for hit in hits {
+            let Some(&start) = hit
+                .starts
+                .iter()
+                .find(|&&s| self.member_index(&text[s..hit.end]).is_some())
+            else {
+                continue;
+            };
+            let addr = &text[start..hit.end];
+            if let Some(phrase) = phrase_before(&text[..start]) {
+                let words: Vec<&str> = phrase.split_whitespace().collect();
+                self.learn_name(&phrase, addr);
+                if words.len() > 2 {
+                    self.learn_name(&words[words.len() - 2..].join(" "), addr);
+                }
+            }
+            if let Some(cn) = calendar_name(&text[..start]) {
+                self.learn_name(cn, addr);
+            }
+        }
+    }
+
     fn push_name(&mut self, name: &str, i: usize) {
         let words: Vec<String> = name
             .split_whitespace()
@@ -152,6 +189,9 @@ impl<'m> Mapper<'m> {
     /// Replaces every member's real address and every learnt real name in `text`.
     pub fn replace<'t>(&mut self, text: &'t str) -> Cow<'t, str> {
         let mut spans = self.address_spans(text);
+        if text.contains("%40") {
+            self.percent_spans(text, &mut spans);
+        }
         if !self.names.is_empty() {
             self.name_spans(text, &mut spans);
         }
@@ -188,6 +228,32 @@ impl<'m> Mapper<'m> {
         spans
     }
 
+    /// Addresses written with a percent-encoded `@` (`mailto:joe%40real.example`).
+    fn percent_spans(&mut self, text: &str, spans: &mut Vec<(usize, usize, String)>) {
+        let b = text.as_bytes();
+        for (at, _) in text.match_indices("%40") {
+            let mut start = at;
+            while start > 0
+                && (b[start - 1].is_ascii_alphanumeric() || b"._+-".contains(&b[start - 1]))
+            {
+                start -= 1;
+            }
+            let mut end = at + 3;
+            while end < b.len() && (b[end].is_ascii_alphanumeric() || b".-".contains(&b[end])) {
+                end += 1;
+            }
+            let addr = format!(
+                "{}@{}",
+                &text[start..at],
+                text[at + 3..end].trim_end_matches('.')
+            );
+            if let Some(i) = self.member_index(&addr) {
+                let end = at + 3 + text[at + 3..end].trim_end_matches('.').len();
+                spans.push((start, end, self.alias_address(i).replace('@', "%40")));
+            }
+        }
+    }
+
     fn name_spans(&self, text: &str, spans: &mut Vec<(usize, usize, String)>) {
         let lower = text.to_ascii_lowercase();
         for (words, i) in &self.names {
@@ -204,6 +270,38 @@ impl<'m> Mapper<'m> {
             }
         }
     }
+}
+
+/// The capitalised words just before an opening `<`, `&lt;`, `[mailto:` or `(` at the end
+/// of `before` (the last 2 to 4 of them, stopping at a sentence end), if any.
+fn phrase_before(before: &str) -> Option<String> {
+    let b = before.trim_end();
+    let b = ["<", "&lt;", "[mailto:", "mailto:", "("]
+        .iter()
+        .find_map(|p| b.strip_suffix(p))?;
+    let b = b.trim_end().trim_end_matches(['"', '\'']).trim_end();
+    let mut words = Vec::new();
+    for w in b.split_whitespace().rev() {
+        let w = w.trim_start_matches(['"', '\'']);
+        let name_like = w.chars().next().is_some_and(char::is_uppercase)
+            && w.chars()
+                .all(|c| c.is_alphabetic() || matches!(c, '.' | '-' | '\''));
+        let sentence_end = w.ends_with('.') && w.chars().count() > 2 && !words.is_empty();
+        if !name_like || sentence_end || words.len() == 4 {
+            break;
+        }
+        words.push(w);
+    }
+    words.reverse();
+    (words.len() >= 2).then(|| words.join(" "))
+}
+
+/// The `CN=` parameter of the iCalendar content line that ends with `before`.
+fn calendar_name(before: &str) -> Option<&str> {
+    let line = &before[before.rfind('\n').map_or(0, |p| p + 1)..];
+    let value = &line[line.rfind("CN=")? + 3..];
+    let value = value.split([';', ':']).next()?;
+    Some(value.trim_matches('"'))
 }
 
 /// `name` without parenthesised comments ("Joe Smith (work)" → "Joe Smith").
@@ -235,6 +333,30 @@ fn inside_word(text: &str, pos: usize) -> bool {
     matches!((before, after), (Some(a), Some(b)) if a.is_alphanumeric() && b.is_alphanumeric())
 }
 
+/// Length of the whitespace between two words of a name: blanks and line breaks, and
+/// after a line break also the `>` of quoted lines.
+fn gap(b: &[u8]) -> usize {
+    let mut n = 0;
+    let mut newline = false;
+    while let Some(&c) = b.get(n) {
+        let skip = match c {
+            b' ' | b'\t' | b'\r' => 1,
+            b'\n' => {
+                newline = true;
+                1
+            }
+            b'>' if newline => 1,
+            // A no-break space, raw or as an HTML entity.
+            0xc2 if b.get(n + 1) == Some(&0xa0) => 2,
+            b'&' if b[n..].starts_with(b"&nbsp;") => 6,
+            b'&' if b[n..].starts_with(b"&#160;") => 6,
+            _ => break,
+        };
+        n += skip;
+    }
+    n
+}
+
 /// Matches `words` at `start` of `text` (already lower-cased), any whitespace between
 /// them, on word boundaries. Returns the end offset.
 fn match_words(text: &str, start: usize, words: &[String]) -> Option<usize> {
@@ -245,10 +367,7 @@ fn match_words(text: &str, start: usize, words: &[String]) -> Option<usize> {
     let mut pos = start;
     for (n, w) in words.iter().enumerate() {
         if n > 0 {
-            let ws = b[pos..]
-                .iter()
-                .take_while(|c| matches!(c, b' ' | b'\t' | b'\r' | b'\n'))
-                .count();
+            let ws = gap(&b[pos..]);
             if ws == 0 {
                 return None;
             }
@@ -260,4 +379,43 @@ fn match_words(text: &str, start: usize, words: &[String]) -> Option<usize> {
         pos += w.len();
     }
     (!inside_word(text, pos)).then_some(pos)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phrases_before_addresses() {
+        let p = |s: &str| phrase_before(s);
+        assert_eq!(
+            p("On Mon, 3 Jun 2024, Carol\r\nDiaz\r\n<").as_deref(),
+            Some("Carol Diaz")
+        );
+        assert_eq!(
+            p("at 10:00 AM Joe Smith <").as_deref(),
+            Some("AM Joe Smith")
+        );
+        assert_eq!(
+            p("moves on Thursday. Carol Diaz &lt;").as_deref(),
+            Some("Carol Diaz")
+        );
+        assert_eq!(p("\"Ann Lee\" <").as_deref(), Some("Ann Lee"));
+        assert_eq!(p("please write to <"), None);
+        assert_eq!(p("Joe Smith wrote"), None);
+        assert_eq!(
+            calendar_name("ATTENDEE;CN=Ann Lee;RSVP=TRUE:mailto:"),
+            Some("Ann Lee")
+        );
+    }
+
+    #[test]
+    fn names_match_across_breaks_and_quotes() {
+        let words = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+        let w = words("ann lee");
+        assert_eq!(match_words("ann\r\n> lee!", 0, &w), Some(10));
+        assert_eq!(match_words("ann&nbsp;lee", 0, &w), Some(12));
+        assert_eq!(match_words("ann leex", 0, &w), None);
+        assert_eq!(match_words("joann lee", 2, &w), None);
+    }
 }

@@ -17,8 +17,12 @@ use super::body::{self, choose_encoding, write_base64, write_text};
 use super::mapper::Mapper;
 use super::{headers, Context, Directory, RewriteError};
 
-/// Text subtypes whose lines are folded iCalendar/vCard style.
-const FOLDED_SUBTYPES: &[&str] = &["calendar", "vcard", "x-vcard", "directory"];
+/// Subtypes whose lines are folded iCalendar/vCard style.
+const FOLDED_SUBTYPES: &[&str] = &["calendar", "vcard", "x-vcard", "directory", "ics"];
+
+/// Non-text types that are text underneath and name people (calendar files attached as
+/// `application/ics`); they are rewritten like text parts when they are valid UTF-8.
+const TEXTUAL_APPLICATION: &[&str] = &["ics", "x-vcard", "vcard"];
 
 /// Writes the rewritten message; holds the per-message state.
 pub struct Writer<'m> {
@@ -53,8 +57,18 @@ impl<'m> Writer<'m> {
                 let new = super::ids::opaque(&format!("cid:{id}"), self.ctx.keys, self.ctx.domain);
                 self.content_ids.insert(id.to_string(), new);
             }
-            if let PartType::Message(nested) = &part.body {
-                self.prepare(nested);
+            match &part.body {
+                PartType::Text(t) | PartType::Html(t) if is_folded(part.content_type()) => {
+                    self.map.learn_from_text(&body::unfold(t))
+                }
+                PartType::Text(t) | PartType::Html(t) => self.map.learn_from_text(t),
+                PartType::Binary(b) => {
+                    if let Some(t) = textual(part.content_type(), b) {
+                        self.map.learn_from_text(&body::unfold(t));
+                    }
+                }
+                PartType::Message(nested) => self.prepare(nested),
+                _ => {}
             }
         }
     }
@@ -147,7 +161,7 @@ impl<'m> Writer<'m> {
             text = Cow::Owned(body::unflow(&text, attr_is(c, "delsp", "yes")));
         }
         if folded {
-            text = Cow::Owned(body::unfold(&text));
+            text = Cow::Owned(self.calendar_uids(&body::unfold(&text)));
         }
         let text = super::signed::inline_pgp(text, self.ctx.strip_signatures)?;
         let mut new = self.map.replace(&text);
@@ -176,6 +190,9 @@ impl<'m> Writer<'m> {
     ) -> Result<(), RewriteError> {
         let ct = part.content_type();
         super::signed::check_pkcs7(ct)?;
+        if let Some(text) = textual(ct, data) {
+            return self.write_text_part(part, text, out);
+        }
         let c_type = match ct {
             Some(c) => format!(
                 "{}/{}",
@@ -262,6 +279,26 @@ impl<'m> Writer<'m> {
         kept
     }
 
+    /// Replaces iCalendar `UID:` values (which name the organiser's provider) by stable
+    /// opaque ones, so updates to an event still match.
+    fn calendar_uids(&self, text: &str) -> String {
+        let mut out = String::with_capacity(text.len());
+        for (n, line) in text.split('\n').enumerate() {
+            if n > 0 {
+                out.push('\n');
+            }
+            match line.trim_end_matches('\r').strip_prefix("UID:") {
+                Some(uid) => {
+                    out.push_str("UID:");
+                    let keys = self.ctx.keys;
+                    out.push_str(&super::ids::opaque(uid.trim(), keys, self.ctx.domain));
+                }
+                None => out.push_str(line),
+            }
+        }
+        out
+    }
+
     fn replace_cids(&self, html: &str) -> String {
         let mut html = html.to_string();
         for (old, new) in &self.content_ids {
@@ -272,6 +309,20 @@ impl<'m> Writer<'m> {
         }
         html
     }
+}
+
+fn is_folded(ct: Option<&ContentType<'_>>) -> bool {
+    ct.and_then(|c| c.subtype())
+        .is_some_and(|s| FOLDED_SUBTYPES.contains(&s.to_ascii_lowercase().as_str()))
+}
+
+/// `data` as text when `ct` is one of [`TEXTUAL_APPLICATION`] and `data` is UTF-8.
+fn textual<'d>(ct: Option<&ContentType<'_>>, data: &'d [u8]) -> Option<&'d str> {
+    let ct = ct?;
+    let sub = ct.subtype()?.to_ascii_lowercase();
+    let textual = ct.ctype().eq_ignore_ascii_case("application")
+        && TEXTUAL_APPLICATION.contains(&sub.as_str());
+    textual.then(|| std::str::from_utf8(data).ok()).flatten()
 }
 
 fn attr_is(ct: &ContentType<'_>, name: &str, value: &str) -> bool {

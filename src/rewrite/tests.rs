@@ -354,3 +354,22 @@ ZGF2ZUBib2R5LmV4YW1wbGU=\r\n";
         s.addresses
     );
 }
+
+#[test]
+fn rule5_names_in_attributions_are_learnt_from_bodies() {
+    let raw = "From: joe@real.example\r\nTo: ann@mail.example\r\nSubject: fwd\r\n\r\n\
+Please write to <joe@real.example>.\r\n\
+On Mon, Jun 3, 2024 at 10:00 AM Carol Diaz <carol@corp.example> wrote:\r\n\
+> Carol Diaz here, and \"Ann Lee\" <ann@mail.example>.\r\n> Ann\r\n> Lee\r\n";
+    let (out, _) = run(raw).unwrap();
+    let text = decoded(&out);
+    assert!(!text.contains("Carol Diaz"), "{text}");
+    assert!(
+        !text.contains("Ann Lee") && !text.contains("Ann\r\n> Lee"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Please write to <joe@remailer.test>"),
+        "{text}"
+    );
+}
