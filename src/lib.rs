@@ -8,5 +8,8 @@
 
 pub mod address;
 pub mod config;
+pub mod dkim;
+pub mod dns_records;
 pub mod keys;
 pub mod rewrite;
+pub mod sender_auth;
