@@ -30,6 +30,9 @@ use tokio::net::{TcpListener, UdpSocket};
 
 type Records = HashMap<String, Vec<Record>>;
 
+/// Owner name of the pseudo-record that makes the server answer SERVFAIL for a name.
+const SERVFAIL: &str = "\u{0}servfail";
+
 /// A running test DNS server and the records it serves.
 pub struct TestDns {
     addr: SocketAddr,
@@ -88,6 +91,13 @@ impl TestDns {
 
     pub fn add_a(&self, name: &str, ip: Ipv4Addr) {
         self.add(name, RData::A(A(ip)));
+    }
+
+    /// Makes every query for `name` (any type) answer SERVFAIL, like a broken authoritative
+    /// server: resolvers report a temporary error.
+    pub fn add_servfail(&self, name: &str) {
+        let mut records = self.records.write().unwrap();
+        records.insert(format!("{SERVFAIL}{}", key(name)), Vec::new());
     }
 
     /// Removes every record at `name`.
@@ -164,17 +174,21 @@ struct Handler {
 }
 
 impl Handler {
-    /// The answers for `name`/`rtype`, and whether the name exists at all.
-    fn answer(&self, name: &str, rtype: RecordType) -> (Vec<Record>, bool) {
+    /// The answers for `name`/`rtype` and the response code (NXDOMAIN when the name has no
+    /// record of any type).
+    fn answer(&self, name: &str, rtype: RecordType) -> (Vec<Record>, ResponseCode) {
         let records = self.records.read().unwrap();
+        if records.contains_key(&format!("{SERVFAIL}{}", key(name))) {
+            return (Vec::new(), ResponseCode::ServFail);
+        }
         match records.get(&key(name)) {
-            None => (Vec::new(), false),
+            None => (Vec::new(), ResponseCode::NXDomain),
             Some(all) => (
                 all.iter()
                     .filter(|r| r.record_type() == rtype || rtype == RecordType::ANY)
                     .cloned()
                     .collect(),
-                true,
+                ResponseCode::NoError,
             ),
         }
     }
@@ -189,13 +203,11 @@ impl RequestHandler for Handler {
     ) -> ResponseInfo {
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.authoritative = true;
-        let (answers, exists) = match request.queries.queries().first() {
+        let (answers, code) = match request.queries.queries().first() {
             Some(q) => self.answer(&q.name().to_string(), q.query_type()),
-            None => (Vec::new(), true),
+            None => (Vec::new(), ResponseCode::FormErr),
         };
-        if !exists {
-            metadata.response_code = ResponseCode::NXDomain;
-        }
+        metadata.response_code = code;
         let response = MessageResponseBuilder::from_message_request(request).build(
             metadata,
             answers.iter(),
