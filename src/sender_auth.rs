@@ -192,7 +192,7 @@ impl SenderAuthenticator {
         let dkim = auth.verify_dkim(&message).await;
         let verdict = match self.mode {
             SenderAuth::Dmarc => {
-                let params = DmarcParameters::new(&message, &dkim, &envelope_domain, &*spf);
+                let params = DmarcParameters::new(&message, &dkim, &envelope_domain, &spf);
                 let dmarc = auth.verify_dmarc(params).await;
                 dmarc_verdict(&dmarc, &from_domain, &envelope_domain, &spf, &dkim)
             }
@@ -258,13 +258,10 @@ fn shown(d: &str) -> &str {
 
 /// Relaxed alignment without a public-suffix list: equal, or one a subdomain of the other.
 fn aligned(a: &str, b: &str) -> bool {
-    let (a, b) = (a.trim_end_matches('.'), b.trim_end_matches('.'));
-    let sub = |x: &str, y: &str| {
-        x.len() > y.len() && x.ends_with(y) && x[..x.len() - y.len()].ends_with('.')
-    };
-    a.eq_ignore_ascii_case(b)
-        || sub(&a.to_ascii_lowercase(), &b.to_ascii_lowercase())
-        || sub(&b.to_ascii_lowercase(), &a.to_ascii_lowercase())
+    let a = a.trim_end_matches('.').to_ascii_lowercase();
+    let b = b.trim_end_matches('.').to_ascii_lowercase();
+    let sub = |x: &str, y: &str| x.strip_suffix(y).is_some_and(|rest| rest.ends_with('.'));
+    a == b || sub(&a, &b) || sub(&b, &a)
 }
 
 const ADVICE: &str = "Send this mail through your own mail provider's servers (its SMTP \
