@@ -7,10 +7,12 @@ pub mod client;
 pub mod service;
 pub mod sink;
 
-pub use client::Client;
-pub use service::Service;
 #[allow(unused_imports)]
-pub use sink::{Delivered, Sink, SinkMode};
+pub use {
+    client::Client,
+    service::Service,
+    sink::{Delivered, Sink, SinkMode},
+};
 
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,4 @@
+//! Shared helpers for integration tests. Use with `mod support;` in a test file.
+#![allow(dead_code)]
+
+pub mod dns_server;
