@@ -32,7 +32,10 @@ pub fn choose_encoding(text: &str) -> TextEncoding {
     if non_ascii * 4 > bytes.len() {
         return TextEncoding::Base64;
     }
-    let short_lines = text.split('\n').all(|l| l.len() <= 76);
+    // RFC 5322 §2.1.1: lines may be up to 998 octets; 7bit keeps plain text byte for byte.
+    let short_lines = text
+        .split('\n')
+        .all(|l| l.trim_end_matches('\r').len() <= 998);
     let plain = bytes
         .iter()
         .all(|&b| b.is_ascii() && (b >= 0x20 || matches!(b, b'\r' | b'\n' | b'\t')));
@@ -221,8 +224,9 @@ mod tests {
             choose_encoding("café au lait"),
             TextEncoding::QuotedPrintable
         );
+        assert_eq!(choose_encoding(&"x".repeat(100)), TextEncoding::SevenBit);
         assert_eq!(
-            choose_encoding(&"x".repeat(100)),
+            choose_encoding(&"x".repeat(999)),
             TextEncoding::QuotedPrintable
         );
         assert_eq!(choose_encoding("日本語のテキスト"), TextEncoding::Base64);
