@@ -8,6 +8,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use remailer::address::{Alias, RealAddress};
 use remailer::config::Config;
+use remailer::dkim::DkimKeys;
+use remailer::dns_records::{self, CheckStatus};
 use remailer::service;
 use remailer::spool::Spool;
 
@@ -44,6 +46,17 @@ enum Command {
     /// Inspect and retry the queue.
     #[command(subcommand)]
     Queue(QueueCommand),
+    /// Print the DNS records to publish (zone-file lines); `dns check` verifies them.
+    Dns {
+        #[command(subcommand)]
+        command: Option<DnsCommand>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DnsCommand {
+    /// Query the configured resolver and say, record by record, what is missing or wrong.
+    Check,
 }
 
 #[derive(Subcommand)]
@@ -119,6 +132,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Serve => Ok(service::serve(config).await?),
         Command::Alias(cmd) => alias(&config, cmd).await,
         Command::Queue(cmd) => queue(&config, cmd).await,
+        Command::Dns { command } => dns(&config, command).await,
     }
 }
 
@@ -174,6 +188,31 @@ async fn alias(config: &Config, cmd: AliasCommand) -> Result<()> {
                 added += 1;
             }
             println!("added {added} aliases");
+        }
+    }
+    Ok(())
+}
+
+async fn dns(config: &Config, command: Option<DnsCommand>) -> Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("data dir {}", config.data_dir.display()))?;
+    let keys = DkimKeys::load_or_create(&config.data_dir, &config.domain(), &config.dkim.selector)?;
+    match command {
+        None => print!(
+            "{}",
+            dns_records::format_zone(&dns_records::records(config, &keys))
+        ),
+        Some(DnsCommand::Check) => {
+            let resolver = remailer::sender_auth::build_resolver(&config.dns)?;
+            let lines = dns_records::check(config, &keys, &resolver).await;
+            let bad = lines.iter().filter(|l| l.status != CheckStatus::Ok).count();
+            for line in &lines {
+                println!("{line}");
+            }
+            if bad > 0 {
+                bail!("{bad} of {} records are missing or wrong", lines.len());
+            }
+            println!("all {} records are published correctly", lines.len());
         }
     }
     Ok(())

@@ -3,12 +3,18 @@
 //! - recipients must be active aliases at DOMAIN or valid bounce addresses (never a relay);
 //! - a message to an alias must come from a member's real address (else 550 5.7.1 with an
 //!   explanation and the registration URL);
-//! - a member may not write to their own alias; bounces go only to bounce addresses.
+//! - a member may not write to their own alias; bounces go only to bounce addresses;
+//! - the message must really come from the member's address: SPF at MAIL FROM, DKIM and
+//!   DMARC after DATA ([`crate::sender_auth`], per `policy.sender_auth`).
+
+use std::net::IpAddr;
 
 use crate::address::{AliasName, RealAddress};
 use crate::bounce::BounceToken;
 use crate::intake::reply::Reply;
 use crate::members::{MemberEntry, Members};
+use crate::remail::Transaction;
+use crate::sender_auth::{SenderAuthenticator, SpfCheck, Verdict};
 use crate::store::{now_unix, AliasState};
 
 /// The envelope sender, as policy sees it.
@@ -32,6 +38,7 @@ pub enum Recipient {
 pub struct Policy {
     members: Members,
     register_url: String,
+    auth: SenderAuthenticator,
 }
 
 fn temp_failure(e: impl std::fmt::Display) -> Reply {
@@ -44,10 +51,53 @@ fn temp_failure(e: impl std::fmt::Display) -> Reply {
 }
 
 impl Policy {
-    pub fn new(members: Members, public_url: &str) -> Self {
+    pub fn new(members: Members, public_url: &str, auth: SenderAuthenticator) -> Self {
         Policy {
             members,
             register_url: public_url.trim_end_matches('/').to_string(),
+            auth,
+        }
+    }
+
+    /// SPF for a member's envelope sender, at MAIL time (None when sender auth is off).
+    pub async fn spf(&self, ip: IpAddr, helo: &str, mail_from: &str) -> Option<SpfCheck> {
+        if self.auth.mode() == crate::config::SenderAuth::None {
+            return None;
+        }
+        Some(self.auth.check_spf(ip, helo, mail_from).await)
+    }
+
+    /// After DATA: does a message to aliases really come from the member's address?
+    pub async fn authenticate(&self, tx: &Transaction) -> Result<(), Reply> {
+        let to_aliases = tx
+            .recipients
+            .iter()
+            .any(|r| matches!(r, Recipient::Alias(_)));
+        let (true, Sender::Member(_), Some(spf)) = (to_aliases, &tx.sender, &tx.spf) else {
+            return Ok(());
+        };
+        match self
+            .auth
+            .verify(&tx.message, tx.peer, &tx.helo, &tx.mail_from, spf)
+            .await
+        {
+            Verdict::Pass { method } => {
+                tracing::debug!(session = %tx.session, method, "sender authenticated");
+                Ok(())
+            }
+            Verdict::Fail { reason } => {
+                tracing::info!(session = %tx.session, "sender authentication failed");
+                Err(Reply::new(
+                    550,
+                    [5, 7, 1],
+                    format!("Sender authentication failed: {reason}"),
+                ))
+            }
+            Verdict::TempFail { reason } => Err(Reply::new(
+                451,
+                [4, 7, 0],
+                format!("Sender authentication could not be completed: {reason}"),
+            )),
         }
     }
 

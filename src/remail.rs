@@ -14,6 +14,7 @@ use crate::address::{Domain, RealAddress};
 use crate::bounce::BounceToken;
 use crate::config::Config;
 use crate::delivery::Delivery;
+use crate::dkim::DkimKeys;
 use crate::intake::reply::Reply;
 use crate::keys::Keys;
 use crate::members::{MemberEntry, Members};
@@ -35,10 +36,13 @@ pub struct Transaction {
     pub sender: Sender,
     pub recipients: Vec<Recipient>,
     pub message: Vec<u8>,
+    /// SPF result from MAIL time (None when sender authentication is off).
+    pub spf: Option<crate::sender_auth::SpfCheck>,
 }
 
 pub struct Remail {
     config: Arc<Config>,
+    dkim: Arc<DkimKeys>,
     domain: Domain,
     members: Members,
     keys: Arc<Keys>,
@@ -79,10 +83,12 @@ impl Remail {
         keys: Arc<Keys>,
         spool: Arc<Spool>,
         delivery: Delivery,
+        dkim: Arc<DkimKeys>,
     ) -> Self {
         Remail {
             domain: config.domain(),
             config,
+            dkim,
             members,
             keys,
             spool,
@@ -125,68 +131,51 @@ impl Remail {
         let scan = rewrite::scan(&tx.message);
         self.check_from_header(scan.from.as_deref(), sender)?;
         let snapshot = self.snapshot(&scan).await?;
-        let recipients: Vec<Member> = to.iter().map(|m| m.member.clone()).collect();
-        let mut nonce = [0u8; 16];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let ctx = rewrite::Context {
-            domain: &self.domain,
-            sender: &sender.member,
-            recipients: &recipients,
-            now: time::OffsetDateTime::now_utc(),
-            nonce,
-            keys: &self.keys,
+        let job = Job {
+            domain: self.domain.clone(),
+            keys: self.keys.clone(),
+            dkim: self.dkim.clone(),
+            spool: self.spool.clone(),
             strip_signatures: self.config.policy.strip_signatures,
+            sender: sender.clone(),
+            recipients: to.iter().map(|m| (*m).clone()).collect(),
+            snapshot,
         };
-        let rewritten = match rewrite::rewrite(&tx.message, &ctx, &snapshot) {
-            Ok(r) => r,
-            Err(RewriteError::Loop) => {
+        let message = tx.message.clone(); // the blocking task needs its own copy
+        let outcome = tokio::task::spawn_blocking(move || job.run(&message))
+            .await
+            .map_err(local_error)?;
+        let (entries, rewritten_ids) = match outcome {
+            Ok(Some(done)) => done,
+            Ok(None) => {
                 tracing::info!(session = %tx.session, "dropped a copy of our own mail (loop)");
                 return Ok(None);
             }
-            Err(e @ RewriteError::Signed) => return Err(Reply::new(550, [5, 7, 1], e.to_string())),
-            Err(e) => return Err(Reply::new(550, [5, 6, 0], e.to_string())),
+            Err(reply) => return Err(reply),
         };
-        if let Some(original) = &rewritten.original_message_id {
-            let expires = now_unix() + self.config.privacy.thread_map_days as i64 * 86_400;
-            let sealed = self.keys.seal(original.as_bytes());
-            self.members
-                .store()
-                .put_thread(&rewritten.message_id, &sealed, expires)
-                .await
-                .map_err(local_error)?;
-        }
-        let message = Arc::new(rewritten.message);
-        let now = now_unix();
-        let entries: Vec<Entry> = to
-            .iter()
-            .map(|rcpt| Entry {
-                id: Spool::new_id(),
-                envelope: Envelope {
-                    kind: Kind::Remail,
-                    mail_from: BounceToken::new(sender.id, rcpt.id, now)
-                        .address(&self.keys, &self.domain),
-                    rcpt: rcpt.member.real.expose(),
-                    recipient_alias: Some(rcpt.member.alias.address()),
-                    sender_id: Some(sender.id),
-                    created: now,
-                },
-                message: message.clone(),
-            })
-            .collect();
-        self.queue(entries, &tx.session).await.map(Some)
+        self.record_thread(rewritten_ids).await;
+        let first = entries[0].id.clone();
+        tracing::info!(session = %tx.session, queue_id = %first, recipients = entries.len(), size = entries[0].message.len(), "queued");
+        self.delivery.enqueue(entries);
+        Ok(Some(first))
     }
 
-    /// Makes entries durable and hands them to delivery; returns the first queue id.
-    pub async fn queue(&self, entries: Vec<Entry>, session: &str) -> Result<String, Reply> {
-        let spool = self.spool.clone();
-        let entries = tokio::task::spawn_blocking(move || spool.store(&entries).map(|_| entries))
+    /// Remembers issued → original Message-ID for threading. The message is already durable,
+    /// so a failure here costs only the thread link, never the message.
+    async fn record_thread(&self, ids: (String, Option<String>)) {
+        let (issued, Some(original)) = ids else {
+            return;
+        };
+        let expires = now_unix() + self.config.privacy.thread_map_days as i64 * 86_400;
+        let sealed = self.keys.seal(original.as_bytes());
+        if let Err(e) = self
+            .members
+            .store()
+            .put_thread(&issued, &sealed, expires)
             .await
-            .map_err(local_error)?
-            .map_err(local_error)?;
-        let first = entries[0].id.clone();
-        tracing::info!(session = %session, queue_id = %first, recipients = entries.len(), size = entries[0].message.len(), "queued");
-        self.delivery.enqueue(entries);
-        Ok(first)
+        {
+            tracing::warn!(error = %e, "could not record a thread mapping");
+        }
     }
 
     /// The From header must name the same member as the envelope sender.
@@ -245,5 +234,71 @@ impl Remail {
 
     fn bounce_received(&self, tx: &Transaction, tokens: &[BounceToken]) {
         tracing::info!(session = %tx.session, bounces = tokens.len(), size = tx.message.len(), "bounce received");
+    }
+}
+
+/// The CPU and disk part of remailing, run off the async workers: rewrite, DKIM-sign, and
+/// make one spool entry per recipient durable.
+struct Job {
+    domain: Domain,
+    keys: Arc<Keys>,
+    dkim: Arc<DkimKeys>,
+    spool: Arc<Spool>,
+    strip_signatures: bool,
+    sender: MemberEntry,
+    recipients: Vec<MemberEntry>,
+    snapshot: Snapshot,
+}
+
+/// Durable entries and the (issued, original) Message-IDs.
+type Done = (Vec<Entry>, (String, Option<String>));
+
+impl Job {
+    /// `Ok(None)`: the message was our own mail coming back, and is dropped.
+    fn run(self, raw: &[u8]) -> Result<Option<Done>, Reply> {
+        let members: Vec<Member> = self.recipients.iter().map(|m| m.member.clone()).collect();
+        let mut nonce = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let ctx = rewrite::Context {
+            domain: &self.domain,
+            sender: &self.sender.member,
+            recipients: &members,
+            now: time::OffsetDateTime::now_utc(),
+            nonce,
+            keys: &self.keys,
+            strip_signatures: self.strip_signatures,
+        };
+        let rewritten = match rewrite::rewrite(raw, &ctx, &self.snapshot) {
+            Ok(r) => r,
+            Err(RewriteError::Loop) => return Ok(None),
+            Err(e @ RewriteError::Signed) => return Err(Reply::new(550, [5, 7, 1], e.to_string())),
+            Err(e) => return Err(Reply::new(550, [5, 6, 0], e.to_string())),
+        };
+        let mut signed = self.dkim.sign(&rewritten.message).map_err(local_error)?;
+        signed.extend_from_slice(&rewritten.message);
+        let message = Arc::new(signed);
+        let now = now_unix();
+        let entries: Vec<Entry> = self
+            .recipients
+            .iter()
+            .map(|rcpt| Entry {
+                id: Spool::new_id(),
+                envelope: Envelope {
+                    kind: Kind::Remail,
+                    mail_from: BounceToken::new(self.sender.id, rcpt.id, now)
+                        .address(&self.keys, &self.domain),
+                    rcpt: rcpt.member.real.expose(),
+                    recipient_alias: Some(rcpt.member.alias.address()),
+                    sender_id: Some(self.sender.id),
+                    created: now,
+                },
+                message: message.clone(),
+            })
+            .collect();
+        self.spool.store(&entries).map_err(local_error)?;
+        Ok(Some((
+            entries,
+            (rewritten.message_id, rewritten.original_message_id),
+        )))
     }
 }

@@ -15,11 +15,13 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, SenderAuth};
 use crate::delivery::Delivery;
+use crate::dkim::DkimKeys;
 use crate::intake::Intake;
 use crate::keys::Keys;
 use crate::members::Members;
 use crate::policy::Policy;
 use crate::remail::Remail;
+use crate::sender_auth::SenderAuthenticator;
 use crate::spool::Spool;
 
 #[derive(Debug, Error)]
@@ -86,7 +88,12 @@ pub async fn serve(config: Config) -> Result<(), ServiceError> {
     }
     let (keys, members) = open_members(&config).await?;
     let spool = Arc::new(Spool::open(&config.data_dir.join("spool"), keys.clone()).map_err(setup)?);
-    let delivery = Delivery::new(config.clone(), spool.clone(), members.clone()).map_err(setup)?;
+    let dkim = Arc::new(
+        DkimKeys::load_or_create(&config.data_dir, &config.domain(), &config.dkim.selector)
+            .map_err(setup)?,
+    );
+    let delivery = Delivery::new(config.clone(), spool.clone(), members.clone(), dkim.clone())
+        .map_err(setup)?;
     let resumed = delivery.resume().await;
     if resumed > 0 {
         tracing::info!(entries = resumed, "resumed the queue");
@@ -97,8 +104,11 @@ pub async fn serve(config: Config) -> Result<(), ServiceError> {
         keys.clone(),
         spool,
         delivery.clone(),
+        dkim,
     );
-    let policy = Policy::new(members, &config.web.public_url);
+    let auth = SenderAuthenticator::new(&config.dns, config.policy.sender_auth, &config.hostname())
+        .map_err(setup)?;
+    let policy = Policy::new(members, &config.web.public_url, auth);
     let intake = Arc::new(Intake::new(
         config.clone(),
         policy,

@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::address::RealAddress;
 use crate::config::Config;
+use crate::dkim::DkimKeys;
 use crate::members::Members;
 use crate::notices::{self, Undelivered};
 use crate::spool::{Entry, Envelope, Kind, Spool};
@@ -42,6 +43,7 @@ struct Inner {
     members: Members,
     router: Router,
     dialer: Dialer,
+    dkim: Arc<DkimKeys>,
     pool: Pool,
     require_tls: Vec<String>,
     workers: Arc<Semaphore>,
@@ -52,10 +54,17 @@ struct Inner {
 }
 
 impl Delivery {
-    pub fn new(config: Arc<Config>, spool: Arc<Spool>, members: Members) -> std::io::Result<Self> {
+    pub fn new(
+        config: Arc<Config>,
+        spool: Arc<Spool>,
+        members: Members,
+        dkim: Arc<DkimKeys>,
+    ) -> std::io::Result<Self> {
         crate::install_crypto_provider();
         let d = &config.delivery;
-        let router = Router::new(d.relay.clone(), d.mx_port, &config.dns.nameservers)?;
+        let resolver =
+            crate::sender_auth::build_resolver(&config.dns).map_err(std::io::Error::other)?;
+        let router = Router::new(d.relay.clone(), d.mx_port, resolver);
         let tls = mail_send::smtp::tls::build_tls_connector(true).map_err(std::io::Error::other)?;
         let dialer = Dialer {
             helo: config.hostname(),
@@ -77,6 +86,7 @@ impl Delivery {
                 tasks: TaskTracker::new(),
                 router,
                 dialer,
+                dkim,
                 config,
                 spool,
                 members,
@@ -279,8 +289,10 @@ impl Delivery {
         self.queue_notice(&sender.member.real, message).await
     }
 
-    /// Queues a message from the service to a member (null envelope sender).
+    /// Signs and queues a message from the service to a member (null envelope sender).
     pub async fn queue_notice(&self, to: &RealAddress, message: Vec<u8>) -> Result<(), String> {
+        let mut signed = self.inner.dkim.sign(&message).map_err(|e| e.to_string())?;
+        signed.extend_from_slice(&message);
         let entry = Entry {
             id: Spool::new_id(),
             envelope: Envelope {
@@ -291,7 +303,7 @@ impl Delivery {
                 sender_id: None,
                 created: now_unix(),
             },
-            message: Arc::new(message),
+            message: Arc::new(signed),
         };
         let spool = self.inner.spool.clone();
         let entries = tokio::task::spawn_blocking(move || {

@@ -3,8 +3,6 @@
 
 use std::net::SocketAddr;
 
-use hickory_resolver::config::{NameServerConfig, ResolverConfig};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::TokioResolver;
 
 use super::Failure;
@@ -23,32 +21,12 @@ pub struct Router {
 }
 
 impl Router {
-    pub fn new(
-        relay: Option<String>,
-        mx_port: u16,
-        nameservers: &[SocketAddr],
-    ) -> std::io::Result<Self> {
-        let resolver = if nameservers.is_empty() {
-            TokioResolver::builder_tokio()
-                .map_err(std::io::Error::other)?
-                .build()
-        } else {
-            let mut config = ResolverConfig::default();
-            for ns in nameservers {
-                let mut server = NameServerConfig::udp_and_tcp(ns.ip());
-                for conn in &mut server.connections {
-                    conn.port = ns.port();
-                }
-                config.add_name_server(server);
-            }
-            TokioResolver::builder_with_config(config, TokioRuntimeProvider::default()).build()
-        }
-        .map_err(std::io::Error::other)?;
-        Ok(Router {
+    pub fn new(relay: Option<String>, mx_port: u16, resolver: TokioResolver) -> Self {
+        Router {
             relay,
             mx_port,
             resolver,
-        })
+        }
     }
 
     /// The key deliveries are grouped by (for concurrency limits and connection reuse).

@@ -18,6 +18,7 @@ use super::reply::Reply;
 use super::Intake;
 use crate::policy::{Recipient, Sender};
 use crate::remail::Transaction;
+use crate::sender_auth::SpfCheck;
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
@@ -53,6 +54,7 @@ struct Session {
     mail_from: String,
     recipients: Vec<Recipient>,
     message: Vec<u8>,
+    spf: Option<SpfCheck>,
     errors: u32,
 }
 
@@ -67,6 +69,7 @@ pub(super) async fn run(intake: Arc<Intake>, stream: TcpStream, peer: SocketAddr
         mail_from: String::new(),
         recipients: Vec::new(),
         message: Vec::new(),
+        spf: None,
         errors: 0,
     };
     tracing::debug!(session = %session.id, "connection opened");
@@ -352,6 +355,14 @@ impl Session {
         }
         match self.intake.policy.sender(&from.address).await {
             Ok(sender) => {
+                if matches!(sender, Sender::Member(_)) {
+                    let helo = self.helo.clone().unwrap_or_default();
+                    self.spf = self
+                        .intake
+                        .policy
+                        .spf(self.peer.ip(), &helo, &from.address)
+                        .await;
+                }
                 self.sender = Some(sender);
                 self.mail_from = from.address;
                 Reply::new(250, [2, 1, 0], "Sender OK")
@@ -401,7 +412,12 @@ impl Session {
             sender: self.sender.take().expect("DATA needs MAIL"),
             recipients: std::mem::take(&mut self.recipients),
             message: std::mem::take(&mut self.message),
+            spf: self.spf.take(),
         };
+        if let Err(refusal) = self.intake.policy.authenticate(&tx).await {
+            self.reset();
+            return refusal;
+        }
         let reply = self.intake.remail.accept(tx).await;
         self.reset();
         reply
@@ -423,6 +439,7 @@ impl Session {
         self.mail_from.clear();
         self.recipients.clear();
         self.message = Vec::new();
+        self.spf = None;
     }
 }
 
