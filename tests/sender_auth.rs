@@ -6,62 +6,13 @@ mod support;
 
 use std::net::IpAddr;
 
-use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256};
-use mail_auth::common::headers::HeaderWriter;
-use mail_auth::dkim::{Canonicalization, DkimSigner};
 use mail_auth::SpfResult;
 use remailer::config::SenderAuth;
 use remailer::sender_auth::{SenderAuthenticator, SpfCheck, Verdict};
 use support::dns_server::TestDns;
-
-const GOOD_IP: &str = "127.0.0.2";
-const BAD_IP: &str = "127.0.0.66";
+use support::signing::{publish, publish_rsa, signed, BAD_IP, GOOD_IP};
 const HELO: &str = "client.test";
 const POLICIES: [SenderAuth; 2] = [SenderAuth::Dmarc, SenderAuth::SpfOrDkim];
-
-/// A sending domain's signing key.
-enum Key {
-    Ed(Vec<u8>),
-    Rsa(Vec<u8>),
-}
-
-/// Publishes SPF (GOOD_IP allowed, `all_qualifier` for the rest), an Ed25519 DKIM key at
-/// selector `s1`, and the DMARC record if given. Returns the private key.
-fn publish(dns: &TestDns, domain: &str, all_qualifier: &str, dmarc: Option<&str>) -> Key {
-    dns.add_txt(domain, &format!("v=spf1 ip4:{GOOD_IP} {all_qualifier}all"));
-    let pkcs8 = Ed25519Key::generate_pkcs8().unwrap();
-    let public = Ed25519Key::from_pkcs8_der(&pkcs8).unwrap().public_key();
-    dns.add_txt(
-        &format!("s1._domainkey.{domain}"),
-        &format!("v=DKIM1; k=ed25519; p={}", b64(&public)),
-    );
-    if let Some(record) = dmarc {
-        dns.add_txt(&format!("_dmarc.{domain}"), record);
-    }
-    Key::Ed(pkcs8)
-}
-
-/// Like [`publish`] with an RSA-2048 DKIM key.
-fn publish_rsa(dns: &TestDns, domain: &str, dmarc: &str) -> Key {
-    use aws_lc_rs::encoding::AsDer;
-    use aws_lc_rs::signature::KeyPair;
-    dns.add_txt(domain, &format!("v=spf1 ip4:{GOOD_IP} -all"));
-    let pair =
-        aws_lc_rs::signature::RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
-    let pkcs8 = pair.as_der().unwrap().as_ref().to_vec();
-    let spki = pair.public_key().as_der().unwrap().as_ref().to_vec();
-    dns.add_txt(
-        &format!("s1._domainkey.{domain}"),
-        &format!("v=DKIM1; k=rsa; p={}", b64(&spki)),
-    );
-    dns.add_txt(&format!("_dmarc.{domain}"), dmarc);
-    Key::Rsa(pkcs8)
-}
-
-fn b64(bytes: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
 
 fn message(from: &str, body: &str) -> Vec<u8> {
     format!(
@@ -69,33 +20,6 @@ fn message(from: &str, body: &str) -> Vec<u8> {
          Date: Mon, 1 Jan 2024 10:00:00 +0000\r\nMessage-ID: <m1@client.test>\r\n\r\n{body}\r\n"
     )
     .into_bytes()
-}
-
-/// `message` with a DKIM-Signature of `domain` (selector s1) prepended.
-fn signed(key: &Key, domain: &str, message: &[u8]) -> Vec<u8> {
-    let headers = ["From", "To", "Subject", "Date", "Message-ID"];
-    let signature = match key {
-        Key::Ed(pkcs8) => DkimSigner::from_key(Ed25519Key::from_pkcs8_der(pkcs8).unwrap())
-            .domain(domain)
-            .selector("s1")
-            .headers(headers)
-            .header_canonicalization(Canonicalization::Relaxed)
-            .body_canonicalization(Canonicalization::Relaxed)
-            .sign(message)
-            .unwrap(),
-        Key::Rsa(pkcs8) => {
-            let der = rustls::pki_types::PrivateKeyDer::Pkcs8(pkcs8.as_slice().into());
-            DkimSigner::from_key(RsaKey::<Sha256>::from_key_der(der).unwrap())
-                .domain(domain)
-                .selector("s1")
-                .headers(headers)
-                .sign(message)
-                .unwrap()
-        }
-    };
-    let mut out = signature.to_header().into_bytes();
-    out.extend_from_slice(message);
-    out
 }
 
 fn ip(s: &str) -> IpAddr {

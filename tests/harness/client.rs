@@ -27,6 +27,26 @@ impl Client {
         c
     }
 
+    /// Connects from a chosen loopback source address (e.g. 127.0.0.2), as another host would.
+    pub async fn connect_from(port: u16, source: &str) -> Client {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket
+            .bind(format!("{source}:0").parse().unwrap())
+            .expect("bind source address");
+        let stream = socket
+            .connect(([127, 0, 0, 1], port).into())
+            .await
+            .expect("connect");
+        let (r, w) = stream.into_split();
+        let mut c = Client {
+            reader: BufReader::new(r),
+            writer: w,
+        };
+        let greeting = c.read_reply().await;
+        assert_eq!(greeting.code, 220, "greeting: {greeting:?}");
+        c
+    }
+
     pub async fn connect_raw(port: u16) -> Client {
         let stream = TcpStream::connect(("127.0.0.1", port))
             .await

@@ -16,20 +16,52 @@ pub struct Service {
 pub const DOMAIN: &str = "remailer.test";
 
 impl Service {
-    /// A config for a service relaying to `relay_port`; `extra` is appended (TOML).
+    /// A config for a service relaying to `relay_port`. `extra` holds `section.key = value`
+    /// lines (or top-level `key = value`); each replaces the default of the same key.
     pub fn config(smtp_port: u16, relay_port: u16, dir: &Path, extra: &str) -> String {
-        format!(
-            "domain = \"{DOMAIN}\"\ndata_dir = \"{dir}\"\n{extra_top}\
-             [smtp]\nlisten = [\"127.0.0.1:{smtp_port}\"]\nhostname = \"mx.{DOMAIN}\"\nmax_message_size = 65536\nmax_recipients = 5\n{smtp_extra}\
-             [web]\npublic_url = \"https://{DOMAIN}/register\"\n\
-             [delivery]\nrelay = \"127.0.0.1:{relay_port}\"\n{retry}{delivery_extra}\
-             [policy]\nsender_auth = \"none\"\n",
-            dir = dir.display(),
-            extra_top = section(extra, "top"),
-            smtp_extra = section(extra, "smtp"),
-            delivery_extra = section(extra, "delivery"),
-            retry = if extra.contains("retry_") { "" } else { "retry_base = 1\nretry_max = 2\n" },
-        )
+        let mut sections: Vec<(String, Vec<(String, String)>)> = Vec::new();
+        let mut set = |section: &str, key: &str, value: &str| {
+            let idx = match sections.iter().position(|(s, _)| s == section) {
+                Some(i) => i,
+                None => {
+                    sections.push((section.to_string(), Vec::new()));
+                    sections.len() - 1
+                }
+            };
+            let entries = &mut sections[idx].1;
+            entries.retain(|(k, _)| k != key);
+            entries.push((key.to_string(), value.to_string()));
+        };
+        set("", "domain", &format!("\"{DOMAIN}\""));
+        set("", "data_dir", &format!("\"{}\"", dir.display()));
+        set("smtp", "listen", &format!("[\"127.0.0.1:{smtp_port}\"]"));
+        set("smtp", "hostname", &format!("\"mx.{DOMAIN}\""));
+        set("smtp", "max_message_size", "65536");
+        set("smtp", "max_recipients", "5");
+        set(
+            "web",
+            "public_url",
+            &format!("\"https://{DOMAIN}/register\""),
+        );
+        set("delivery", "relay", &format!("\"127.0.0.1:{relay_port}\""));
+        set("delivery", "retry_base", "1");
+        set("delivery", "retry_max", "2");
+        set("policy", "sender_auth", "\"none\"");
+        for line in extra.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            let (key, value) = line.split_once('=').expect("extra lines are key = value");
+            let (section, key) = key.trim().split_once('.').unwrap_or(("", key.trim()));
+            set(section, key, value.trim());
+        }
+        let mut out = String::new();
+        for (section, entries) in &sections {
+            if !section.is_empty() {
+                out.push_str(&format!("[{section}]\n"));
+            }
+            for (k, v) in entries {
+                out.push_str(&format!("{k} = {v}\n"));
+            }
+        }
+        out
     }
 
     /// Prepares a data dir and config without starting the service.
@@ -160,28 +192,6 @@ fn unsafe_kill(pid: u32, sig: &str) {
         .arg(format!("-{sig}"))
         .arg(pid.to_string())
         .status();
-}
-
-fn section(extra: &str, which: &str) -> String {
-    // `extra` holds lines prefixed "smtp.", "delivery." or none (top level).
-    extra
-        .lines()
-        .filter_map(|l| {
-            let l = l.trim();
-            if l.is_empty() {
-                return None;
-            }
-            match (which, l.split_once('.')) {
-                ("smtp", Some(("smtp", rest))) | ("delivery", Some(("delivery", rest))) => {
-                    Some(format!("{rest}\n"))
-                }
-                ("top", _) if !l.starts_with("smtp.") && !l.starts_with("delivery.") => {
-                    Some(format!("{l}\n"))
-                }
-                _ => None,
-            }
-        })
-        .collect()
 }
 
 impl Drop for Service {

@@ -2,3 +2,4 @@
 #![allow(dead_code)]
 
 pub mod dns_server;
+pub mod signing;
