@@ -222,26 +222,22 @@ async fn queue(config: &Config, cmd: QueueCommand) -> Result<()> {
     match cmd {
         QueueCommand::List => {
             let (keys, _) = service::open_members(config).await?;
-            let spool = Spool::open(&config.data_dir.join("spool"), keys)?;
+            let entries = Spool::inspect(&config.data_dir.join("spool"), &keys)?;
             let now = remailer::store::now_unix();
-            let ids = spool.ids()?;
             println!("{:<26} {:>8} {:<7} RECIPIENT", "QUEUE-ID", "AGE-S", "KIND");
-            for id in &ids {
-                match spool.load(id) {
-                    Ok(e) => println!(
-                        "{:<26} {:>8} {:<7} {}",
-                        id,
-                        now - e.envelope.created,
-                        format!("{:?}", e.envelope.kind).to_lowercase(),
-                        e.envelope
-                            .recipient_alias
-                            .as_deref()
-                            .unwrap_or("(member notice)")
-                    ),
-                    Err(e) => println!("{id:<26} unreadable: {e}"),
-                }
+            for e in &entries {
+                println!(
+                    "{:<26} {:>8} {:<7} {}",
+                    e.id,
+                    now - e.envelope.created,
+                    format!("{:?}", e.envelope.kind).to_lowercase(),
+                    e.envelope
+                        .recipient_alias
+                        .as_deref()
+                        .unwrap_or("(member notice)")
+                );
             }
-            println!("{} queued", ids.len());
+            println!("{} queued", entries.len());
         }
         QueueCommand::Flush => {
             use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -94,7 +94,7 @@ pub async fn serve(config: Config) -> Result<(), ServiceError> {
     );
     let delivery = Delivery::new(config.clone(), spool.clone(), members.clone(), dkim.clone())
         .map_err(setup)?;
-    let resumed = delivery.resume().await;
+    let resumed = delivery.resume();
     if resumed > 0 {
         tracing::info!(entries = resumed, "resumed the queue");
     }

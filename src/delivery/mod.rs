@@ -102,25 +102,11 @@ impl Delivery {
         }
     }
 
-    /// Picks up everything in the spool (at start, after a crash or restart).
-    pub async fn resume(&self) -> usize {
-        let spool = self.inner.spool.clone();
-        let loaded = tokio::task::spawn_blocking(move || {
-            let ids = spool.ids().unwrap_or_default();
-            ids.iter()
-                .filter_map(|id| match spool.load(id) {
-                    Ok(e) => Some(e),
-                    Err(e) => {
-                        tracing::error!(queue_id = %id, error = %e, "unreadable spool file left in place");
-                        None
-                    }
-                })
-                .collect::<Vec<_>>()
-        })
-        .await
-        .unwrap_or_default();
-        let n = loaded.len();
-        self.enqueue(loaded);
+    /// Picks up what the spool found queued at start (after a crash or restart).
+    pub fn resume(&self) -> usize {
+        let entries = self.inner.spool.take_recovered();
+        let n = entries.len();
+        self.enqueue(entries);
         n
     }
 
@@ -171,6 +157,9 @@ impl Delivery {
             let delay = backoff(&inner.config, attempts)
                 .min(Duration::from_secs((max_age - age).max(1) as u64));
             tracing::info!(queue_id = %entry.id, attempts, reason = %reason, retry_in_s = delay.as_secs(), "deferred");
+            if let Err(e) = inner.spool.relocate(&entry).await {
+                tracing::warn!(queue_id = %entry.id, error = %e, "could not move a waiting message forward in the spool");
+            }
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = inner.flush.notified() => {}

@@ -1,0 +1,396 @@
+//! `spool`: the durable queue, as an append-only log of segments (`seg-N.log`).
+//!
+//! A message is acknowledged (`250`) only after its record is appended to the active segment
+//! and the segment is `fdatasync`ed; a single writer thread ([`writer`]) lets every message
+//! that is waiting share one sync (group commit), and no file is created or deleted per
+//! message. A finished delivery appends its id to the segment's `seg-N.done` (not synced: a
+//! crash re-delivers, at least once). A segment whose records are all done is deleted once a
+//! newer one is active; a deferred record in an old segment is copied forward
+//! ([`Spool::relocate`]) so old segments drain. At start ([`Spool::open`]) the log is read
+//! back: a torn record at the end is cut off (it was never acknowledged) and every record not
+//! marked done is handed back for delivery.
+//!
+//! Record headers hold the recipient's real address and are sealed with the service key,
+//! so the spool shows no address in clear. One `serve` at a time: the spool is locked.
+
+mod record;
+mod writer;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use tokio::sync::oneshot;
+
+use crate::keys::{random_hex, Keys};
+
+#[derive(Debug, Error)]
+pub enum SpoolError {
+    #[error("spool I/O on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the spool in {0} is in use by another remailer process")]
+    Locked(String),
+    #[error("spool write failed: {0}")]
+    Write(String),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
+    move |source| SpoolError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What kind of delivery a spool entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// A member's message, remailed.
+    Remail,
+    /// A notice from the service (bounce notice, confirmation); never answered by a notice.
+    Notice,
+}
+
+/// Who a spool entry goes to and who hears about its failure.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Envelope {
+    pub kind: Kind,
+    /// Envelope sender (`b+TOKEN@DOMAIN`, or empty for notices).
+    pub mail_from: String,
+    /// The recipient's real address (sealed on disk).
+    pub rcpt: String,
+    /// The recipient alias, for notices and logs (none for notices to members).
+    pub recipient_alias: Option<String>,
+    /// The sending alias's id: the member told when delivery fails for good.
+    pub sender_id: Option<i64>,
+    /// Unix seconds when the message was accepted.
+    pub created: i64,
+}
+
+/// A queued delivery.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub id: String,
+    pub envelope: Envelope,
+    pub message: Arc<Vec<u8>>,
+}
+
+/// Where each live record is, and how many live records each segment holds.
+pub struct Index {
+    dir: PathBuf,
+    location: HashMap<String, u64>,
+    segments: BTreeMap<u64, Segment>,
+}
+
+#[derive(Default)]
+struct Segment {
+    live: usize,
+    sealed: bool,
+    done: Option<File>,
+}
+
+impl Index {
+    fn add(&mut self, id: String, segment: u64) {
+        self.segments.entry(segment).or_default().live += 1;
+        self.location.insert(id, segment);
+    }
+
+    fn seal(&mut self, segment: u64) {
+        self.segments.entry(segment).or_default().sealed = true;
+        self.collect(segment);
+    }
+
+    /// Marks the record of `id` in `segment` done; deletes the segment when it is empty.
+    fn retire(&mut self, id: &str, segment: u64) {
+        let Some(seg) = self.segments.get_mut(&segment) else {
+            return;
+        };
+        if seg.done.is_none() {
+            let path = done_path(&self.dir, segment);
+            seg.done = OpenOptions::new().create(true).append(true).open(path).ok();
+        }
+        if let Some(f) = seg.done.as_mut() {
+            let _ = f.write_all(format!("{id}\n").as_bytes());
+        }
+        seg.live = seg.live.saturating_sub(1);
+        self.collect(segment);
+    }
+
+    fn collect(&mut self, segment: u64) {
+        if let Some(seg) = self.segments.get(&segment) {
+            if seg.sealed && seg.live == 0 {
+                self.segments.remove(&segment);
+                let _ = fs::remove_file(segment_path(&self.dir, segment));
+                let _ = fs::remove_file(done_path(&self.dir, segment));
+            }
+        }
+    }
+}
+
+fn segment_path(dir: &Path, n: u64) -> PathBuf {
+    dir.join(format!("seg-{n:08}.log"))
+}
+
+fn done_path(dir: &Path, n: u64) -> PathBuf {
+    dir.join(format!("seg-{n:08}.done"))
+}
+
+/// A segment this large is sealed and a new one started.
+const SEGMENT_MAX: u64 = 32 * 1024 * 1024;
+
+pub struct Spool {
+    keys: Arc<Keys>,
+    index: Arc<Mutex<Index>>,
+    writer: Mutex<mpsc::Sender<writer::Request>>,
+    recovered: Mutex<Vec<Entry>>,
+    _lock: File,
+}
+
+impl Spool {
+    /// Opens (creating) the spool in `dir`, locks it, and reads back what is still queued
+    /// (see [`Spool::take_recovered`]).
+    pub fn open(dir: &Path, keys: Arc<Keys>) -> Result<Self, SpoolError> {
+        Self::open_with_segment_size(dir, keys, SEGMENT_MAX)
+    }
+
+    fn open_with_segment_size(dir: &Path, keys: Arc<Keys>, max: u64) -> Result<Self, SpoolError> {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let lock = lock(dir)?;
+        let (recovered, mut index, last) = recover(dir, &keys)?;
+        let segment = last + 1;
+        let file = create_segment(dir, segment)?;
+        index.segments.entry(segment).or_default();
+        let index = Arc::new(Mutex::new(index));
+        let dir_owned = dir.to_path_buf();
+        let writer = writer::spawn(writer::Writer {
+            index: index.clone(),
+            segment,
+            file,
+            size: 0,
+            max,
+            open_segment: Box::new(move |n| create_segment(&dir_owned, n)),
+        });
+        Ok(Spool {
+            keys,
+            index,
+            writer: Mutex::new(writer),
+            recovered: Mutex::new(recovered),
+            _lock: lock,
+        })
+    }
+
+    /// The entries found queued at open (once).
+    pub fn take_recovered(&self) -> Vec<Entry> {
+        std::mem::take(&mut *self.recovered.lock().expect("lock"))
+    }
+
+    /// A new queue id: time-ordered and unique.
+    pub fn new_id() -> String {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        format!("{ms:012x}{}", random_hex(6))
+    }
+
+    fn submit(&self, entries: &[Entry]) -> oneshot::Receiver<Result<u64, String>> {
+        let mut bytes = Vec::with_capacity(entries.iter().map(|e| e.message.len() + 256).sum());
+        for entry in entries {
+            record::encode(entry, &self.keys, &mut bytes);
+        }
+        let (done, rx) = oneshot::channel();
+        let ids = entries.iter().map(|e| e.id.clone()).collect();
+        let _ = self
+            .writer
+            .lock()
+            .expect("lock")
+            .send(writer::Request { bytes, ids, done });
+        rx
+    }
+
+    /// Makes the entries durable (blocking: call from `spawn_blocking`). When it returns
+    /// Ok, every entry is synced to disk.
+    pub fn store(&self, entries: &[Entry]) -> Result<(), SpoolError> {
+        match self.submit(entries).blocking_recv() {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(SpoolError::Write(e)),
+            Err(_) => Err(SpoolError::Write("the spool writer stopped".into())),
+        }
+    }
+
+    /// [`Spool::store`] for async callers.
+    pub async fn store_async(&self, entries: &[Entry]) -> Result<(), SpoolError> {
+        match self.submit(entries).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(SpoolError::Write(e)),
+            Err(_) => Err(SpoolError::Write("the spool writer stopped".into())),
+        }
+    }
+
+    /// Marks a delivered (or given-up) entry done. A crash before this re-delivers it.
+    pub fn remove(&self, id: &str) {
+        let mut index = self.index.lock().expect("index lock");
+        if let Some(segment) = index.location.remove(id) {
+            index.retire(id, segment);
+        }
+    }
+
+    /// Copies a waiting entry forward when its segment is no longer the active one, so old
+    /// segments can be deleted while a few messages wait for retries.
+    pub async fn relocate(&self, entry: &Entry) -> Result<(), SpoolError> {
+        let old = {
+            let index = self.index.lock().expect("index lock");
+            match index.location.get(&entry.id) {
+                Some(&seg) if index.segments.get(&seg).is_some_and(|s| s.sealed) => seg,
+                _ => return Ok(()),
+            }
+        };
+        self.store_async(std::slice::from_ref(entry)).await?;
+        self.index
+            .lock()
+            .expect("index lock")
+            .retire(&entry.id, old);
+        Ok(())
+    }
+
+    /// Reads what is queued without changing anything (for `remailer queue list`, also while
+    /// the service runs).
+    pub fn inspect(dir: &Path, keys: &Keys) -> Result<Vec<Entry>, SpoolError> {
+        let mut live: BTreeMap<String, Entry> = BTreeMap::new();
+        for (n, path) in segments(dir)? {
+            let bytes = fs::read(&path).map_err(io_err(&path))?;
+            let done = read_done(dir, n);
+            for e in record::decode_all(&bytes, keys).0 {
+                if done.contains(&e.id) {
+                    live.remove(&e.id);
+                } else {
+                    live.insert(e.id.clone(), e);
+                }
+            }
+        }
+        Ok(live.into_values().collect())
+    }
+}
+
+fn lock(dir: &Path) -> Result<File, SpoolError> {
+    let path = dir.join("lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io_err(&path))?;
+    // SAFETY: flock on a file descriptor we own; no memory is involved.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(SpoolError::Locked(dir.display().to_string()));
+    }
+    Ok(file)
+}
+
+fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, SpoolError> {
+    let mut found: Vec<(u64, PathBuf)> = fs::read_dir(dir)
+        .map_err(io_err(dir))?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let n = name
+                .strip_prefix("seg-")?
+                .strip_suffix(".log")?
+                .parse()
+                .ok()?;
+            Some((n, e.path()))
+        })
+        .collect();
+    found.sort();
+    Ok(found)
+}
+
+fn read_done(dir: &Path, n: u64) -> HashSet<String> {
+    fs::read_to_string(done_path(dir, n))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn create_segment(dir: &Path, n: u64) -> Result<File, SpoolError> {
+    let path = segment_path(dir, n);
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(io_err(&path))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))?;
+    Ok(file)
+}
+
+/// Reads every segment back: live entries (later copies win), the index, the last number.
+fn recover(dir: &Path, keys: &Keys) -> Result<(Vec<Entry>, Index, u64), SpoolError> {
+    let found = segments(dir)?;
+    let last = found.last().map(|(n, _)| *n).unwrap_or(0);
+    let mut latest: HashMap<String, (u64, Entry)> = HashMap::new();
+    for (n, path) in &found {
+        let bytes = fs::read(path).map_err(io_err(path))?;
+        let (entries, valid) = record::decode_all(&bytes, keys);
+        if valid < bytes.len() {
+            tracing::warn!(
+                segment = n,
+                cut = bytes.len() - valid,
+                "spool segment ends in a torn record; cutting it off"
+            );
+            let f = OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(io_err(path))?;
+            f.set_len(valid as u64)
+                .and_then(|_| f.sync_all())
+                .map_err(io_err(path))?;
+        }
+        let done = read_done(dir, *n);
+        for e in entries {
+            if done.contains(&e.id) {
+                latest.remove(&e.id);
+            } else {
+                latest.insert(e.id.clone(), (*n, e));
+            }
+        }
+    }
+    let mut index = Index {
+        dir: dir.to_path_buf(),
+        location: HashMap::new(),
+        segments: BTreeMap::new(),
+    };
+    for (n, _) in &found {
+        index.segments.insert(
+            *n,
+            Segment {
+                sealed: true,
+                ..Segment::default()
+            },
+        );
+    }
+    let mut entries = Vec::with_capacity(latest.len());
+    for (id, (n, e)) in latest {
+        index.add(id, n);
+        entries.push(e);
+    }
+    for (n, _) in &found {
+        index.collect(*n);
+    }
+    entries.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok((entries, index, last))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,188 @@
+use super::*;
+
+fn keys() -> Arc<Keys> {
+    Arc::new(Keys::from_master([9; 32]))
+}
+
+fn entry(n: usize) -> Entry {
+    Entry {
+        id: Spool::new_id(),
+        envelope: Envelope {
+            kind: Kind::Remail,
+            mail_from: "b+1.2.3.abcd@remailer.test".into(),
+            rcpt: format!("ann{n}@mail.example"),
+            recipient_alias: Some("ann@remailer.test".into()),
+            sender_id: Some(1),
+            created: 1,
+        },
+        message: Arc::new(format!("Subject: {n}\r\n\r\nbody {n}\r\n").into_bytes()),
+    }
+}
+
+fn log_files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".log"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn stored_entries_come_back_after_reopen_until_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (entry(1), entry(2));
+    {
+        let spool = Spool::open(dir.path(), keys()).unwrap();
+        spool.store(&[a.clone(), b.clone()]).unwrap();
+        spool.remove(&a.id);
+    }
+    let spool = Spool::open(dir.path(), keys()).unwrap();
+    let back = spool.take_recovered();
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].id, b.id);
+    assert_eq!(back[0].envelope.rcpt, "ann2@mail.example");
+    assert_eq!(&back[0].message[..], &b.message[..]);
+    assert!(spool.take_recovered().is_empty(), "handed out once");
+    spool.remove(&b.id);
+    drop(spool);
+    let spool = Spool::open(dir.path(), keys()).unwrap();
+    assert!(spool.take_recovered().is_empty());
+    drop(spool);
+    assert_eq!(
+        log_files(dir.path()).len(),
+        1,
+        "empty old segments are deleted: {:?}",
+        log_files(dir.path())
+    );
+}
+
+#[test]
+fn the_spool_shows_no_address_in_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path(), keys()).unwrap();
+    spool.store(&[entry(7)]).unwrap();
+    for name in log_files(dir.path()) {
+        let raw = fs::read(dir.path().join(name)).unwrap();
+        assert!(!String::from_utf8_lossy(&raw).contains("ann7@mail.example"));
+    }
+}
+
+#[test]
+fn a_torn_record_at_the_end_is_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let kept = entry(1);
+    {
+        let spool = Spool::open(dir.path(), keys()).unwrap();
+        spool.store(std::slice::from_ref(&kept)).unwrap();
+    }
+    let last = dir.path().join(log_files(dir.path()).pop().unwrap());
+    let mut torn = Vec::new();
+    record::encode(&entry(2), &keys(), &mut torn);
+    torn.truncate(torn.len() - 5);
+    OpenOptions::new()
+        .append(true)
+        .open(&last)
+        .unwrap()
+        .write_all(&torn)
+        .unwrap();
+    let before = fs::metadata(&last).unwrap().len();
+    let spool = Spool::open(dir.path(), keys()).unwrap();
+    let back = spool.take_recovered();
+    assert_eq!(
+        back.iter().map(|e| e.id.clone()).collect::<Vec<_>>(),
+        vec![kept.id]
+    );
+    assert!(
+        fs::metadata(&last).unwrap().len() < before,
+        "the torn tail was cut"
+    );
+}
+
+#[test]
+fn garbage_is_not_a_record() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("seg-00000001.log"),
+        b"RSP1 this is not a record at all, just noise",
+    )
+    .unwrap();
+    let spool = Spool::open(dir.path(), keys()).unwrap();
+    assert!(spool.take_recovered().is_empty());
+}
+
+#[tokio::test]
+async fn old_segments_drain_by_relocation_and_are_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open_with_segment_size(dir.path(), keys(), 1).unwrap(); // every batch seals
+    let waiting = entry(1);
+    spool
+        .store_async(std::slice::from_ref(&waiting))
+        .await
+        .unwrap();
+    let others: Vec<Entry> = (2..6).map(entry).collect();
+    for e in &others {
+        spool.store_async(std::slice::from_ref(e)).await.unwrap();
+        spool.remove(&e.id);
+    }
+    let first = log_files(dir.path())[0].clone();
+    spool.relocate(&waiting).await.unwrap();
+    assert!(
+        !log_files(dir.path()).contains(&first),
+        "the old segment is gone: {:?}",
+        log_files(dir.path())
+    );
+    drop(spool);
+    let spool = Spool::open(dir.path(), keys()).unwrap();
+    let back = spool.take_recovered();
+    assert_eq!(back.len(), 1, "exactly one copy survives");
+    assert_eq!(back[0].id, waiting.id);
+}
+
+#[test]
+fn a_second_process_cannot_open_the_same_spool() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = Spool::open(dir.path(), keys()).unwrap();
+    assert!(matches!(
+        Spool::open(dir.path(), keys()),
+        Err(SpoolError::Locked(_))
+    ));
+    let listed = Spool::inspect(dir.path(), &keys()).unwrap();
+    assert!(listed.is_empty(), "inspect works alongside the lock holder");
+}
+
+#[test]
+fn concurrent_stores_share_syncs_and_all_survive() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Arc::new(Spool::open(dir.path(), keys()).unwrap());
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let spool = spool.clone();
+            std::thread::spawn(move || {
+                (0..50)
+                    .map(|n| entry(t * 100 + n))
+                    .inspect(|e| spool.store(std::slice::from_ref(e)).unwrap())
+                    .map(|e| e.id)
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut ids: Vec<String> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(
+        Spool::inspect(dir.path(), &keys())
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect::<Vec<_>>(),
+        ids
+    );
+    drop(spool);
+    let spool = Spool::open(dir.path(), keys()).unwrap();
+    assert_eq!(spool.take_recovered().len(), 400);
+}
