@@ -1,8 +1,14 @@
 //! `members`: aliases and the real addresses they stand for, in clear only in memory. It
 //! seals real addresses before they reach the [`Store`] and finds them by keyed hash, so the
 //! store never holds an address in clear.
+//!
+//! Lookups are cached for [`CACHE_TTL`] (hits and misses), which keeps the store off the hot
+//! path; changes made in this process clear the cache at once, changes made by another
+//! process (the admin CLI, another node) are seen within that time.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
@@ -32,11 +38,25 @@ pub struct MemberEntry {
     pub created_at: i64,
 }
 
+/// How long a lookup result is reused.
+pub const CACHE_TTL: Duration = Duration::from_secs(1);
+const CACHE_MAX: usize = 50_000;
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Hash([u8; 32]),
+    Name(String),
+    Id(i64),
+}
+
+type Cache = Mutex<HashMap<Key, (Instant, Option<MemberEntry>)>>;
+
 #[derive(Clone)]
 pub struct Members {
     store: Arc<dyn Store>,
     keys: Arc<Keys>,
     domain: Domain,
+    cache: Arc<Cache>,
 }
 
 impl Members {
@@ -45,6 +65,7 @@ impl Members {
             store,
             keys,
             domain,
+            cache: Arc::default(),
         }
     }
 
@@ -74,11 +95,50 @@ impl Members {
             state: AliasState::Active,
             created_at: now_unix(),
         };
-        Ok(self.store.insert_alias(&rec).await?)
+        self.store.insert_alias(&rec).await?;
+        self.clear_cache();
+        Ok(())
+    }
+
+    fn clear_cache(&self) {
+        self.cache.lock().expect("cache lock").clear();
+    }
+
+    fn cached(&self, key: &Key) -> Option<Option<MemberEntry>> {
+        let cache = self.cache.lock().expect("cache lock");
+        cache
+            .get(key)
+            .filter(|(at, _)| at.elapsed() < CACHE_TTL)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn remember(&self, key: Key, value: Option<MemberEntry>) {
+        let mut cache = self.cache.lock().expect("cache lock");
+        if cache.len() >= CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(key, (Instant::now(), value));
+    }
+
+    /// A cached lookup: `fetch` runs on a miss or an expired entry.
+    async fn lookup<F>(&self, key: Key, fetch: F) -> Result<Option<MemberEntry>, MembersError>
+    where
+        F: std::future::Future<Output = Result<Option<AliasRecord>, StoreError>>,
+    {
+        if let Some(hit) = self.cached(&key) {
+            return Ok(hit);
+        }
+        let found = match fetch.await? {
+            Some(r) => Some(self.entry(r)?),
+            None => None,
+        };
+        self.remember(key, found.clone());
+        Ok(found)
     }
 
     pub async fn remove(&self, name: &AliasName) -> Result<(), MembersError> {
         if self.store.delete_alias(name).await? {
+            self.clear_cache();
             Ok(())
         } else {
             Err(MembersError::NoSuchAlias(name.to_string()))
@@ -92,29 +152,22 @@ impl Members {
 
     /// The member holding this alias, whatever its state.
     pub async fn by_alias(&self, name: &AliasName) -> Result<Option<MemberEntry>, MembersError> {
-        match self.store.alias_by_name(name).await? {
-            Some(r) => Ok(Some(self.entry(r)?)),
-            None => Ok(None),
-        }
+        self.lookup(
+            Key::Name(name.as_str().to_string()),
+            self.store.alias_by_name(name),
+        )
+        .await
     }
 
     pub async fn by_id(&self, id: i64) -> Result<Option<MemberEntry>, MembersError> {
-        match self.store.alias_by_id(id).await? {
-            Some(r) => Ok(Some(self.entry(r)?)),
-            None => Ok(None),
-        }
+        self.lookup(Key::Id(id), self.store.alias_by_id(id)).await
     }
 
     /// The member whose real address this is, whatever its state.
     pub async fn by_real(&self, real: &RealAddress) -> Result<Option<MemberEntry>, MembersError> {
-        match self
-            .store
-            .alias_by_hash(&self.keys.address_hash(real))
-            .await?
-        {
-            Some(r) => Ok(Some(self.entry(r)?)),
-            None => Ok(None),
-        }
+        let hash = self.keys.address_hash(real);
+        self.lookup(Key::Hash(hash), self.store.alias_by_hash(&hash))
+            .await
     }
 
     fn entry(&self, r: AliasRecord) -> Result<MemberEntry, MembersError> {

@@ -21,7 +21,7 @@ use crate::members::{MemberEntry, Members};
 use crate::policy::{Recipient, Sender};
 use crate::rewrite::{self, Directory, Member, RewriteError};
 use crate::spool::{Entry, Envelope, Kind, Spool};
-use crate::store::now_unix;
+use crate::store::{now_unix, Store, ThreadLink};
 
 /// At most this many distinct addresses found in a message are looked up (bounds the work a
 /// message can cause); later ones are left as they are.
@@ -42,6 +42,7 @@ pub struct Transaction {
 
 pub struct Remail {
     config: Arc<Config>,
+    threads: tokio::sync::mpsc::UnboundedSender<ThreadLink>,
     dkim: Arc<DkimKeys>,
     domain: Domain,
     members: Members,
@@ -85,7 +86,9 @@ impl Remail {
         delivery: Delivery,
         dkim: Arc<DkimKeys>,
     ) -> Self {
+        let threads = spawn_thread_recorder(members.store().clone());
         Remail {
+            threads,
             domain: config.domain(),
             config,
             dkim,
@@ -153,29 +156,23 @@ impl Remail {
             }
             Err(reply) => return Err(reply),
         };
-        self.record_thread(rewritten_ids).await;
+        self.record_thread(rewritten_ids);
         let first = entries[0].id.clone();
         tracing::info!(session = %tx.session, queue_id = %first, recipients = entries.len(), size = entries[0].message.len(), "queued");
         self.delivery.enqueue(entries);
         Ok(Some(first))
     }
 
-    /// Remembers issued → original Message-ID for threading. The message is already durable,
-    /// so a failure here costs only the thread link, never the message.
-    async fn record_thread(&self, ids: (String, Option<String>)) {
+    /// Remembers issued → original Message-ID for threading, in the background (batched).
+    /// The message is already durable, so a failure costs only the thread link.
+    fn record_thread(&self, ids: (String, Option<String>)) {
         let (issued, Some(original)) = ids else {
             return;
         };
         let expires = now_unix() + self.config.privacy.thread_map_days as i64 * 86_400;
-        let sealed = self.keys.seal(original.as_bytes());
-        if let Err(e) = self
-            .members
-            .store()
-            .put_thread(&issued, &sealed, expires)
-            .await
-        {
-            tracing::warn!(error = %e, "could not record a thread mapping");
-        }
+        let _ = self
+            .threads
+            .send((issued, self.keys.seal(original.as_bytes()), expires));
     }
 
     /// The From header must name the same member as the envelope sender.
@@ -301,4 +298,37 @@ impl Job {
             (rewritten.message_id, rewritten.original_message_id),
         )))
     }
+}
+
+/// Writes thread links in batches, and every hour deletes the expired ones (the retention of
+/// `privacy.thread_map_days`). Ends when the [`Remail`] is dropped.
+fn spawn_thread_recorder(store: Arc<dyn Store>) -> tokio::sync::mpsc::UnboundedSender<ThreadLink> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<ThreadLink>();
+    tokio::spawn(async move {
+        let mut purge = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            let first = tokio::select! {
+                link = rx.recv() => match link { Some(l) => l, None => return },
+                _ = purge.tick() => {
+                    match store.purge_threads(now_unix()).await {
+                        Ok(n) if n > 0 => tracing::info!(removed = n, "expired thread links removed"),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "could not purge thread links"),
+                    }
+                    continue;
+                }
+            };
+            let mut batch = vec![first];
+            while batch.len() < 500 {
+                match rx.try_recv() {
+                    Ok(l) => batch.push(l),
+                    Err(_) => break,
+                }
+            }
+            if let Err(e) = store.put_threads(&batch).await {
+                tracing::warn!(error = %e, links = batch.len(), "could not record thread links");
+            }
+        }
+    });
+    tx
 }

@@ -7,10 +7,10 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use mail_send::smtp::message::Parameters;
 use mail_send::SmtpClient;
-use smtp_proto::EXT_START_TLS;
-use tokio::io::{AsyncRead, AsyncWrite};
+use smtp_proto::{EhloResponse, EXT_PIPELINING, EXT_START_TLS};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use super::route::Target;
@@ -19,7 +19,12 @@ use super::Failure;
 pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
-pub type Conn = SmtpClient<Box<dyn Stream>>;
+/// An open connection, after EHLO (and STARTTLS when it happened).
+pub struct Conn {
+    client: SmtpClient<Box<dyn Stream>>,
+    /// The server offered PIPELINING: MAIL, RCPT and DATA go in one write.
+    pipelining: bool,
+}
 
 const IDLE_LIMIT: Duration = Duration::from_secs(15);
 
@@ -34,6 +39,40 @@ impl Dialer {
     /// Connects and says EHLO; upgrades with STARTTLS when offered. `require_tls` turns a
     /// missing or failed STARTTLS into a temporary failure.
     pub async fn open(&self, target: &Target, require_tls: bool) -> Result<Conn, Failure> {
+        let (client, ehlo) = self.greet(target).await?;
+        if !ehlo.has_capability(EXT_START_TLS) {
+            if require_tls {
+                return Err(Failure::Temporary(
+                    "TLS is required but the server does not offer STARTTLS".into(),
+                ));
+            }
+            return self.conn(Box::new(client.stream), &ehlo);
+        }
+        match client.start_tls(&self.tls, &target.name).await {
+            Ok(tls) => {
+                let mut client: SmtpClient<Box<dyn Stream>> = SmtpClient {
+                    stream: Box::new(tls.stream),
+                    timeout: self.timeout,
+                };
+                let ehlo = client.ehlo(&self.helo).await.map_err(classify)?;
+                self.conn(client.stream, &ehlo)
+            }
+            Err(_) if require_tls => Err(Failure::Temporary(
+                "TLS is required but the handshake failed".into(),
+            )),
+            Err(_) => {
+                // Opportunistic TLS failed: start over in the clear.
+                let (client, ehlo) = self.greet(target).await?;
+                self.conn(Box::new(client.stream), &ehlo)
+            }
+        }
+    }
+
+    /// Connects, reads the greeting and says EHLO.
+    async fn greet(
+        &self,
+        target: &Target,
+    ) -> Result<(SmtpClient<TcpStream>, EhloResponse<String>), Failure> {
         let mut client = SmtpClient::connect(target.addr, self.timeout)
             .await
             .map_err(temporary)?;
@@ -42,59 +81,81 @@ impl Dialer {
             return Err(classify(mail_send::Error::UnexpectedReply(greeting)));
         }
         let ehlo = client.ehlo(&self.helo).await.map_err(classify)?;
-        if ehlo.has_capability(EXT_START_TLS) {
-            match client.start_tls(&self.tls, &target.name).await {
-                Ok(tls) => {
-                    let mut conn: Conn = SmtpClient {
-                        stream: Box::new(tls.stream),
-                        timeout: self.timeout,
-                    };
-                    conn.ehlo(&self.helo).await.map_err(classify)?;
-                    return Ok(conn);
-                }
-                Err(_) if !require_tls => {
-                    // Opportunistic TLS failed: start over in the clear.
-                    let mut client = SmtpClient::connect(target.addr, self.timeout)
-                        .await
-                        .map_err(temporary)?;
-                    client.read().await.map_err(classify)?;
-                    client.ehlo(&self.helo).await.map_err(classify)?;
-                    return Ok(SmtpClient {
-                        stream: Box::new(client.stream),
-                        timeout: self.timeout,
-                    });
-                }
-                Err(_) => {
-                    return Err(Failure::Temporary(
-                        "TLS is required but the handshake failed".into(),
-                    ))
-                }
-            }
-        }
-        if require_tls {
-            return Err(Failure::Temporary(
-                "TLS is required but the server does not offer STARTTLS".into(),
-            ));
-        }
-        Ok(SmtpClient {
-            stream: Box::new(client.stream),
+        Ok((client, ehlo))
+    }
+
+    fn conn(&self, stream: Box<dyn Stream>, ehlo: &EhloResponse<String>) -> Result<Conn, Failure> {
+        let client = SmtpClient {
+            stream,
             timeout: self.timeout,
+        };
+        Ok(Conn {
+            client,
+            pipelining: ehlo.has_capability(EXT_PIPELINING),
         })
     }
 }
 
-/// One transaction on an open connection.
+/// One transaction on an open connection: MAIL, RCPT and DATA (pipelined when offered),
+/// then the dot-stuffed message in one write.
 pub async fn send(
     conn: &mut Conn,
     mail_from: &str,
     rcpt: &str,
     message: &[u8],
 ) -> Result<(), Failure> {
-    let none = Parameters::default();
-    conn.mail_from(mail_from, &none).await.map_err(classify)?;
-    conn.rcpt_to(rcpt, &none).await.map_err(classify)?;
-    conn.data(message).await.map_err(classify)?;
+    let commands = [
+        format!("MAIL FROM:<{mail_from}>\r\n"),
+        format!("RCPT TO:<{rcpt}>\r\n"),
+        "DATA\r\n".into(),
+    ];
+    let client = &mut conn.client;
+    if conn.pipelining {
+        let replies = client.cmds(&commands).await.map_err(classify)?;
+        for (reply, want) in replies.into_iter().zip([2, 2, 3]) {
+            if reply.code / 100 != want {
+                return Err(classify(mail_send::Error::UnexpectedReply(reply)));
+            }
+        }
+    } else {
+        for (command, want) in commands.iter().zip([2, 2, 3]) {
+            let reply = client.cmd(command.as_bytes()).await.map_err(classify)?;
+            if reply.code / 100 != want {
+                return Err(classify(mail_send::Error::UnexpectedReply(reply)));
+            }
+        }
+    }
+    let framed = dot_stuff(message);
+    let reply = tokio::time::timeout(client.timeout, async {
+        client.stream.write_all(&framed).await?;
+        client.stream.flush().await?;
+        client.read().await
+    })
+    .await
+    .map_err(|_| Failure::Temporary("timed out sending the message".into()))?
+    .map_err(classify)?;
+    if reply.code / 100 != 2 {
+        return Err(classify(mail_send::Error::UnexpectedReply(reply)));
+    }
     Ok(())
+}
+
+/// The message as DATA needs it: lines starting with '.' doubled, ending CRLF, then ".".
+fn dot_stuff(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + message.len() / 64 + 8);
+    let mut line_start = true;
+    for &b in message {
+        if line_start && b == b'.' {
+            out.push(b'.');
+        }
+        out.push(b);
+        line_start = b == b'\n';
+    }
+    if !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+    out
 }
 
 fn temporary(e: mail_send::Error) -> Failure {
@@ -147,5 +208,20 @@ impl Pool {
                 list.push((Instant::now(), conn));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dot_stuff;
+
+    #[test]
+    fn dot_stuffing() {
+        assert_eq!(
+            dot_stuff(b"a\r\n.b\r\n..c\r\n"),
+            b"a\r\n..b\r\n...c\r\n.\r\n"
+        );
+        assert_eq!(dot_stuff(b".x"), b"..x\r\n.\r\n");
+        assert_eq!(dot_stuff(b""), b"\r\n.\r\n");
     }
 }

@@ -54,6 +54,9 @@ impl AliasState {
     }
 }
 
+/// Issued Message-ID, the sealed original, and when the link expires (Unix seconds).
+pub type ThreadLink = (String, Vec<u8>, i64);
+
 /// One row of the alias table, as stored.
 #[derive(Debug, Clone)]
 pub struct AliasRecord {
@@ -89,6 +92,8 @@ pub trait Store: Send + Sync {
         original_sealed: &[u8],
         expires_at: i64,
     ) -> Result<(), StoreError>;
+    /// Records many thread links in one transaction: `(issued, original_sealed, expires_at)`.
+    async fn put_threads(&self, links: &[ThreadLink]) -> Result<(), StoreError>;
     async fn thread_original(&self, issued: &str, now: i64) -> Result<Option<Vec<u8>>, StoreError>;
     /// Deletes expired map entries; returns how many.
     async fn purge_threads(&self, now: i64) -> Result<u64, StoreError>;

@@ -10,7 +10,7 @@ use sqlx::sqlite::{
 };
 use sqlx::Row;
 
-use super::{AliasRecord, AliasState, Store, StoreError};
+use super::{AliasRecord, AliasState, Store, StoreError, ThreadLink};
 use crate::address::AliasName;
 
 pub struct SqliteStore {
@@ -157,6 +157,20 @@ impl Store for SqliteStore {
             .bind(expires_at)
             .execute(&self.pool)
             .await?;
+        Ok(())
+    }
+
+    async fn put_threads(&self, links: &[ThreadLink]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for (issued, sealed, expires) in links {
+            sqlx::query("INSERT OR REPLACE INTO thread_map (issued, original_sealed, expires_at) VALUES (?, ?, ?)")
+                .bind(issued)
+                .bind(sealed)
+                .bind(expires)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
