@@ -121,7 +121,8 @@ fn enhanced_codes(text: &str) -> impl Iterator<Item = String> + '_ {
 }
 
 fn enhanced_code_at(b: &[u8], i: usize) -> Option<String> {
-    if !matches!(b[i], b'2' | b'4' | b'5') || !(i + 1 < b.len() && b[i + 1] == b'.') {
+    let class_dot = matches!(b[i], b'2' | b'4' | b'5') && b.get(i + 1) == Some(&b'.');
+    if !class_dot {
         return None;
     }
     if i > 0 && (b[i - 1].is_ascii_digit() || b[i - 1] == b'.') {
@@ -404,6 +405,7 @@ const BOUNCE_PHRASES: &[&str] = &[
     "your message did not reach some or all of the intended recipients",
     "delivery has failed to these recipients",
     "the following recipient(s) could not be reached",
+    "did not reach the following recipient",
     "could not be delivered to one or more",
     "couldn't be delivered to",
     "message could not be delivered",
@@ -465,7 +467,8 @@ const NO_SUCH_USER: &[&str] = &[
 ];
 const REPLY_PREFIXES: &[&str] = &["re:", "aw:", "sv:", "fw:", "fwd:", "wg:", "tr:"];
 
-/// A bounce written as plain text, by the signals listed in the module docs.
+/// A bounce written as plain text, by the signals listed in the module docs; one without any
+/// text (cut off after the header) says too little to act on.
 fn plain_bounce(msg: &Message<'_>) -> Option<Report> {
     let subject = msg.subject().unwrap_or("").trim().to_lowercase();
     let text = bounce_text(msg);
@@ -474,7 +477,7 @@ fn plain_bounce(msg: &Message<'_>) -> Option<Report> {
         bounce_subject(&subject),
         contains_any(&text, BOUNCE_PHRASES),
     ];
-    if signals.iter().filter(|s| **s).count() < 2 {
+    if signals.iter().filter(|s| **s).count() < 2 || text.trim().is_empty() {
         return None;
     }
     Some(plain_verdict(&subject, &text).into_report())
