@@ -288,7 +288,10 @@ impl RecipientFields {
         let kind = code.as_deref().and_then(kind_of);
         match self.action.as_deref() {
             Some("delayed") => Some(Verdict::Delayed),
-            Some("failed") => Some(Verdict::Failed(kind.unwrap_or(BounceKind::Soft), code)),
+            Some("failed") => match kind {
+                Some(kind) => Some(Verdict::Failed(kind, code)),
+                None => Some(Verdict::Failed(BounceKind::Soft, None)),
+            },
             Some("delivered" | "relayed" | "expanded") => Some(Verdict::Delivered),
             _ => match kind {
                 Some(kind) => Some(Verdict::Failed(kind, code)),
