@@ -12,6 +12,7 @@ pub mod config;
 pub mod delivery;
 pub mod dkim;
 pub mod dns_records;
+pub mod dsn;
 pub mod intake;
 pub mod keys;
 pub mod members;
