@@ -171,6 +171,9 @@ pub struct PolicyConfig {
     pub sender_auth: SenderAuth,
     /// Strip `multipart/signed` signatures instead of refusing signed messages.
     pub strip_signatures: bool,
+    /// Hard bounces after which a member's alias is paused (the count restarts when the
+    /// alias is reactivated with `remailer alias activate`).
+    pub hard_bounce_limit: u32,
 }
 
 impl Default for PolicyConfig {
@@ -178,6 +181,7 @@ impl Default for PolicyConfig {
         PolicyConfig {
             sender_auth: SenderAuth::Dmarc,
             strip_signatures: false,
+            hard_bounce_limit: 3,
         }
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod address;
 pub mod bounce;
+pub mod bounces;
 pub mod config;
 pub mod delivery;
 pub mod dkim;

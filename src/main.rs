@@ -67,6 +67,8 @@ enum AliasCommand {
     Remove { name: String },
     /// List aliases with their real addresses.
     List,
+    /// Reactivate an alias that was paused after hard bounces.
+    Activate { name: String },
     /// Add many aliases from a file of `NAME REAL_ADDRESS` lines ('-' for standard input).
     Import { file: PathBuf },
 }
@@ -150,6 +152,16 @@ async fn alias(config: &Config, cmd: AliasCommand) -> Result<()> {
             let alias = Alias::parse(&name, &domain)?;
             members.remove(&alias.name).await?;
             println!("removed {alias}");
+        }
+        AliasCommand::Activate { name } => {
+            let alias = Alias::parse(&name, &domain)?;
+            if !members
+                .set_state(&alias.name, remailer::store::AliasState::Active)
+                .await?
+            {
+                bail!("no alias named {}", alias.name);
+            }
+            println!("activated {alias}");
         }
         AliasCommand::List => {
             for e in members.list().await? {

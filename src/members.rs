@@ -145,6 +145,22 @@ impl Members {
         }
     }
 
+    /// Counts a hard bounce for the alias; returns the count so far.
+    pub async fn hard_bounce(&self, name: &AliasName) -> Result<i64, MembersError> {
+        Ok(self.store.add_hard_bounce(name).await?)
+    }
+
+    /// Sets an alias's state (active also resets its hard-bounce count); false when no such alias.
+    pub async fn set_state(
+        &self,
+        name: &AliasName,
+        state: AliasState,
+    ) -> Result<bool, MembersError> {
+        let changed = self.store.set_alias_state(name, state).await?;
+        self.clear_cache();
+        Ok(changed)
+    }
+
     pub async fn list(&self) -> Result<Vec<MemberEntry>, MembersError> {
         let records = self.store.list_aliases().await?;
         records.into_iter().map(|r| self.entry(r)).collect()

@@ -21,6 +21,17 @@ pub enum Undelivered {
     Bounced,
 }
 
+/// Builds the notice to a member whose alias was paused because mail to them bounced.
+pub fn paused(domain: &Domain, to: &RealAddress, alias: &str, bounces: i64) -> Vec<u8> {
+    let body = format!(
+        "Your alias {alias} has been paused: the last {bounces} messages remailed to you were \
+         refused by your mail server as undeliverable.\r\n\r\n\
+         While it is paused, your alias neither receives nor sends mail. If your address works \
+         again, ask the operator to reactivate it.\r\n\r\n-- \r\nThe remailer at {domain}\r\n"
+    );
+    notice(domain, to, &format!("Your alias {alias} is paused"), body)
+}
+
 /// Builds the notice that a message to `recipient_alias` was not delivered.
 pub fn undelivered(
     domain: &Domain,
@@ -45,10 +56,19 @@ pub fn undelivered(
          recipient's alias may no longer work.\r\n\r\n\
          -- \r\nThe remailer at {domain}\r\n"
     );
+    notice(
+        domain,
+        to,
+        &format!("Undelivered: your message to {recipient_alias}"),
+        body,
+    )
+}
+
+fn notice(domain: &Domain, to: &RealAddress, subject: &str, body: String) -> Vec<u8> {
     MessageBuilder::new()
         .from(("Remailer".to_string(), format!("mailer-daemon@{domain}")))
         .to(to.expose())
-        .subject(format!("Undelivered: your message to {recipient_alias}"))
+        .subject(subject.to_string())
         .header("Auto-Submitted", Text::new("auto-replied"))
         .message_id(format!("{}@{domain}", random_hex(16)))
         .date(time::OffsetDateTime::now_utc().unix_timestamp())

@@ -12,6 +12,7 @@ use rand::RngCore;
 
 use crate::address::{Domain, RealAddress};
 use crate::bounce::BounceToken;
+use crate::bounces::{Bounces, Outcome};
 use crate::config::Config;
 use crate::delivery::Delivery;
 use crate::dkim::DkimKeys;
@@ -42,6 +43,7 @@ pub struct Transaction {
 
 pub struct Remail {
     config: Arc<Config>,
+    bounces: Bounces,
     threads: tokio::sync::mpsc::UnboundedSender<ThreadLink>,
     dkim: Arc<DkimKeys>,
     domain: Domain,
@@ -87,7 +89,13 @@ impl Remail {
         dkim: Arc<DkimKeys>,
     ) -> Self {
         let threads = spawn_thread_recorder(members.store().clone());
+        let bounces = Bounces::new(
+            members.clone(),
+            delivery.clone(),
+            config.policy.hard_bounce_limit,
+        );
         Remail {
+            bounces,
             threads,
             domain: config.domain(),
             config,
@@ -110,7 +118,9 @@ impl Remail {
             }
         }
         if !bounces.is_empty() {
-            self.bounce_received(&tx, &bounces);
+            if let Err(reply) = self.bounce_received(&tx, &bounces).await {
+                return reply;
+            }
         }
         let Sender::Member(sender) = &tx.sender else {
             return Reply::new(250, [2, 0, 0], "OK");
@@ -132,7 +142,9 @@ impl Remail {
         to: &[&MemberEntry],
     ) -> Result<Option<String>, Reply> {
         let scan = rewrite::scan(&tx.message);
-        self.check_from_header(scan.from.as_deref(), sender)?;
+        if matches!(tx.sender, Sender::Member(_)) {
+            self.check_from_header(scan.from.as_deref(), sender)?;
+        }
         let snapshot = self.snapshot(&scan).await?;
         let job = Job {
             domain: self.domain.clone(),
@@ -229,8 +241,28 @@ impl Remail {
         Ok(snap)
     }
 
-    fn bounce_received(&self, tx: &Transaction, tokens: &[BounceToken]) {
-        tracing::info!(session = %tx.session, bounces = tokens.len(), size = tx.message.len(), "bounce received");
+    /// Handles a report sent to bounce addresses; an automatic reply is remailed to the
+    /// original sender as a reply from the original recipient.
+    async fn bounce_received(&self, tx: &Transaction, tokens: &[BounceToken]) -> Result<(), Reply> {
+        for token in tokens {
+            match self
+                .bounces
+                .handle(*token, &tx.message)
+                .await
+                .map_err(local_error)?
+            {
+                Outcome::AutoReply { from, to } => {
+                    self.remail(tx, &from, &[to.as_ref()]).await?;
+                }
+                Outcome::Notified { paused } => {
+                    tracing::info!(session = %tx.session, paused, "bounce report handled");
+                }
+                Outcome::Dropped(why) => {
+                    tracing::info!(session = %tx.session, why, "bounce address mail dropped")
+                }
+            }
+        }
+        Ok(())
     }
 }
 
