@@ -1,6 +1,7 @@
 //! One delivery attempt over SMTP (mail-send's client): connect, greeting, EHLO, STARTTLS
 //! when offered (required for configured domains), MAIL/RCPT/DATA. Connections that
-//! delivered successfully are kept for a short while and reused for the same destination.
+//! delivered successfully are kept for a short while and reused for the same destination,
+//! but a connection in the clear is never reused for a domain that requires TLS.
 //! Failure texts carry reply codes only: a remote server's words may name the real address.
 
 use std::collections::HashMap;
@@ -21,6 +22,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
 pub type Conn = SmtpClient<Box<dyn Stream>>;
 
+/// An open connection and whether it runs over TLS.
+pub struct Open {
+    pub conn: Conn,
+    pub tls: bool,
+}
+
 const IDLE_LIMIT: Duration = Duration::from_secs(15);
 
 /// How a connection should be opened.
@@ -33,7 +40,7 @@ pub struct Dialer {
 impl Dialer {
     /// Connects and says EHLO; upgrades with STARTTLS when offered. `require_tls` turns a
     /// missing or failed STARTTLS into a temporary failure.
-    pub async fn open(&self, target: &Target, require_tls: bool) -> Result<Conn, Failure> {
+    pub async fn open(&self, target: &Target, require_tls: bool) -> Result<Open, Failure> {
         let mut client = SmtpClient::connect(target.addr, self.timeout)
             .await
             .map_err(temporary)?;
@@ -50,18 +57,24 @@ impl Dialer {
                         timeout: self.timeout,
                     };
                     conn.ehlo(&self.helo).await.map_err(classify)?;
-                    return Ok(conn);
+                    return Ok(Open { conn, tls: true });
                 }
                 Err(_) if !require_tls => {
                     // Opportunistic TLS failed: start over in the clear.
                     let mut client = SmtpClient::connect(target.addr, self.timeout)
                         .await
                         .map_err(temporary)?;
-                    client.read().await.map_err(classify)?;
+                    let greeting = client.read().await.map_err(classify)?;
+                    if greeting.code >= 400 {
+                        return Err(classify(mail_send::Error::UnexpectedReply(greeting)));
+                    }
                     client.ehlo(&self.helo).await.map_err(classify)?;
-                    return Ok(SmtpClient {
-                        stream: Box::new(client.stream),
-                        timeout: self.timeout,
+                    return Ok(Open {
+                        conn: SmtpClient {
+                            stream: Box::new(client.stream),
+                            timeout: self.timeout,
+                        },
+                        tls: false,
                     });
                 }
                 Err(_) => {
@@ -76,9 +89,12 @@ impl Dialer {
                 "TLS is required but the server does not offer STARTTLS".into(),
             ));
         }
-        Ok(SmtpClient {
-            stream: Box::new(client.stream),
-            timeout: self.timeout,
+        Ok(Open {
+            conn: SmtpClient {
+                stream: Box::new(client.stream),
+                timeout: self.timeout,
+            },
+            tls: false,
         })
     }
 }
@@ -124,28 +140,58 @@ fn classify(e: mail_send::Error) -> Failure {
 /// Idle connections per destination, reused by later deliveries.
 #[derive(Default)]
 pub struct Pool {
-    idle: Mutex<HashMap<String, Vec<(Instant, Conn)>>>,
+    idle: Mutex<HashMap<String, Vec<(Instant, Open)>>>,
 }
 
 impl Pool {
-    pub fn take(&self, dest: &str) -> Option<Conn> {
+    /// The most recently used idle connection to `dest`; with `need_tls`, only one that runs
+    /// over TLS (a connection in the clear stays in the pool for other deliveries).
+    pub fn take(&self, dest: &str, need_tls: bool) -> Option<Open> {
         let mut idle = self.idle.lock().ok()?;
         let list = idle.get_mut(dest)?;
-        while let Some((since, conn)) = list.pop() {
-            if since.elapsed() < IDLE_LIMIT {
-                return Some(conn);
-            }
-        }
-        None
+        list.retain(|(since, _)| since.elapsed() < IDLE_LIMIT);
+        let pos = list.iter().rposition(|(_, open)| open.tls || !need_tls)?;
+        Some(list.remove(pos).1)
     }
 
-    pub fn put(&self, dest: &str, conn: Conn, max: usize) {
+    pub fn put(&self, dest: &str, open: Open, max: usize) {
         if let Ok(mut idle) = self.idle.lock() {
             let list = idle.entry(dest.to_string()).or_default();
             list.retain(|(since, _)| since.elapsed() < IDLE_LIMIT);
             if list.len() < max {
-                list.push((Instant::now(), conn));
+                list.push((Instant::now(), open));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(tls: bool) -> Open {
+        let (stream, _) = tokio::io::duplex(64);
+        Open {
+            conn: SmtpClient {
+                stream: Box::new(stream),
+                timeout: Duration::from_secs(1),
+            },
+            tls,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_clear_connection_is_never_taken_when_tls_is_required() {
+        let pool = Pool::default();
+        pool.put("relay", open(false), 5);
+        assert!(pool.take("relay", true).is_none());
+        pool.put("relay", open(true), 5);
+        pool.put("relay", open(false), 5);
+        assert!(pool.take("relay", true).expect("the TLS one").tls);
+        assert!(pool.take("relay", true).is_none());
+        // Both clear connections are still there for deliveries that do not need TLS.
+        assert!(!pool.take("relay", false).expect("a clear one").tls);
+        assert!(!pool.take("relay", false).expect("the other clear one").tls);
+        assert!(pool.take("relay", false).is_none());
     }
 }
