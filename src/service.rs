@@ -9,7 +9,7 @@ use std::sync::Arc;
 use thiserror::Error;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, UnixListener};
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
@@ -55,34 +55,52 @@ pub async fn open_members(config: &Config) -> Result<(Arc<Keys>, Members), Servi
     Ok((keys.clone(), Members::new(store, keys, config.domain())))
 }
 
-/// Loads the STARTTLS certificate, if one is configured.
+/// Loads the STARTTLS certificate, if one is configured. Every error names the file.
 pub fn load_tls(config: &Config) -> Result<Option<TlsAcceptor>, ServiceError> {
-    let (Some(cert), Some(key)) = (&config.smtp.tls_cert, &config.smtp.tls_key) else {
+    let (Some(cert_path), Some(key_path)) = (&config.smtp.tls_cert, &config.smtp.tls_key) else {
         return Ok(None);
     };
     let read =
         |p: &Path| std::fs::read(p).map_err(|e| setup(format!("TLS file {}: {e}", p.display())));
-    let certs: Vec<_> = rustls_pemfile::certs(&mut read(cert)?.as_slice())
+    let certs: Vec<_> = rustls_pemfile::certs(&mut read(cert_path)?.as_slice())
         .collect::<Result<_, _>>()
-        .map_err(|e| setup(format!("TLS certificate {}: {e}", cert.display())))?;
-    let key = rustls_pemfile::private_key(&mut read(key)?.as_slice())
-        .map_err(|e| setup(format!("TLS key {}: {e}", key.display())))?
+        .map_err(|e| setup(format!("TLS certificate {}: {e}", cert_path.display())))?;
+    if certs.is_empty() {
+        return Err(setup(format!(
+            "TLS certificate file {} holds no certificate",
+            cert_path.display()
+        )));
+    }
+    let key = rustls_pemfile::private_key(&mut read(key_path)?.as_slice())
+        .map_err(|e| setup(format!("TLS key {}: {e}", key_path.display())))?
         .ok_or_else(|| {
             setup(format!(
                 "TLS key file {} holds no private key",
-                key.display()
+                key_path.display()
             ))
         })?;
+    crate::install_crypto_provider();
     let server = rustls::ServerConfig::builder()
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(setup)?;
+        .map_err(|e| {
+            setup(format!(
+                "TLS certificate {} with key {}: {e}",
+                cert_path.display(),
+                key_path.display()
+            ))
+        })?;
     Ok(Some(TlsAcceptor::from(Arc::new(server))))
 }
 
 /// Runs the service until SIGTERM or SIGINT.
 pub async fn serve(config: Config) -> Result<(), ServiceError> {
     let config = Arc::new(config);
+    // Before anything is opened or started: a bad certificate stops `serve` at once, and
+    // signals are handled from before the first listener answers (SIGHUP would otherwise
+    // end the process with its default action).
+    let tls = load_tls(&config)?;
+    let signals = Signals::install()?;
     if config.policy.sender_auth == SenderAuth::None {
         tracing::warn!("policy.sender_auth = \"none\": the From address is trusted as given; anyone who forges a member's address can write as that member's alias");
     }
@@ -109,12 +127,7 @@ pub async fn serve(config: Config) -> Result<(), ServiceError> {
     let auth = SenderAuthenticator::new(&config.dns, config.policy.sender_auth, &config.hostname())
         .map_err(setup)?;
     let policy = Policy::new(members, &config.web.public_url, auth);
-    let intake = Arc::new(Intake::new(
-        config.clone(),
-        policy,
-        remail,
-        load_tls(&config)?,
-    ));
+    let intake = Arc::new(Intake::new(config.clone(), policy, remail, tls));
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut servers = Vec::new();
@@ -131,7 +144,7 @@ pub async fn serve(config: Config) -> Result<(), ServiceError> {
         ));
     }
     let control = spawn_control(&config, delivery.clone())?;
-    wait_for_signals(&config, &intake).await;
+    wait_for_signals(signals, &config, &intake).await;
 
     tracing::info!("shutting down: finishing sessions in flight");
     let _ = stop_tx.send(true);
@@ -145,15 +158,30 @@ pub async fn serve(config: Config) -> Result<(), ServiceError> {
     Ok(())
 }
 
-async fn wait_for_signals(config: &Config, intake: &Intake) {
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
+/// The signals `serve` handles: SIGTERM and SIGINT stop it, SIGHUP reloads the certificate.
+struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Self, ServiceError> {
+        let install = |kind| signal(kind).map_err(|e| setup(format!("cannot handle signals: {e}")));
+        Ok(Signals {
+            term: install(SignalKind::terminate())?,
+            int: install(SignalKind::interrupt())?,
+            hup: install(SignalKind::hangup())?,
+        })
+    }
+}
+
+async fn wait_for_signals(signals: Signals, config: &Config, intake: &Intake) {
+    let Signals {
+        mut term,
+        mut int,
+        mut hup,
+    } = signals;
     loop {
         tokio::select! {
             _ = term.recv() => return,

@@ -26,6 +26,12 @@ pub struct Conn {
     pipelining: bool,
 }
 
+/// An open connection and whether it runs over TLS.
+pub struct Open {
+    pub conn: Conn,
+    pub tls: bool,
+}
+
 const IDLE_LIMIT: Duration = Duration::from_secs(15);
 
 /// How a connection should be opened.
@@ -38,7 +44,7 @@ pub struct Dialer {
 impl Dialer {
     /// Connects and says EHLO; upgrades with STARTTLS when offered. `require_tls` turns a
     /// missing or failed STARTTLS into a temporary failure.
-    pub async fn open(&self, target: &Target, require_tls: bool) -> Result<Conn, Failure> {
+    pub async fn open(&self, target: &Target, require_tls: bool) -> Result<Open, Failure> {
         let (client, ehlo) = self.greet(target).await?;
         if !ehlo.has_capability(EXT_START_TLS) {
             if require_tls {
@@ -46,7 +52,7 @@ impl Dialer {
                     "TLS is required but the server does not offer STARTTLS".into(),
                 ));
             }
-            return self.conn(Box::new(client.stream), &ehlo);
+            return self.conn(Box::new(client.stream), &ehlo, false);
         }
         match client.start_tls(&self.tls, &target.name).await {
             Ok(tls) => {
@@ -55,7 +61,7 @@ impl Dialer {
                     timeout: self.timeout,
                 };
                 let ehlo = client.ehlo(&self.helo).await.map_err(classify)?;
-                self.conn(client.stream, &ehlo)
+                self.conn(client.stream, &ehlo, true)
             }
             Err(_) if require_tls => Err(Failure::Temporary(
                 "TLS is required but the handshake failed".into(),
@@ -63,7 +69,7 @@ impl Dialer {
             Err(_) => {
                 // Opportunistic TLS failed: start over in the clear.
                 let (client, ehlo) = self.greet(target).await?;
-                self.conn(Box::new(client.stream), &ehlo)
+                self.conn(Box::new(client.stream), &ehlo, false)
             }
         }
     }
@@ -84,15 +90,21 @@ impl Dialer {
         Ok((client, ehlo))
     }
 
-    fn conn(&self, stream: Box<dyn Stream>, ehlo: &EhloResponse<String>) -> Result<Conn, Failure> {
+    fn conn(
+        &self,
+        stream: Box<dyn Stream>,
+        ehlo: &EhloResponse<String>,
+        tls: bool,
+    ) -> Result<Open, Failure> {
         let client = SmtpClient {
             stream,
             timeout: self.timeout,
         };
-        Ok(Conn {
+        let conn = Conn {
             client,
             pipelining: ehlo.has_capability(EXT_PIPELINING),
-        })
+        };
+        Ok(Open { conn, tls })
     }
 }
 
@@ -185,27 +197,26 @@ fn classify(e: mail_send::Error) -> Failure {
 /// Idle connections per destination, reused by later deliveries.
 #[derive(Default)]
 pub struct Pool {
-    idle: Mutex<HashMap<String, Vec<(Instant, Conn)>>>,
+    idle: Mutex<HashMap<String, Vec<(Instant, Open)>>>,
 }
 
 impl Pool {
-    pub fn take(&self, dest: &str) -> Option<Conn> {
+    /// The most recently used idle connection to `dest`; with `need_tls`, only one that runs
+    /// over TLS (a connection in the clear stays in the pool for other deliveries).
+    pub fn take(&self, dest: &str, need_tls: bool) -> Option<Open> {
         let mut idle = self.idle.lock().ok()?;
         let list = idle.get_mut(dest)?;
-        while let Some((since, conn)) = list.pop() {
-            if since.elapsed() < IDLE_LIMIT {
-                return Some(conn);
-            }
-        }
-        None
+        list.retain(|(since, _)| since.elapsed() < IDLE_LIMIT);
+        let pos = list.iter().rposition(|(_, open)| open.tls || !need_tls)?;
+        Some(list.remove(pos).1)
     }
 
-    pub fn put(&self, dest: &str, conn: Conn, max: usize) {
+    pub fn put(&self, dest: &str, open: Open, max: usize) {
         if let Ok(mut idle) = self.idle.lock() {
             let list = idle.entry(dest.to_string()).or_default();
             list.retain(|(since, _)| since.elapsed() < IDLE_LIMIT);
             if list.len() < max {
-                list.push((Instant::now(), conn));
+                list.push((Instant::now(), open));
             }
         }
     }
@@ -213,7 +224,37 @@ impl Pool {
 
 #[cfg(test)]
 mod tests {
-    use super::dot_stuff;
+    use super::*;
+
+    fn open(tls: bool) -> Open {
+        let (stream, _) = tokio::io::duplex(64);
+        let client = SmtpClient {
+            stream: Box::new(stream) as Box<dyn Stream>,
+            timeout: Duration::from_secs(1),
+        };
+        Open {
+            conn: Conn {
+                client,
+                pipelining: false,
+            },
+            tls,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_clear_connection_is_never_taken_when_tls_is_required() {
+        let pool = Pool::default();
+        pool.put("relay", open(false), 5);
+        assert!(pool.take("relay", true).is_none());
+        pool.put("relay", open(true), 5);
+        pool.put("relay", open(false), 5);
+        assert!(pool.take("relay", true).expect("the TLS one").tls);
+        assert!(pool.take("relay", true).is_none());
+        // Both clear connections are still there for deliveries that do not need TLS.
+        assert!(!pool.take("relay", false).expect("a clear one").tls);
+        assert!(!pool.take("relay", false).expect("the other clear one").tls);
+        assert!(pool.take("relay", false).is_none());
+    }
 
     #[test]
     fn dot_stuffing() {

@@ -197,12 +197,12 @@ impl Delivery {
             .require_tls
             .iter()
             .any(|d| d.eq_ignore_ascii_case(rcpt_domain));
-        if let Some(mut conn) = inner.pool.take(dest) {
-            match client::send(&mut conn, &env.mail_from, &env.rcpt, &entry.message).await {
+        if let Some(mut open) = inner.pool.take(dest, require_tls) {
+            match client::send(&mut open.conn, &env.mail_from, &env.rcpt, &entry.message).await {
                 Ok(()) => {
                     inner
                         .pool
-                        .put(dest, conn, inner.config.delivery.per_destination);
+                        .put(dest, open, inner.config.delivery.per_destination);
                     return Ok(());
                 }
                 Err(Failure::Permanent(why)) => return Err(Failure::Permanent(why)),
@@ -211,17 +211,17 @@ impl Delivery {
         }
         let mut last = Failure::Temporary("no mail server to try".into());
         for target in inner.router.targets(rcpt_domain).await? {
-            let mut conn = match inner.dialer.open(&target, require_tls).await {
-                Ok(conn) => conn,
+            let mut open = match inner.dialer.open(&target, require_tls).await {
+                Ok(open) => open,
                 Err(e) => {
                     last = e;
                     continue;
                 }
             };
-            client::send(&mut conn, &env.mail_from, &env.rcpt, &entry.message).await?;
+            client::send(&mut open.conn, &env.mail_from, &env.rcpt, &entry.message).await?;
             inner
                 .pool
-                .put(dest, conn, inner.config.delivery.per_destination);
+                .put(dest, open, inner.config.delivery.per_destination);
             return Ok(());
         }
         Err(last)

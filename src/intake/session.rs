@@ -26,6 +26,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 /// Longest command line accepted (Postfix's `line_length_limit`); RFC 5321 asks for 512.
 const MAX_COMMAND_LINE: usize = 2048;
 
+/// Longest wait for a client to finish the TLS handshake.
+const MAX_HANDSHAKE: Duration = Duration::from_secs(30);
+
 /// What the session is reading.
 enum Mode {
     /// Commands; `usize` is the length of a command line received in part so far.
@@ -208,10 +211,13 @@ impl Session {
         }
     }
 
+    /// Runs the TLS handshake after `220` to STARTTLS. It is bounded like a command (and
+    /// never longer than [`MAX_HANDSHAKE`]), so a client that goes silent after STARTTLS
+    /// holds its connection slot no longer than an idle one.
     async fn upgrade(&mut self, stream: Box<dyn Io>) -> Option<Box<dyn Io>> {
         let acceptor = self.intake.tls_acceptor()?;
-        let handshake =
-            tokio::time::timeout(Duration::from_secs(30), acceptor.accept(stream)).await;
+        let limit = Duration::from_secs(self.intake.config.smtp.command_timeout).min(MAX_HANDSHAKE);
+        let handshake = tokio::time::timeout(limit, acceptor.accept(stream)).await;
         match handshake {
             Ok(Ok(tls)) => {
                 self.tls = true;

@@ -1,14 +1,21 @@
-//! A plain SMTP client for tests: sends lines, reads (multi-line) replies.
+//! A plain SMTP client for tests: sends lines, reads (multi-line) replies; can upgrade the
+//! connection with STARTTLS ([`Client::starttls`]).
 
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use rustls::pki_types::CertificateDer;
+use tokio::io::{
+    AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, ReadHalf, WriteHalf,
+};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 pub struct Client {
-    reader: BufReader<OwnedReadHalf>,
-    writer: OwnedWriteHalf,
+    reader: BufReader<ReadHalf<Box<dyn Io>>>,
+    writer: WriteHalf<Box<dyn Io>>,
 }
 
 /// A reply: its code and all its text lines joined by '\n'.
@@ -37,11 +44,7 @@ impl Client {
             .connect(([127, 0, 0, 1], port).into())
             .await
             .expect("connect");
-        let (r, w) = stream.into_split();
-        let mut c = Client {
-            reader: BufReader::new(r),
-            writer: w,
-        };
+        let mut c = Self::over(Box::new(stream));
         let greeting = c.read_reply().await;
         assert_eq!(greeting.code, 220, "greeting: {greeting:?}");
         c
@@ -51,11 +54,38 @@ impl Client {
         let stream = TcpStream::connect(("127.0.0.1", port))
             .await
             .expect("connect");
-        let (r, w) = stream.into_split();
+        Self::over(Box::new(stream))
+    }
+
+    fn over(stream: Box<dyn Io>) -> Client {
+        let (r, w) = tokio::io::split(stream);
         Client {
             reader: BufReader::new(r),
             writer: w,
         }
+    }
+
+    /// After a `220` to STARTTLS: runs the TLS handshake (bounded) and returns the client
+    /// over TLS and the certificate chain the server presented. Panics if the server sent
+    /// anything after its `220` in the clear.
+    pub async fn starttls(
+        self,
+        connector: &TlsConnector,
+    ) -> Result<(Client, Vec<CertificateDer<'static>>), std::io::Error> {
+        assert!(
+            self.reader.buffer().is_empty(),
+            "the server sent more after 220 to STARTTLS: {:?}",
+            String::from_utf8_lossy(self.reader.buffer())
+        );
+        let stream = self.reader.into_inner().unsplit(self.writer);
+        let tls = tokio::time::timeout(
+            Duration::from_secs(15),
+            connector.connect(super::tls::server_name(), stream),
+        )
+        .await
+        .map_err(|_| std::io::Error::other("TLS handshake timed out"))??;
+        let chain = tls.get_ref().1.peer_certificates().unwrap_or(&[]).to_vec();
+        Ok((Self::over(Box::new(tls)), chain))
     }
 
     pub async fn send_raw(&mut self, bytes: &[u8]) {

@@ -1,17 +1,19 @@
 //! Test harness: the real `remailer` binary on ephemeral loopback ports, a real SMTP sink
 //! that records what is delivered (and can be told to defer or refuse), and a plain SMTP
-//! client that speaks line by line over TCP.
+//! client that speaks line by line over TCP (and STARTTLS), and test certificates.
 #![allow(dead_code)]
 
 pub mod client;
 pub mod service;
 pub mod sink;
+pub mod tls;
 
 #[allow(unused_imports)]
 pub use {
     client::Client,
     service::Service,
-    sink::{Delivered, Sink, SinkMode},
+    sink::{Delivered, Sink, SinkMode, SinkTls},
+    tls::TestCert,
 };
 
 use std::time::{Duration, Instant};

@@ -2,19 +2,26 @@
 //! N transactions or refuse (550) recipients, to test retries and failure notices. Deferral
 //! and refusal apply only to mail with a non-null envelope sender, so the service's own
 //! notices (null sender) still get through and can be inspected.
+//!
+//! It can offer STARTTLS ([`SinkTls`]) and records whether each message came over TLS; it
+//! can be stopped ([`Sink::stop`]) and started again on the same port.
 
 use std::sync::{Arc, Mutex};
 
 use smtp_proto::request::receiver::{DataReceiver, RequestReceiver};
 use smtp_proto::Request;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::task::{AbortHandle, JoinSet};
+use tokio_rustls::TlsAcceptor;
 
 #[derive(Debug, Clone)]
 pub struct Delivered {
     pub mail_from: String,
     pub rcpt_to: Vec<String>,
     pub data: Vec<u8>,
+    /// The transaction happened inside a STARTTLS session.
+    pub tls: bool,
 }
 
 impl Delivered {
@@ -54,16 +61,32 @@ pub enum SinkMode {
     Reject,
 }
 
+/// Whether the sink offers STARTTLS.
+#[derive(Clone, Default)]
+pub enum SinkTls {
+    /// No STARTTLS in the EHLO reply.
+    #[default]
+    None,
+    /// STARTTLS offered, with this certificate.
+    Offer(TlsAcceptor),
+    /// STARTTLS offered and answered 220, but then the connection is closed (a broken TLS
+    /// setup on the remote side).
+    Broken,
+}
+
 #[derive(Clone)]
 pub struct Sink {
     pub port: u16,
     state: Arc<Mutex<State>>,
+    server: AbortHandle,
 }
 
 struct State {
     mode: SinkMode,
     delivered: Vec<Delivered>,
     attempts: usize,
+    connections: usize,
+    starttls: usize,
 }
 
 impl Sink {
@@ -72,6 +95,16 @@ impl Sink {
     }
 
     pub async fn start_on(port: u16, mode: SinkMode) -> Sink {
+        Self::start_with(port, mode, SinkTls::None).await
+    }
+
+    /// A sink on an ephemeral port that offers STARTTLS with `cert`.
+    pub async fn start_tls(mode: SinkMode, cert: &super::TestCert) -> Sink {
+        Self::start_with(0, mode, SinkTls::Offer(cert.acceptor())).await
+    }
+
+    /// A sink on `port` (0: ephemeral) with the given STARTTLS behaviour.
+    pub async fn start_with(port: u16, mode: SinkMode, tls: SinkTls) -> Sink {
         let listener = TcpListener::bind(("127.0.0.1", port))
             .await
             .expect("sink bind");
@@ -80,14 +113,54 @@ impl Sink {
             mode,
             delivered: Vec::new(),
             attempts: 0,
+            connections: 0,
+            starttls: 0,
         }));
         let s = state.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(session(stream, s.clone()));
+        let server = tokio::spawn(async move {
+            // Sessions live in this set: aborting the server task ends them all.
+            let mut sessions = JoinSet::new();
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, _)) => {
+                            s.lock().unwrap().connections += 1;
+                            sessions.spawn(session(stream, s.clone(), tls.clone()));
+                        }
+                        Err(_) => return,
+                    },
+                    Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+                }
             }
-        });
-        Sink { port, state }
+        })
+        .abort_handle();
+        Sink {
+            port,
+            state,
+            server,
+        }
+    }
+
+    /// Closes the listener and every open session, freeing the port (waits until it is).
+    pub async fn stop(&self) {
+        self.server.abort();
+        for _ in 0..250 {
+            if self.server.is_finished() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(self.server.is_finished(), "sink did not stop");
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.state.lock().unwrap().connections
+    }
+
+    /// STARTTLS commands received so far.
+    pub fn starttls_count(&self) -> usize {
+        self.state.lock().unwrap().starttls
     }
 
     pub fn set_mode(&self, mode: SinkMode) {
@@ -104,15 +177,42 @@ impl Sink {
     }
 }
 
-async fn session(mut stream: TcpStream, state: Arc<Mutex<State>>) {
+async fn session(mut stream: TcpStream, state: Arc<Mutex<State>>, tls: SinkTls) {
     let _ = stream.write_all(b"220 sink.test ESMTP\r\n").await;
+    if !converse(&mut stream, &state, &tls, false).await {
+        return;
+    }
+    // The client asked for STARTTLS and got 220.
+    match tls {
+        SinkTls::Offer(acceptor) => {
+            let accept = acceptor.accept(stream);
+            let Ok(Ok(mut tls_stream)) =
+                tokio::time::timeout(std::time::Duration::from_secs(15), accept).await
+            else {
+                return;
+            };
+            converse(&mut tls_stream, &state, &SinkTls::None, true).await;
+        }
+        SinkTls::Broken | SinkTls::None => {}
+    }
+}
+
+/// Runs SMTP until the end of the session; true when the client asked for STARTTLS (which
+/// was answered 220; anything pipelined after it is discarded).
+async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    state: &Mutex<State>,
+    tls: &SinkTls,
+    in_tls: bool,
+) -> bool {
     let mut receiver = RequestReceiver::default();
     let mut data: Option<DataReceiver> = None;
     let (mut from, mut rcpts, mut body) = (String::new(), Vec::new(), Vec::new());
+    let offer = !matches!(tls, SinkTls::None);
     let mut buf = vec![0u8; 8192];
     loop {
         let n = match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => return false,
             Ok(n) => n,
         };
         let mut out = Vec::new();
@@ -135,6 +235,7 @@ async fn session(mut stream: TcpStream, state: Arc<Mutex<State>>) {
                             mail_from: from.clone(),
                             rcpt_to: rcpts.clone(),
                             data: std::mem::take(&mut body),
+                            tls: in_tls,
                         };
                         st.delivered.push(d);
                         out.extend_from_slice(b"250 2.0.0 ok\r\n");
@@ -144,8 +245,18 @@ async fn session(mut stream: TcpStream, state: Arc<Mutex<State>>) {
                 continue;
             }
             let reply: &[u8] = match receiver.ingest(&mut bytes) {
+                Ok(Request::Ehlo { .. }) if offer => {
+                    b"250-sink.test\r\n250-PIPELINING\r\n250-STARTTLS\r\n250 8BITMIME\r\n"
+                }
                 Ok(Request::Ehlo { .. }) => b"250-sink.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n",
                 Ok(Request::Helo { .. }) => b"250 sink.test\r\n",
+                Ok(Request::StartTls) if offer => {
+                    state.lock().unwrap().starttls += 1;
+                    out.extend_from_slice(b"220 2.0.0 go ahead\r\n");
+                    let _ = stream.write_all(&out).await;
+                    return true;
+                }
+                Ok(Request::StartTls) => b"502 5.5.1 not available\r\n",
                 Ok(Request::Mail { from: f }) => {
                     from = f.address.to_string();
                     rcpts.clear();
@@ -170,7 +281,7 @@ async fn session(mut stream: TcpStream, state: Arc<Mutex<State>>) {
                 Ok(Request::Quit) => {
                     let _ = stream.write_all(&out).await;
                     let _ = stream.write_all(b"221 bye\r\n").await;
-                    return;
+                    return false;
                 }
                 Ok(_) => b"250 ok\r\n",
                 Err(smtp_proto::Error::NeedsMoreData { .. }) => break,
@@ -179,7 +290,7 @@ async fn session(mut stream: TcpStream, state: Arc<Mutex<State>>) {
             out.extend_from_slice(reply);
         }
         if !out.is_empty() && stream.write_all(&out).await.is_err() {
-            return;
+            return false;
         }
     }
 }
