@@ -7,11 +7,16 @@
 #
 # usage: bench/remailer-bench.sh start|stop
 #   env: PORT=2700 SINK_PORT=2626 RUN_DIR=/tmp/remailer-bench/rust
+#        AUTH=1: inbound sender authentication on (policy.sender_auth = "dmarc"), against a
+#        loopback DNS server (bench/dns-server.py on DNS_PORT=5354) that publishes SPF and
+#        DMARC for real.test. Outbound DKIM signing (RSA-2048 + Ed25519) is always on.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PORT=${PORT:-2700}
 SINK_PORT=${SINK_PORT:-2626}
 RUN_DIR=${RUN_DIR:-/tmp/remailer-bench/rust}
+AUTH=${AUTH:-0}
+DNS_PORT=${DNS_PORT:-5354}
 BIN=$ROOT/target/release/remailer
 die() { echo "remailer-bench.sh: $*" >&2; exit 2; }
 
@@ -29,6 +34,16 @@ start() {
     cargo build --release --locked --manifest-path "$ROOT/Cargo.toml"
     rm -rf "$RUN_DIR"
     mkdir -p "$RUN_DIR"
+    local sender_auth=none dns=""
+    if [ "$AUTH" = 1 ]; then
+        python3 -c 'import dnslib' 2>/dev/null || python3 -m pip install --quiet dnslib \
+            || python3 -m pip install --quiet --break-system-packages dnslib
+        python3 "$ROOT/bench/dns-server.py" "$DNS_PORT" > "$RUN_DIR/dns.log" 2>&1 &
+        echo $! > "$RUN_DIR/dns.pid"
+        sender_auth=dmarc
+        dns="[dns]
+nameservers = [\"127.0.0.1:$DNS_PORT\"]"
+    fi
     cat > "$RUN_DIR/remailer.toml" <<TOML
 domain = "remailer.test"
 data_dir = "$RUN_DIR/data"
@@ -44,7 +59,9 @@ retry_base = 1
 retry_max = 5
 
 [policy]
-sender_auth = "none"
+sender_auth = "$sender_auth"
+
+$dns
 TOML
     { echo "alice alice@real.test"; echo "bob bob@real.test"
       for i in $(seq -f %04g 1 998); do echo "user$i user$i@real.test"; done; } > "$RUN_DIR/users.txt"
@@ -66,6 +83,7 @@ stop() {
     for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
     rm -f "$RUN_DIR/pid"
+    if [ -f "$RUN_DIR/dns.pid" ]; then kill "$(cat "$RUN_DIR/dns.pid")" 2>/dev/null || true; rm -f "$RUN_DIR/dns.pid"; fi
     echo "remailer stopped"
 }
 

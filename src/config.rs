@@ -103,7 +103,8 @@ impl Default for WebConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeliveryConfig {
-    /// `host:port`; when set every message goes there instead of to the recipient's MX.
+    /// `host:port`; when set (and not empty) every message goes there instead of to the
+    /// recipient's MX.
     pub relay: Option<String>,
     /// Seconds a message may stay queued before it is given up (default 5 days).
     pub max_age: u64,
@@ -255,10 +256,18 @@ impl Config {
     }
 
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: PathBuf::new(),
             message: e.to_string().trim().replace('\n', " "),
         })?;
+        if config
+            .delivery
+            .relay
+            .as_deref()
+            .is_some_and(|r| r.trim().is_empty())
+        {
+            config.delivery.relay = None; // empty means: deliver by MX lookup
+        }
         config.validate()?;
         Ok(config)
     }

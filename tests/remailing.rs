@@ -304,3 +304,88 @@ async fn sigterm_lets_a_session_in_flight_finish() {
     let d = wait_for("delivery", T, || sink.delivered().pop()).await;
     assert_eq!(d.header("Subject").as_deref(), Some("in flight"));
 }
+
+#[tokio::test]
+async fn signed_messages_are_refused_with_an_explanation() {
+    let (svc, sink) = setup(SinkMode::Accept, "").await;
+    let signed = format!(
+        "From: <{JOE}>\r\nTo: <ann@remailer.test>\r\nSubject: signed\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/signed; protocol=\"application/pgp-signature\"; micalg=pgp-sha256; boundary=\"S\"\r\n\r\n\
+         --S\r\nContent-Type: text/plain\r\n\r\nSigned words.\r\n--S\r\nContent-Type: application/pgp-signature\r\n\r\n\
+         -----BEGIN PGP SIGNATURE-----\r\niQEzBAEBCAAdFiEE\r\n-----END PGP SIGNATURE-----\r\n--S--\r\n"
+    );
+    let r = send(&svc, JOE, "ann@remailer.test", &signed).await;
+    assert_eq!(r.code, 550, "{r:?}");
+    assert!(
+        r.text.starts_with("5.7.1") && r.text.contains("signed"),
+        "{r:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(sink.delivered().is_empty());
+
+    // With policy.strip_signatures the signature is removed and the text goes through.
+    let (svc, sink) = setup(SinkMode::Accept, "policy.strip_signatures = true").await;
+    assert_eq!(
+        send(&svc, JOE, "ann@remailer.test", &signed).await.code,
+        250
+    );
+    let d = wait_for("delivery", T, || sink.delivered().pop()).await;
+    assert!(
+        d.body_text().contains("Signed words.") && !d.text().contains("PGP SIGNATURE"),
+        "{}",
+        d.text()
+    );
+}
+
+#[tokio::test]
+async fn our_own_mail_coming_back_is_dropped() {
+    let (svc, sink) = setup(SinkMode::Accept, "").await;
+    assert_eq!(
+        send(
+            &svc,
+            JOE,
+            "ann@remailer.test",
+            &message(JOE, "ann@remailer.test", "once", "x")
+        )
+        .await
+        .code,
+        250
+    );
+    let out = wait_for("delivery", T, || sink.delivered().pop()).await;
+    // Ann's mail system sends the very message back (a forwarding loop): same Message-ID.
+    let looped = out
+        .text()
+        .replacen("From: <joe@remailer.test>", &format!("From: <{ANN}>"), 1);
+    let r = send(&svc, ANN, "joe@remailer.test", &looped).await;
+    assert_eq!(
+        r.code, 250,
+        "accepted and dropped, so the loop ends here: {r:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sink.delivered().len(), 1, "nothing more was sent");
+    assert!(svc.log().contains("loop"), "{}", svc.log());
+}
+
+#[tokio::test]
+async fn thread_links_expire_with_the_configured_retention() {
+    let (svc, sink) = setup(SinkMode::Accept, "privacy.thread_map_days = 0").await;
+    let first = message(JOE, "ann@remailer.test", "Lunch?", "Lunch on Friday?");
+    assert_eq!(send(&svc, JOE, "ann@remailer.test", &first).await.code, 250);
+    let issued = wait_for("delivery", T, || sink.delivered().pop())
+        .await
+        .header("Message-ID")
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let reply = format!("From: <{ANN}>\r\nTo: <joe@remailer.test>\r\nSubject: Re\r\nIn-Reply-To: {issued}\r\n\r\nYes.\r\n");
+    assert_eq!(send(&svc, ANN, "joe@remailer.test", &reply).await.code, 250);
+    let to_joe = wait_for("reply", T, || {
+        sink.delivered().into_iter().find(|d| d.rcpt_to == [JOE])
+    })
+    .await;
+    let parent = to_joe.header("In-Reply-To").unwrap();
+    assert!(
+        parent.ends_with("@remailer.test>") && parent != issued,
+        "expired: mapped to an opaque ID, not the original: {parent}"
+    );
+    assert!(!parent.contains("real.example"));
+}

@@ -97,7 +97,7 @@ async fn dmarc_policy_accepts_only_authenticated_mail() {
         &signed(&w.good, "good.test", &message("joe@good.test", "signed")),
     )
     .await;
-    assert_eq!(r.code, 250, "aligned DKIM and SPF: {r:?}");
+    assert_eq!(r.code, 250, "aligned DKIM and SPF: {r:?}\n{}", w.svc.log());
     // pass: aligned DKIM alone rescues a connection from an unauthorised IP
     let r = send_from(
         &w,
