@@ -1,10 +1,14 @@
 //! remailer: a pseudonymous remailing service.
 //!
 //! The crate reads like its pipeline:
-//! [`intake`] (SMTP server) → [`policy`] (who may send) → [`rewrite`] (pure message
-//! rewriting) → [`spool`] (durable queue) → [`delivery`] (SMTP client, retries, notices).
-//! Around it: [`store`] (aliases and maps, SQLite or PostgreSQL), [`keys`] (secrets),
-//! [`config`], [`address`] (validated address types) and [`service`] (wiring for `serve`).
+//! [`intake`] (SMTP server) → [`policy`] (who may send; with [`sender_auth`] for
+//! SPF/DKIM/DMARC) → [`rewrite`] (pure message rewriting, driven by [`remail`]) → [`spool`]
+//! (durable queue) → [`delivery`] (SMTP client, retries, notices; signed by [`dkim`]).
+//! What comes back to bounce addresses ([`bounce`]) is read by [`dsn`] and handled by
+//! [`bounces`]; [`notices`] are the messages the service writes itself.
+//! Around it: [`members`] and [`store`] (aliases with sealed addresses, SQLite through one
+//! trait), [`keys`] (secrets), [`config`], [`address`] (validated address types),
+//! [`dns_records`] (what to publish) and [`service`] (wiring for `serve`).
 
 pub mod address;
 pub mod bounce;

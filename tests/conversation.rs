@@ -11,20 +11,20 @@ use harness::{wait_for, Client, Delivered, Service, Sink, SinkMode};
 const JOE: &str = "joe@real.example";
 const ANN: &str = "ann@mail.example";
 
+/// A message from `(name, address)`; `thread` is `(In-Reply-To, References)` for a reply.
 fn mail(
-    from_name: &str,
-    from: &str,
+    from: (&str, &str),
     to: &str,
     subject: &str,
     id: &str,
-    in_reply_to: Option<&str>,
-    refs: &str,
+    thread: Option<(&str, &str)>,
     body: &str,
 ) -> String {
+    let (from_name, from) = from;
     let mut m = format!(
         "From: {from_name} <{from}>\r\nTo: <{to}>\r\nSubject: {subject}\r\nMessage-ID: <{id}>\r\n"
     );
-    if let Some(parent) = in_reply_to {
+    if let Some((parent, refs)) = thread {
         m.push_str(&format!("In-Reply-To: {parent}\r\nReferences: {refs}\r\n"));
     }
     m.push_str(&format!(
@@ -86,13 +86,11 @@ async fn a_reply_thread_keeps_threading_on_both_sides() {
 
     // 1. Joe writes.
     let m1 = mail(
-        "Joe Smith",
-        JOE,
+        ("Joe Smith", JOE),
         "ann@remailer.test",
         "Plans",
         o1,
         None,
-        "",
         "Shall we meet?",
     );
     let at_ann1 = send_and_receive(&svc, &sink, JOE, "ann@remailer.test", ANN, &m1, 1).await;
@@ -100,13 +98,11 @@ async fn a_reply_thread_keeps_threading_on_both_sides() {
 
     // 2. Ann replies to what she received.
     let m2 = mail(
-        "Ann Lee",
-        ANN,
+        ("Ann Lee", ANN),
         "joe@remailer.test",
         "Re: Plans",
         o2,
-        Some(&i1),
-        &i1,
+        Some((&i1, &i1)),
         "Yes, Friday.",
     );
     let at_joe2 = send_and_receive(&svc, &sink, ANN, "joe@remailer.test", JOE, &m2, 2).await;
@@ -121,13 +117,11 @@ async fn a_reply_thread_keeps_threading_on_both_sides() {
     // 3. Joe replies to Ann's reply; his client lists his original and the reply he got.
     let refs3 = format!("<{o1}> {i2}");
     let m3 = mail(
-        "Joe Smith",
-        JOE,
+        ("Joe Smith", JOE),
         "ann@remailer.test",
         "Re: Plans",
         o3,
-        Some(&i2),
-        &refs3,
+        Some((&i2, &refs3)),
         "Noon?",
     );
     let at_ann3 = send_and_receive(&svc, &sink, JOE, "ann@remailer.test", ANN, &m3, 3).await;
@@ -148,13 +142,11 @@ async fn a_reply_thread_keeps_threading_on_both_sides() {
     // 4. Ann answers again, quoting the whole chain her client knows.
     let refs4 = format!("{i1} <{o2}> {i3}");
     let m4 = mail(
-        "Ann Lee",
-        ANN,
+        ("Ann Lee", ANN),
         "joe@remailer.test",
         "Re: Plans",
         o4,
-        Some(&i3),
-        &refs4,
+        Some((&i3, &refs4)),
         "Noon it is.",
     );
     let at_joe4 = send_and_receive(&svc, &sink, ANN, "joe@remailer.test", JOE, &m4, 4).await;
@@ -169,13 +161,11 @@ async fn a_reply_thread_keeps_threading_on_both_sides() {
     // The opaque form of an ID is stable: the same original always maps to the same ID.
     assert_eq!(ids(at_joe4.header("References"))[1], {
         let again = mail(
-            "Ann Lee",
-            ANN,
+            ("Ann Lee", ANN),
             "joe@remailer.test",
             "Re: Plans",
             "m5@mx.ann",
-            Some(&i3),
-            &format!("<{o2}>"),
+            Some((&i3, &format!("<{o2}>"))),
             "PS",
         );
         let d = send_and_receive(&svc, &sink, ANN, "joe@remailer.test", JOE, &again, 5).await;

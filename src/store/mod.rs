@@ -86,12 +86,6 @@ pub trait Store: Send + Sync {
     /// Counts a hard bounce for the alias and returns the new count.
     async fn add_hard_bounce(&self, name: &AliasName) -> Result<i64, StoreError>;
 
-    async fn put_thread(
-        &self,
-        issued: &str,
-        original_sealed: &[u8],
-        expires_at: i64,
-    ) -> Result<(), StoreError>;
     /// Records many thread links in one transaction: `(issued, original_sealed, expires_at)`.
     async fn put_threads(&self, links: &[ThreadLink]) -> Result<(), StoreError>;
     async fn thread_original(&self, issued: &str, now: i64) -> Result<Option<Vec<u8>>, StoreError>;

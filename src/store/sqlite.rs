@@ -145,21 +145,6 @@ impl Store for SqliteStore {
         Ok(row.map(|r| r.get::<i64, _>(0)).unwrap_or(0))
     }
 
-    async fn put_thread(
-        &self,
-        issued: &str,
-        original_sealed: &[u8],
-        expires_at: i64,
-    ) -> Result<(), StoreError> {
-        sqlx::query("INSERT OR REPLACE INTO thread_map (issued, original_sealed, expires_at) VALUES (?, ?, ?)")
-            .bind(issued)
-            .bind(original_sealed)
-            .bind(expires_at)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
     async fn put_threads(&self, links: &[ThreadLink]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         for (issued, sealed, expires) in links {

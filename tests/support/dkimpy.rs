@@ -1,0 +1,39 @@
+//! dkimpy, an implementation independent of ours, verifying DKIM signatures against zone
+//! lines (what `remailer dns` prints), through tests/dkim_verify.py. Needs
+//! `scripts/test-deps.sh` (the test command runs it).
+
+use std::path::Path;
+use std::process::Command;
+
+/// Verifies every signature of `message` with the keys in `zone`. Returns (all signatures
+/// verified, dkimpy's report). Panics when dkimpy itself cannot run.
+pub fn verify(work_dir: &Path, message: &[u8], zone: &str) -> (bool, String) {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let tag = format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let msg_path = work_dir.join(format!("dkimpy-{tag}.eml"));
+    let zone_path = work_dir.join(format!("dkimpy-{tag}.zone"));
+    std::fs::write(&msg_path, message).unwrap();
+    std::fs::write(&zone_path, zone).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dkim_verify.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(&msg_path)
+        .arg(&zone_path)
+        .output()
+        .expect("python3 not found; run: bash scripts/test-deps.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !stderr.contains("ModuleNotFoundError"),
+        "dkimpy missing; run: bash scripts/test-deps.sh\n{stderr}"
+    );
+    assert!(
+        out.status.code().is_some_and(|c| c < 2),
+        "dkim_verify.py failed to run:\n{stdout}{stderr}"
+    );
+    (out.status.success(), format!("{stdout}{stderr}"))
+}
