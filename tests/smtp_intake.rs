@@ -252,3 +252,64 @@ async fn connection_limit_is_enforced() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let _d = Client::connect(svc.smtp_port).await;
 }
+
+/// Deterministic pseudo-random bytes (xorshift), so a failure can be replayed.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.max(1);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Mostly printable, with CR, LF, NUL, dots and high bytes mixed in.
+            match x % 16 {
+                0 => b'\r',
+                1 => b'\n',
+                2 => b'.',
+                3 => 0,
+                4 => (x >> 8) as u8 | 0x80,
+                _ => b' ' + (x >> 16) as u8 % 95,
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn random_input_never_crashes_the_service() {
+    let (svc, sink) = service_with_members("smtp.command_timeout = 2").await;
+    for seed in 1..=40u64 {
+        let mut c = Client::connect(svc.smtp_port).await;
+        if seed % 2 == 0 {
+            // garbage as commands
+            c.send_raw(&noise(seed, 3000)).await;
+        } else {
+            // garbage as a message body
+            c.cmd("EHLO fuzz.example").await;
+            c.cmd(&format!("MAIL FROM:<{JOE}>")).await;
+            c.cmd("RCPT TO:<ann@remailer.test>").await;
+            if c.cmd("DATA").await.code == 354 {
+                let mut body = noise(seed, 4000);
+                body.extend_from_slice(b"\r\n.\r\n");
+                c.send_raw(&body).await;
+            }
+        }
+        drop(c);
+    }
+    // The service is alive and still does its job.
+    let mut c = Client::connect(svc.smtp_port).await;
+    let r = c
+        .send_mail(
+            JOE,
+            &["ann@remailer.test"],
+            &message(JOE, "ann@remailer.test", "after the noise", "ok"),
+        )
+        .await;
+    assert_eq!(r.code, 250, "{r:?}");
+    harness::wait_for("delivery", Duration::from_secs(10), || {
+        sink.delivered()
+            .into_iter()
+            .find(|d| d.header("Subject").as_deref() == Some("after the noise"))
+    })
+    .await;
+    assert!(!svc.log().contains("panicked"), "{}", svc.log());
+}
