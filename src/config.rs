@@ -172,6 +172,10 @@ pub struct PolicyConfig {
     pub sender_auth: SenderAuth,
     /// Strip `multipart/signed` signatures instead of refusing signed messages.
     pub strip_signatures: bool,
+    /// The operator's address: mail to postmaster@ and abuse@ DOMAIN is forwarded there
+    /// (attached to a signed message). Unset, those addresses are refused and the DNS
+    /// records name no report address.
+    pub postmaster: Option<String>,
     /// Hard bounces after which a member's alias is paused (the count restarts when the
     /// alias is reactivated with `remailer alias activate`).
     pub hard_bounce_limit: u32,
@@ -182,6 +186,7 @@ impl Default for PolicyConfig {
         PolicyConfig {
             sender_auth: SenderAuth::Dmarc,
             strip_signatures: false,
+            postmaster: None,
             hard_bounce_limit: 3,
         }
     }
@@ -292,6 +297,10 @@ impl Config {
                 "smtp.max_message_size (>= 1024), max_recipients and max_connections (>= 1) are too small".into(),
             ));
         }
+        if let Some(addr) = &self.policy.postmaster {
+            crate::address::RealAddress::parse(addr, &self.domain())
+                .map_err(|e| ConfigError::Invalid(format!("policy.postmaster: {e}")))?;
+        }
         if self.delivery.per_destination == 0 || self.delivery.workers == 0 {
             return Err(ConfigError::Invalid(
                 "delivery.per_destination and workers must be >= 1".into(),
@@ -312,6 +321,15 @@ impl Config {
 
     pub fn domain(&self) -> Domain {
         Domain::parse(&self.domain).expect("validated at load")
+    }
+
+    /// The operator's address for postmaster@/abuse@ mail, if configured (validated at load).
+    pub fn postmaster(&self) -> Option<crate::address::RealAddress> {
+        let domain = self.domain();
+        self.policy
+            .postmaster
+            .as_deref()
+            .and_then(|a| crate::address::RealAddress::parse(a, &domain).ok())
     }
 
     pub fn hostname(&self) -> String {

@@ -10,8 +10,10 @@
 //!   the HELO name;
 //! - the two DKIM keys, `SELECTOR-rsa._domainkey` and `SELECTOR-ed._domainkey`;
 //! - `_dmarc.DOMAIN TXT "v=DMARC1; p=reject; adkim=s; aspf=s; rua=mailto:postmaster@DOMAIN"`
+//!   (the `rua` only when `policy.postmaster` is set, so reports reach someone)
 //!   — nothing but the service itself may send as DOMAIN;
-//! - `_smtp._tls.DOMAIN TXT "v=TLSRPTv1; rua=mailto:postmaster@DOMAIN"` (RFC 8460).
+//! - `_smtp._tls.DOMAIN TXT "v=TLSRPTv1; rua=mailto:postmaster@DOMAIN"` (RFC 8460), only
+//!   when `policy.postmaster` is set.
 //!
 //! The host's own A/AAAA records are not printed: the service does not know its public address.
 //!
@@ -97,16 +99,27 @@ pub fn records(config: &Config, keys: &DkimKeys) -> Vec<ZoneRecord> {
         let name = format!("{}._domainkey.{}", key.selector, keys.domain());
         out.push(ZoneRecord::txt(name, key.txt, "dkim"));
     }
+    // Reports go to postmaster@, which works only when an operator address is configured.
+    let rua = config
+        .policy
+        .postmaster
+        .as_ref()
+        .map(|_| format!("; rua=mailto:postmaster@{domain}"));
     out.push(ZoneRecord::txt(
         format!("_dmarc.{domain}"),
-        format!("v=DMARC1; p=reject; adkim=s; aspf=s; rua=mailto:postmaster@{domain}"),
+        format!(
+            "v=DMARC1; p=reject; adkim=s; aspf=s{}",
+            rua.as_deref().unwrap_or("")
+        ),
         "dmarc",
     ));
-    out.push(ZoneRecord::txt(
-        format!("_smtp._tls.{domain}"),
-        format!("v=TLSRPTv1; rua=mailto:postmaster@{domain}"),
-        "tls-rpt",
-    ));
+    if rua.is_some() {
+        out.push(ZoneRecord::txt(
+            format!("_smtp._tls.{domain}"),
+            format!("v=TLSRPTv1; rua=mailto:postmaster@{domain}"),
+            "tls-rpt",
+        ));
+    }
     out
 }
 

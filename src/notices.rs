@@ -21,6 +21,23 @@ pub enum Undelivered {
     Bounced,
 }
 
+/// Wraps mail for postmaster@/abuse@ for the operator: the original is attached unchanged.
+pub fn for_postmaster(domain: &Domain, operator: &RealAddress, original: &[u8]) -> Vec<u8> {
+    MessageBuilder::new()
+        .from(("Remailer".to_string(), format!("postmaster@{domain}")))
+        .to(operator.expose())
+        .subject(format!("Mail for postmaster@{domain}"))
+        .header("Auto-Submitted", Text::new("auto-generated"))
+        .message_id(format!("{}@{domain}", random_hex(16)))
+        .date(time::OffsetDateTime::now_utc().unix_timestamp())
+        .text_body(format!(
+            "A message for postmaster@{domain} or abuse@{domain} arrived; it is attached unchanged.\r\n"
+        ))
+        .attachment("message/rfc822", "message.eml", original.to_vec())
+        .write_to_vec()
+        .expect("writing to a Vec cannot fail")
+}
+
 /// Builds the notice to a member whose alias was paused because mail to them bounced.
 pub fn paused(domain: &Domain, to: &RealAddress, alias: &str, bounces: i64) -> Vec<u8> {
     let body = format!(

@@ -33,12 +33,16 @@ pub enum Sender {
 pub enum Recipient {
     Alias(Box<MemberEntry>),
     Bounce(BounceToken),
+    /// postmaster@ or abuse@, when an operator address is configured.
+    Postmaster,
 }
 
 pub struct Policy {
     members: Members,
     register_url: String,
     auth: SenderAuthenticator,
+    /// postmaster@ and abuse@ are accepted (an operator address is configured).
+    postmaster: bool,
 }
 
 fn temp_failure(e: impl std::fmt::Display) -> Reply {
@@ -51,11 +55,17 @@ fn temp_failure(e: impl std::fmt::Display) -> Reply {
 }
 
 impl Policy {
-    pub fn new(members: Members, public_url: &str, auth: SenderAuthenticator) -> Self {
+    pub fn new(
+        members: Members,
+        public_url: &str,
+        auth: SenderAuthenticator,
+        postmaster: bool,
+    ) -> Self {
         Policy {
             members,
             register_url: public_url.trim_end_matches('/').to_string(),
             auth,
+            postmaster,
         }
     }
 
@@ -131,6 +141,11 @@ impl Policy {
                 [5, 7, 1],
                 "Relaying denied: this service accepts mail only for its own aliases",
             ));
+        }
+        if self.postmaster
+            && (local.eq_ignore_ascii_case("postmaster") || local.eq_ignore_ascii_case("abuse"))
+        {
+            return Ok(Recipient::Postmaster);
         }
         if local.len() > 2 && local[..2].eq_ignore_ascii_case("b+") {
             let token =

@@ -115,6 +115,16 @@ impl Remail {
             match r {
                 Recipient::Alias(m) => aliases.push(m.as_ref()),
                 Recipient::Bounce(t) => bounces.push(*t),
+                Recipient::Postmaster => {}
+            }
+        }
+        if tx
+            .recipients
+            .iter()
+            .any(|r| matches!(r, Recipient::Postmaster))
+        {
+            if let Err(reply) = self.to_postmaster(&tx).await {
+                return reply;
             }
         }
         if !bounces.is_empty() {
@@ -239,6 +249,21 @@ impl Remail {
             }
         }
         Ok(snap)
+    }
+
+    /// Forwards mail for postmaster@/abuse@ to the operator, attached unchanged to a signed
+    /// message from the service.
+    async fn to_postmaster(&self, tx: &Transaction) -> Result<(), Reply> {
+        let Some(operator) = self.config.postmaster() else {
+            return Ok(());
+        };
+        let message = crate::notices::for_postmaster(&self.domain, &operator, &tx.message);
+        self.delivery
+            .queue_notice(&operator, message)
+            .await
+            .map_err(local_error)?;
+        tracing::info!(session = %tx.session, size = tx.message.len(), "mail for postmaster forwarded to the operator");
+        Ok(())
     }
 
     /// Handles a report sent to bounce addresses; an automatic reply is remailed to the

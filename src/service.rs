@@ -126,7 +126,12 @@ pub async fn serve(config: Config) -> Result<(), ServiceError> {
     );
     let auth = SenderAuthenticator::new(&config.dns, config.policy.sender_auth, &config.hostname())
         .map_err(setup)?;
-    let policy = Policy::new(members, &config.web.public_url, auth);
+    let policy = Policy::new(
+        members,
+        &config.web.public_url,
+        auth,
+        config.postmaster().is_some(),
+    );
     let intake = Arc::new(Intake::new(config.clone(), policy, remail, tls));
 
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -118,6 +118,20 @@ fn dns_prints_the_records_to_publish() {
         "{out}"
     );
     assert!(has("_dmarc.remailer.test.", "TXT", "p=reject"), "{out}");
+    assert!(
+        !out.contains("rua=") && !out.contains("_smtp._tls"),
+        "no report address without an operator: {out}"
+    );
+    let with_operator = Service::prepare(
+        harness::free_port(),
+        "policy.postmaster = \"ops@operator.example\"",
+    );
+    let (_, out, _) = with_operator.cli(&["dns"]);
+    assert!(
+        out.contains("rua=mailto:postmaster@remailer.test")
+            && out.contains("_smtp._tls.remailer.test."),
+        "{out}"
+    );
     for l in &lines {
         for part in l.split('"').skip(1).step_by(2) {
             assert!(part.len() <= 255, "TXT strings are split at 255: {l}");
@@ -136,7 +150,10 @@ fn dns_prints_the_records_to_publish() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dns_check_says_what_is_missing() {
     let dns = support::dns_server::TestDns::start().await;
-    let extra = format!("dns.nameservers = [\"{}\"]", dns.addr());
+    let extra = format!(
+        "dns.nameservers = [\"{}\"]\npolicy.postmaster = \"ops@operator.example\"",
+        dns.addr()
+    );
     let svc = Service::prepare(harness::free_port(), &extra);
     let (_, zone, _) = svc.cli(&["dns"]);
     let (code, out, err) = svc.cli(&["dns", "check"]);
@@ -165,4 +182,54 @@ async fn dns_check_says_what_is_missing() {
             .any(|l| l.starts_with("wrong") && l.contains("_dmarc")),
         "{out}"
     );
+}
+
+#[tokio::test]
+async fn mail_for_postmaster_and_abuse_reaches_the_operator() {
+    let sink = Sink::start(SinkMode::Accept).await;
+    let svc = Service::start(sink.port, "policy.postmaster = \"ops@operator.example\"").await;
+    for (n, to) in ["postmaster@remailer.test", "Abuse@remailer.test"]
+        .iter()
+        .enumerate()
+    {
+        let mut c = Client::connect(svc.smtp_port).await;
+        let subject = format!("complaint {n}");
+        let r = c
+            .send_mail(
+                "someone@outside.example",
+                &[to],
+                &message("someone@outside.example", to, &subject, "Spam from you?"),
+            )
+            .await;
+        assert_eq!(r.code, 250, "anyone may write to {to}: {r:?}");
+        let attached = |d: &Delivered| {
+            let parsed = mail_parser::MessageParser::default().parse(&d.data)?;
+            let part = parsed.attachment(0)?;
+            Some(String::from_utf8_lossy(part.contents()).into_owned())
+        };
+        let d = wait_for("the forward", Duration::from_secs(10), || {
+            sink.delivered()
+                .into_iter()
+                .find(|d| attached(d).is_some_and(|a| a.contains(&subject)))
+        })
+        .await;
+        assert_eq!(d.rcpt_to, vec!["ops@operator.example".to_string()]);
+        assert_eq!(d.mail_from, "", "sent as a notice, never bounced");
+        assert!(
+            attached(&d).unwrap().contains("Spam from you?"),
+            "the original is attached unchanged"
+        );
+        dkimpy_verifies(&svc, &d);
+    }
+    // Without an operator address these names are refused like any unknown alias.
+    let plain = Service::start(sink.port, "").await;
+    let mut c = Client::connect(plain.smtp_port).await;
+    let r = c
+        .send_mail(
+            "someone@outside.example",
+            &["postmaster@remailer.test"],
+            "x",
+        )
+        .await;
+    assert_eq!(r.code, 550, "{r:?}");
 }

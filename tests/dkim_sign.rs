@@ -26,6 +26,8 @@ fn setup() -> Setup {
     config.domain = "remailer.test".into();
     config.data_dir = dir.path().to_path_buf();
     config.smtp.hostname = Some("mx.remailer.test".into());
+    // With an operator address the full record set is printed (DMARC rua, TLS-RPT).
+    config.policy.postmaster = Some("ops@operator.test".into());
     let keys = DkimKeys::load_or_create(
         dir.path(),
         &Domain::parse("remailer.test").unwrap(),

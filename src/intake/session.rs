@@ -453,6 +453,7 @@ fn same_recipient(a: &Recipient, b: &Recipient) -> bool {
     match (a, b) {
         (Recipient::Alias(x), Recipient::Alias(y)) => x.id == y.id,
         (Recipient::Bounce(x), Recipient::Bounce(y)) => x == y,
+        (Recipient::Postmaster, Recipient::Postmaster) => true,
         _ => false,
     }
 }
