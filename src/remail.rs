@@ -4,7 +4,6 @@
 //! client gets `250`. Then hand the entries to [`delivery`](crate::delivery).
 //! Logs name queue ids and counts only: never an address, and not who wrote to whom.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -20,7 +19,7 @@ use crate::intake::reply::Reply;
 use crate::keys::Keys;
 use crate::members::{MemberEntry, Members};
 use crate::policy::{Recipient, Sender};
-use crate::rewrite::{self, Directory, Member, RewriteError};
+use crate::rewrite::{self, Lookup, Member, RewriteError};
 use crate::spool::{Entry, Envelope, Kind, Spool};
 use crate::store::{now_unix, Store, ThreadLink};
 
@@ -51,23 +50,6 @@ pub struct Remail {
     keys: Arc<Keys>,
     spool: Arc<Spool>,
     delivery: Delivery,
-}
-
-/// The members and thread IDs a message mentions, looked up before rewriting.
-#[derive(Default)]
-struct Snapshot {
-    by_real: HashMap<String, Member>,
-    threads: HashMap<String, String>,
-}
-
-impl Directory for Snapshot {
-    fn member_by_real(&self, addr: &RealAddress) -> Option<&Member> {
-        self.by_real.get(&addr.normalized())
-    }
-
-    fn original_message_id(&self, issued: &str) -> Option<&str> {
-        self.threads.get(issued).map(String::as_str)
-    }
 }
 
 fn local_error(e: impl std::fmt::Display) -> Reply {
@@ -214,17 +196,18 @@ impl Remail {
         }
     }
 
-    async fn snapshot(&self, scan: &rewrite::Scan) -> Result<Snapshot, Reply> {
-        let mut snap = Snapshot::default();
+    /// The members and thread IDs a message mentions, looked up before rewriting.
+    async fn snapshot(&self, scan: &rewrite::Scan) -> Result<Lookup, Reply> {
+        let mut snap = Lookup::default();
         for addr in scan.addresses.iter().take(MAX_LOOKUPS) {
             let Ok(real) = RealAddress::parse_any(addr) else {
                 continue;
             };
-            if snap.by_real.contains_key(&real.normalized()) || self.domain.covers(real.domain()) {
+            if snap.knows(&real) || self.domain.covers(real.domain()) {
                 continue;
             }
             if let Some(entry) = self.members.by_real(&real).await.map_err(local_error)? {
-                snap.by_real.insert(real.normalized(), entry.member);
+                snap.add_member(entry.member);
             }
         }
         let suffix = format!("@{}", self.domain);
@@ -242,9 +225,8 @@ impl Remail {
                 .await
                 .map_err(local_error)?
             {
-                if let Ok(original) = self.keys.open(&sealed).map(String::from_utf8) {
-                    snap.threads
-                        .insert(id.clone(), original.unwrap_or_default());
+                if let Ok(Ok(original)) = self.keys.open(&sealed).map(String::from_utf8) {
+                    snap.add_issued(id.clone(), original);
                 }
             }
         }
@@ -301,7 +283,7 @@ struct Job {
     strip_signatures: bool,
     sender: MemberEntry,
     recipients: Vec<MemberEntry>,
-    snapshot: Snapshot,
+    snapshot: Lookup,
 }
 
 /// Durable entries and the (issued, original) Message-IDs.

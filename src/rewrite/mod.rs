@@ -66,6 +66,39 @@ pub trait Directory {
     fn original_message_id(&self, issued: &str) -> Option<&str>;
 }
 
+/// A [`Directory`] held in memory: the members and issued Message-IDs a caller looked up
+/// (from what [`scan`] found) before calling [`rewrite`].
+#[derive(Debug, Default, Clone)]
+pub struct Lookup {
+    members: std::collections::HashMap<String, Member>,
+    issued: std::collections::HashMap<String, String>,
+}
+
+impl Lookup {
+    pub fn add_member(&mut self, member: Member) {
+        self.members.insert(member.real.normalized(), member);
+    }
+
+    /// Maps an ID this service issued to the other side's original (both without brackets).
+    pub fn add_issued(&mut self, issued: String, original: String) {
+        self.issued.insert(issued, original);
+    }
+
+    pub fn knows(&self, addr: &RealAddress) -> bool {
+        self.members.contains_key(&addr.normalized())
+    }
+}
+
+impl Directory for Lookup {
+    fn member_by_real(&self, addr: &RealAddress) -> Option<&Member> {
+        self.members.get(&addr.normalized())
+    }
+
+    fn original_message_id(&self, issued: &str) -> Option<&str> {
+        self.issued.get(issued).map(String::as_str)
+    }
+}
+
 /// Everything about the current delivery that is not in the message itself.
 pub struct Context<'a> {
     pub domain: &'a Domain,

@@ -1,28 +1,10 @@
 //! Unit tests of [`super::rewrite`] and [`super::scan`], one group per rule of DESIGN §3.
 
-use std::collections::HashMap;
-
 use mail_parser::MimeHeaders;
 use time::macros::datetime;
 
 use super::*;
 use crate::address::{AliasName, RealAddress};
-
-pub(crate) struct Dir {
-    pub members: Vec<Member>,
-    pub issued: HashMap<String, String>,
-}
-
-impl Directory for Dir {
-    fn member_by_real(&self, addr: &RealAddress) -> Option<&Member> {
-        self.members
-            .iter()
-            .find(|m| m.real.normalized() == addr.normalized())
-    }
-    fn original_message_id(&self, issued: &str) -> Option<&str> {
-        self.issued.get(issued).map(String::as_str)
-    }
-}
 
 fn domain() -> Domain {
     Domain::parse("remailer.test").unwrap()
@@ -36,14 +18,14 @@ fn member(alias: &str, real: &str, name: Option<&str>) -> Member {
     }
 }
 
-fn cast() -> (Member, Member, Dir) {
+fn cast() -> (Member, Member, Lookup) {
     let joe = member("joe", "joe@real.example", None);
     let ann = member("ann", "ann@mail.example", None);
     let carol = member("carol", "carol@corp.example", Some("Carol (alias)"));
-    let dir = Dir {
-        members: vec![joe.clone(), ann.clone(), carol],
-        issued: HashMap::new(),
-    };
+    let mut dir = Lookup::default();
+    for m in [joe.clone(), ann.clone(), carol] {
+        dir.add_member(m);
+    }
     (joe, ann, dir)
 }
 
@@ -51,7 +33,7 @@ fn run(raw: &str) -> Result<(String, Rewritten), RewriteError> {
     run_with(raw, false, &cast().2)
 }
 
-fn run_with(raw: &str, strip: bool, dir: &Dir) -> Result<(String, Rewritten), RewriteError> {
+fn run_with(raw: &str, strip: bool, dir: &Lookup) -> Result<(String, Rewritten), RewriteError> {
     let (joe, ann, _) = cast();
     let keys = Keys::from_master([3; 32]);
     let d = domain();
@@ -209,7 +191,7 @@ fn rule3_date_and_message_id() {
 #[test]
 fn rule4_threading_maps_back_or_hides() {
     let (_, _, mut dir) = cast();
-    dir.issued.insert(
+    dir.add_issued(
         "issued1@remailer.test".into(),
         "orig@ann.host.example".into(),
     );
