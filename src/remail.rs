@@ -35,7 +35,8 @@ pub struct Transaction {
     pub mail_from: String,
     pub sender: Sender,
     pub recipients: Vec<Recipient>,
-    pub message: Vec<u8>,
+    /// Shared with the blocking rewrite stage without a copy.
+    pub message: Arc<Vec<u8>>,
     /// SPF result from MAIL time (None when sender authentication is off).
     pub spf: Option<crate::sender_auth::SpfCheck>,
 }
@@ -148,7 +149,7 @@ impl Remail {
             recipients: to.iter().map(|m| (*m).clone()).collect(),
             snapshot,
         };
-        let message = tx.message.clone(); // the blocking task needs its own copy
+        let message = tx.message.clone();
         let outcome = tokio::task::spawn_blocking(move || job.run(&message))
             .await
             .map_err(local_error)?;

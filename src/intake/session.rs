@@ -417,7 +417,7 @@ impl Session {
             mail_from: std::mem::take(&mut self.mail_from),
             sender: self.sender.take().expect("DATA needs MAIL"),
             recipients: std::mem::take(&mut self.recipients),
-            message: std::mem::take(&mut self.message),
+            message: Arc::new(std::mem::take(&mut self.message)),
             spf: self.spf.take(),
         };
         if let Err(refusal) = self.intake.policy.authenticate(&tx).await {

@@ -201,7 +201,7 @@ impl Spool {
         format!("{ms:012x}{}", random_hex(6))
     }
 
-    fn submit(&self, entries: &[Entry]) -> oneshot::Receiver<Result<u64, String>> {
+    fn submit(&self, entries: &[Entry]) -> oneshot::Receiver<Result<(), String>> {
         let mut bytes = Vec::with_capacity(entries.iter().map(|e| e.message.len() + 256).sum());
         for entry in entries {
             record::encode(entry, &self.keys, &mut bytes);
@@ -219,20 +219,12 @@ impl Spool {
     /// Makes the entries durable (blocking: call from `spawn_blocking`). When it returns
     /// Ok, every entry is synced to disk.
     pub fn store(&self, entries: &[Entry]) -> Result<(), SpoolError> {
-        match self.submit(entries).blocking_recv() {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(SpoolError::Write(e)),
-            Err(_) => Err(SpoolError::Write("the spool writer stopped".into())),
-        }
+        committed(self.submit(entries).blocking_recv())
     }
 
     /// [`Spool::store`] for async callers.
     pub async fn store_async(&self, entries: &[Entry]) -> Result<(), SpoolError> {
-        match self.submit(entries).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(SpoolError::Write(e)),
-            Err(_) => Err(SpoolError::Write("the spool writer stopped".into())),
-        }
+        committed(self.submit(entries).await)
     }
 
     /// Marks a delivered (or given-up) entry done. A crash before this re-delivers it.
@@ -277,6 +269,16 @@ impl Spool {
             }
         }
         Ok(live.into_values().collect())
+    }
+}
+
+/// The writer's answer to a store request.
+fn committed(
+    answer: Result<Result<(), String>, oneshot::error::RecvError>,
+) -> Result<(), SpoolError> {
+    match answer {
+        Ok(result) => result.map_err(SpoolError::Write),
+        Err(_) => Err(SpoolError::Write("the spool writer stopped".into())),
     }
 }
 

@@ -20,7 +20,7 @@ pub struct Request {
     pub bytes: Vec<u8>,
     /// The ids of those records.
     pub ids: Vec<String>,
-    pub done: oneshot::Sender<Result<u64, String>>,
+    pub done: oneshot::Sender<Result<(), String>>,
 }
 
 pub struct Writer {
@@ -63,7 +63,7 @@ impl Writer {
     }
 
     /// Appends and syncs the batch; on success the records are in the index.
-    fn commit(&mut self, batch: &[Request]) -> Result<u64, String> {
+    fn commit(&mut self, batch: &[Request]) -> Result<(), String> {
         let total: usize = batch.iter().map(|r| r.bytes.len()).sum();
         let mut buf = Vec::with_capacity(total);
         for r in batch {
@@ -84,7 +84,7 @@ impl Writer {
         for id in batch.iter().flat_map(|r| r.ids.iter()) {
             index.add(id.clone(), self.segment);
         }
-        Ok(self.segment)
+        Ok(())
     }
 
     fn rotate(&mut self) {
