@@ -23,13 +23,8 @@ pub enum Undelivered {
 
 /// Wraps mail for postmaster@/abuse@ for the operator: the original is attached unchanged.
 pub fn for_postmaster(domain: &Domain, operator: &RealAddress, original: &[u8]) -> Vec<u8> {
-    MessageBuilder::new()
-        .from(("Remailer".to_string(), format!("postmaster@{domain}")))
-        .to(operator.expose())
-        .subject(format!("Mail for postmaster@{domain}"))
-        .header("Auto-Submitted", Text::new("auto-generated"))
-        .message_id(format!("{}@{domain}", random_hex(16)))
-        .date(time::OffsetDateTime::now_utc().unix_timestamp())
+    let subject = format!("Mail for postmaster@{domain}");
+    header(domain, "postmaster", operator, &subject, "auto-generated")
         .text_body(format!(
             "A message for postmaster@{domain} or abuse@{domain} arrived; it is attached unchanged.\r\n"
         ))
@@ -41,7 +36,7 @@ pub fn for_postmaster(domain: &Domain, operator: &RealAddress, original: &[u8]) 
 /// Builds the notice to a member whose alias was paused because mail to them bounced.
 pub fn paused(domain: &Domain, to: &RealAddress, alias: &str, bounces: i64) -> Vec<u8> {
     let body = format!(
-        "Your alias {alias} has been paused: the last {bounces} messages remailed to you were \
+        "Your alias {alias} has been paused: {bounces} messages remailed to you have been \
          refused by your mail server as undeliverable.\r\n\r\n\
          While it is paused, your alias neither receives nor sends mail. If your address works \
          again, ask the operator to reactivate it.\r\n\r\n-- \r\nThe remailer at {domain}\r\n"
@@ -82,16 +77,28 @@ pub fn undelivered(
 }
 
 fn notice(domain: &Domain, to: &RealAddress, subject: &str, body: String) -> Vec<u8> {
-    MessageBuilder::new()
-        .from(("Remailer".to_string(), format!("mailer-daemon@{domain}")))
-        .to(to.expose())
-        .subject(subject.to_string())
-        .header("Auto-Submitted", Text::new("auto-replied"))
-        .message_id(format!("{}@{domain}", random_hex(16)))
-        .date(time::OffsetDateTime::now_utc().unix_timestamp())
+    header(domain, "mailer-daemon", to, subject, "auto-replied")
         .text_body(body)
         .write_to_vec()
         .expect("writing to a Vec cannot fail")
+}
+
+/// The header every message from the service has: from `LOCAL@DOMAIN`, `Auto-Submitted`,
+/// a fresh Message-ID and Date.
+fn header<'x>(
+    domain: &Domain,
+    local: &str,
+    to: &RealAddress,
+    subject: &str,
+    auto: &'x str,
+) -> MessageBuilder<'x> {
+    MessageBuilder::new()
+        .from(("Remailer".to_string(), format!("{local}@{domain}")))
+        .to(to.expose())
+        .subject(subject.to_string())
+        .header("Auto-Submitted", Text::new(auto))
+        .message_id(format!("{}@{domain}", random_hex(16)))
+        .date(time::OffsetDateTime::now_utc().unix_timestamp())
 }
 
 #[cfg(test)]

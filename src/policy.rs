@@ -149,7 +149,7 @@ impl Policy {
         }
         if local.len() > 2 && local[..2].eq_ignore_ascii_case("b+") {
             let token =
-                BounceToken::verify(local, self.members_keys(), now_unix()).ok_or_else(|| {
+                BounceToken::verify(local, self.members.keys(), now_unix()).ok_or_else(|| {
                     Reply::new(
                         550,
                         [5, 1, 1],
@@ -205,10 +205,6 @@ impl Policy {
                 self.register_url
             ),
         )
-    }
-
-    fn members_keys(&self) -> &crate::keys::Keys {
-        self.members.keys()
     }
 }
 
