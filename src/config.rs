@@ -1,4 +1,4 @@
-//! The configuration file (TOML, DESIGN §5) and its safe local defaults. Unknown keys are
+//! The configuration file (TOML, ARCHITECTURE.md §5) and its safe local defaults. Unknown keys are
 //! an error that names the key, so a typo never silently falls back to a default.
 
 use std::net::SocketAddr;

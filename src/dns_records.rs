@@ -1,4 +1,4 @@
-//! The DNS records the service needs, as printed by `remailer dns` (DESIGN §5), and a check of
+//! The DNS records the service needs, as printed by `remailer dns` (ARCHITECTURE.md §5), and a check of
 //! what the configured resolver actually returns for them.
 //!
 //! Records for `DOMAIN` (served by `HOSTNAME`):

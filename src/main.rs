@@ -1,5 +1,5 @@
 //! The `remailer` binary: `serve` runs the service; `alias`, `queue` and `dns` are the admin
-//! commands (DESIGN §5). Errors reach the user as one `error:` line and a non-zero exit code.
+//! commands (ARCHITECTURE.md §5). Errors reach the user as one `error:` line and a non-zero exit code.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

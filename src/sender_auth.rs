@@ -1,5 +1,5 @@
 //! Inbound sender authentication: does a message really come from the address in its `From:`?
-//! (DESIGN §1 flow 2b: nobody may forge a member's real address to speak as their alias.)
+//! (ARCHITECTURE.md §1 flow 2b: nobody may forge a member's real address to speak as their alias.)
 //!
 //! Two steps, matching the SMTP session:
 //! 1. at `MAIL FROM`, [`SenderAuthenticator::check_spf`] evaluates SPF for the envelope sender

@@ -10,7 +10,7 @@
 //!   original one (the caller stores the pair for threading).
 //! - [`is_own_message_id`] tells whether a Message-ID was issued by this service (keyed marker).
 //!
-//! How the message is rebuilt (DESIGN §3):
+//! How the message is rebuilt (ARCHITECTURE.md §3):
 //! - Nothing of the original header block is copied. The top level gets From (the sender's
 //!   alias), To/Cc/Reply-To (members' aliases and addresses at the service's domain; every
 //!   other address dropped; an empty To becomes `undisclosed-recipients:;`), Subject (with
@@ -237,7 +237,7 @@ fn scan_message(msg: &mail_parser::Message<'_>, found: &mut Vec<String>) {
     }
 }
 
-/// Rebuilds `raw` as the recipient will see it (all rules of DESIGN §3; see the module
+/// Rebuilds `raw` as the recipient will see it (all rules of ARCHITECTURE.md §3; see the module
 /// documentation).
 pub fn rewrite(raw: &[u8], ctx: &Context, dir: &dyn Directory) -> Result<Rewritten, RewriteError> {
     let msg = parse(raw).ok_or(RewriteError::Unparseable)?;

@@ -1,4 +1,4 @@
-//! Unit tests of [`super::rewrite`] and [`super::scan`], one group per rule of DESIGN §3.
+//! Unit tests of [`super::rewrite`] and [`super::scan`], one group per rule of ARCHITECTURE.md §3.
 
 use mail_parser::MimeHeaders;
 use time::macros::datetime;
