@@ -16,6 +16,10 @@
 //!    `Precedence: auto_reply`, or a Subject starting "Automatic reply:", "Out of Office" etc.
 //!    A message that is both a bounce and auto-submitted is a bounce (steps 1–2 come first).
 //!
+//! [`failed_recipients`] says whom a failure report is about (the `Final-Recipient` /
+//! `Original-Recipient` of its failed recipients, or the addresses a plain-text bounce
+//! names), so that a caller can refuse to act on a report about somebody else.
+//!
 //! The status carried by [`Report::Bounce`] is rebuilt from digits only (`5.1.1`, or a bare
 //! SMTP code such as `550` when the text had no RFC 3463 code): the remote diagnostic text,
 //! which may name the recipient's real address, never leaves this module.
@@ -34,6 +38,8 @@ pub const MAX_RAW: usize = 512 * 1024;
 pub const MAX_TEXT: usize = 16 * 1024;
 /// Only this many top-level text parts are read.
 pub const MAX_TEXT_PARTS: usize = 4;
+/// [`failed_recipients`] returns at most this many addresses.
+pub const MAX_NAMED: usize = 20;
 
 /// What came back to a bounce address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +84,33 @@ pub fn classify(raw: &[u8]) -> Report {
         return Report::AutoReply;
     }
     Report::Unknown
+}
+
+/// The addresses a failure report says could not be reached, lower case, at most
+/// [`MAX_NAMED`]: for an RFC 3464 report the `Final-Recipient` and `Original-Recipient` of
+/// every failed recipient block; for a plain-text bounce (as [`classify`] recognises it) the
+/// addresses written in its text before the returned copy of the original. Empty for anything
+/// else (delay warnings, auto-replies, reports that only say "delivered"). Never panics.
+pub fn failed_recipients(raw: &[u8]) -> Vec<String> {
+    let Some(msg) = parse(raw) else {
+        return Vec::new();
+    };
+    let mut named = Vec::new();
+    let mut reported = false;
+    for part in msg.parts.iter().filter(|p| is_delivery_status(p)) {
+        for block in recipient_blocks(&bounded_text(part.contents(), MAX_TEXT)) {
+            let verdict = block.verdict();
+            reported |= verdict.is_some();
+            if matches!(verdict, Some(Verdict::Failed(..))) {
+                named.extend(block.recipients);
+            }
+        }
+    }
+    if !reported && plain_bounce(&msg).is_some() {
+        named = addresses_in(&bounce_text(&msg));
+    }
+    named.truncate(MAX_NAMED);
+    named
 }
 
 /// Whether the header block says the message was sent automatically: `Auto-Submitted` with
@@ -270,6 +303,8 @@ struct RecipientFields {
     action: Option<String>,
     status: Option<String>,
     diagnostic: Option<String>,
+    /// The addresses of `Final-Recipient` and `Original-Recipient` (lower case).
+    recipients: Vec<String>,
 }
 
 impl RecipientFields {
@@ -305,11 +340,20 @@ impl RecipientFields {
 /// or when a new `Final-Recipient`/`Original-Recipient` or a second `Action` shows up (for
 /// reports written without the blank lines).
 fn delivery_status_verdicts(text: &str) -> Vec<Verdict> {
+    recipient_blocks(text)
+        .iter()
+        .filter_map(RecipientFields::verdict)
+        .collect()
+}
+
+/// The per-recipient field sets of a delivery-status body (see [`delivery_status_verdicts`]).
+fn recipient_blocks(text: &str) -> Vec<RecipientFields> {
     let mut out = Vec::new();
     let mut cur = RecipientFields::default();
     let mut flush = |cur: &mut RecipientFields| {
-        if let Some(v) = std::mem::take(cur).verdict() {
-            out.push(v);
+        let block = std::mem::take(cur);
+        if !block.is_empty() || block.diagnostic.is_some() || !block.recipients.is_empty() {
+            out.push(block);
         }
     };
     for field in unfolded_lines(text) {
@@ -329,11 +373,32 @@ fn delivery_status_verdicts(text: &str) -> Vec<Verdict> {
             "action" => cur.action = Some(first_word(value)),
             "status" => cur.status = Some(value.to_string()),
             "diagnostic-code" => cur.diagnostic = Some(value.to_string()),
+            "final-recipient" | "original-recipient" if cur.recipients.len() < MAX_NAMED => {
+                cur.recipients.extend(typed_address(value))
+            }
             _ => {}
         }
     }
     flush(&mut cur);
     out
+}
+
+/// The address of an RFC 3464 `address-type; address` value (`rfc822; <a@b>` → `a@b`).
+fn typed_address(value: &str) -> Option<String> {
+    let address = value.split_once(';').map_or(value, |(_, a)| a).trim();
+    let address = address.trim_start_matches('<').trim_end_matches('>').trim();
+    address.contains('@').then(|| address.to_ascii_lowercase())
+}
+
+/// Address-like words (`x@y`) in a text, in order, at most [`MAX_NAMED`].
+fn addresses_in(text: &str) -> Vec<String> {
+    let stop = |c: char| c.is_whitespace() || "<>()[],;:\"'`".contains(c);
+    text.split(stop)
+        .map(|w| w.trim_matches('.'))
+        .filter(|w| w.len() <= 320 && w.contains('@') && !w.starts_with('@') && !w.ends_with('@'))
+        .map(str::to_ascii_lowercase)
+        .take(MAX_NAMED)
+        .collect()
 }
 
 /// Lines with RFC 5322 folding undone; a blank line comes out as `""`.
@@ -670,6 +735,7 @@ mod tests {
                 action: a.map(str::to_string),
                 status: s.map(str::to_string),
                 diagnostic: d.map(str::to_string),
+                ..Default::default()
             }
             .verdict()
         };
@@ -764,6 +830,46 @@ mod tests {
         assert_eq!(
             unfolded_lines("A: 1\r\n 2\r\n\r\nB: 3"),
             vec!["A: 1 2", "", "B: 3"]
+        );
+    }
+
+    #[test]
+    fn failed_recipients_are_read_from_the_report() {
+        let dsn = "From: MAILER-DAEMON@mx.example\r\nSubject: Undelivered Mail\r\nMIME-Version: 1.0\r\n\
+                   Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n\
+                   --B\r\nContent-Type: text/plain\r\n\r\nfailed: other@x.example\r\n\
+                   --B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx\r\n\r\n\
+                   Original-Recipient: rfc822;<Ann@Mail.Example>\r\n\
+                   Final-Recipient: rfc822; ann.lee@mail.example\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n\
+                   Final-Recipient: rfc822; ok@mail.example\r\nAction: delivered\r\nStatus: 2.0.0\r\n\r\n--B--\r\n";
+        assert_eq!(
+            failed_recipients(dsn.as_bytes()),
+            vec!["ann@mail.example", "ann.lee@mail.example"]
+        );
+        let no_recipient = dsn
+            .replace("Original-Recipient: rfc822;<Ann@Mail.Example>\r\n", "")
+            .replace("Final-Recipient: rfc822; ann.lee@mail.example\r\n", "");
+        assert!(failed_recipients(no_recipient.as_bytes()).is_empty());
+        let delayed = dsn.replace("Action: failed", "Action: delayed");
+        assert!(failed_recipients(delayed.as_bytes()).is_empty());
+    }
+
+    #[test]
+    fn a_plain_bounce_names_the_addresses_in_its_text() {
+        let plain = "From: MAILER-DAEMON@mx.example\r\nSubject: failure notice\r\n\r\n\
+                     This is the qmail-send program at mx.example.\r\n\
+                     <Ann@mail.example>:\r\nSorry, no mailbox here by that name. (#5.1.1)\r\n\
+                     --- Below this line is a copy of the message.\r\n\r\nTo: joe@real.example\r\n";
+        assert_eq!(
+            failed_recipients(plain.as_bytes()),
+            vec!["ann@mail.example"]
+        );
+        let vague = plain.replace("<Ann@mail.example>:", "Your message:");
+        assert!(failed_recipients(vague.as_bytes()).is_empty());
+        assert!(failed_recipients(b"Subject: hi\r\n\r\nann@mail.example").is_empty());
+        assert_eq!(
+            addresses_in("a@b. (c@d), @x, y@, <e@f>"),
+            vec!["a@b", "c@d", "e@f"]
         );
     }
 

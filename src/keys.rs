@@ -42,6 +42,8 @@ pub enum Purpose {
     ThreadId,
     Marker,
     Bounce,
+    /// The keyed hash under which a bounce token is remembered as seen.
+    BounceRecord,
     Token,
 }
 
@@ -53,6 +55,7 @@ impl Purpose {
             Purpose::ThreadId => b"remailer/thread-id/v1",
             Purpose::Marker => b"remailer/marker/v1",
             Purpose::Bounce => b"remailer/bounce/v1",
+            Purpose::BounceRecord => b"remailer/bounce-record/v1",
             Purpose::Token => b"remailer/token/v1",
         }
     }

@@ -15,7 +15,9 @@ use thiserror::Error;
 use crate::address::{AddressError, Alias, AliasName, Domain, RealAddress};
 use crate::keys::Keys;
 use crate::rewrite::Member;
-use crate::store::{now_unix, AliasRecord, AliasState, Store, StoreError};
+use crate::store::{
+    now_unix, AliasRecord, AliasState, BounceReport, BounceTally, Store, StoreError,
+};
 
 #[derive(Debug, Error)]
 pub enum MembersError {
@@ -145,12 +147,18 @@ impl Members {
         }
     }
 
-    /// Counts a hard bounce for the alias; returns the count so far.
-    pub async fn hard_bounce(&self, name: &AliasName) -> Result<i64, MembersError> {
-        Ok(self.store.add_hard_bounce(name).await?)
+    /// Records a failure report for a token (see [`Store::record_bounce`]); a pause clears
+    /// the lookup cache.
+    pub async fn record_bounce(&self, report: &BounceReport) -> Result<BounceTally, MembersError> {
+        let tally = self.store.record_bounce(report).await?;
+        if matches!(tally, BounceTally::Paused { .. }) {
+            self.clear_cache();
+        }
+        Ok(tally)
     }
 
-    /// Sets an alias's state (active also resets its hard-bounce count); false when no such alias.
+    /// Sets an alias's state (active also stops earlier hard bounces from counting); false
+    /// when no such alias.
     pub async fn set_state(
         &self,
         name: &AliasName,
@@ -263,5 +271,118 @@ mod tests {
             Err(MembersError::NoSuchAlias(_))
         ));
         assert!(m.by_real(&real).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn bounces_count_once_per_token_and_pause_over_two_days() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = members(dir.path()).await;
+        let d = m.domain().clone();
+        let ann = Alias::parse("ann", &d).unwrap();
+        m.add(&ann, &RealAddress::parse("ann@mail.example", &d).unwrap())
+            .await
+            .unwrap();
+        let id = m.by_alias(&ann.name).await.unwrap().unwrap().id;
+        let report = |n: u8, day: i64, hard: bool| BounceReport {
+            token_hash: [n; 32],
+            alias_id: id,
+            day,
+            hard,
+            limit: 2,
+            min_days: 2,
+        };
+        let tally = |messages, days| BounceTally::Counted { messages, days };
+        assert_eq!(
+            m.record_bounce(&report(1, 100, true)).await.unwrap(),
+            tally(1, 1)
+        );
+        assert_eq!(
+            m.record_bounce(&report(1, 100, true)).await.unwrap(),
+            BounceTally::Repeated
+        );
+        assert_eq!(
+            m.record_bounce(&report(2, 100, false)).await.unwrap(),
+            tally(1, 1)
+        );
+        assert_eq!(
+            m.record_bounce(&report(3, 100, true)).await.unwrap(),
+            tally(2, 1)
+        );
+        assert_eq!(
+            m.record_bounce(&report(4, 101, true)).await.unwrap(),
+            BounceTally::Paused {
+                messages: 3,
+                days: 2
+            }
+        );
+        let state = || async { m.by_alias(&ann.name).await.unwrap().unwrap().state };
+        assert_eq!(state().await, AliasState::Paused);
+        assert_eq!(
+            m.record_bounce(&report(5, 101, true)).await.unwrap(),
+            tally(4, 2)
+        );
+
+        // Reactivation starts the count afresh; a replayed token still counts nothing.
+        assert!(m.set_state(&ann.name, AliasState::Active).await.unwrap());
+        assert_eq!(
+            m.record_bounce(&report(4, 101, true)).await.unwrap(),
+            BounceTally::Repeated
+        );
+        assert_eq!(
+            m.record_bounce(&report(6, 102, true)).await.unwrap(),
+            tally(1, 1)
+        );
+        assert_eq!(state().await, AliasState::Active);
+
+        // Records of expired tokens are purged (such tokens are refused at RCPT anyway).
+        assert_eq!(m.store().purge_bounces(101).await.unwrap(), 3);
+        assert_eq!(
+            m.record_bounce(&report(1, 100, true)).await.unwrap(),
+            BounceTally::Paused {
+                messages: 2,
+                days: 2
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn concurrent_reports_for_one_token_count_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = members(dir.path()).await;
+        let d = m.domain().clone();
+        let ann = Alias::parse("ann", &d).unwrap();
+        m.add(&ann, &RealAddress::parse("ann@mail.example", &d).unwrap())
+            .await
+            .unwrap();
+        let id = m.by_alias(&ann.name).await.unwrap().unwrap().id;
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let m = m.clone();
+                tokio::spawn(async move {
+                    let report = BounceReport {
+                        token_hash: [9; 32],
+                        alias_id: id,
+                        day: 100,
+                        hard: true,
+                        limit: 1,
+                        min_days: 1,
+                    };
+                    m.record_bounce(&report).await.unwrap()
+                })
+            })
+            .collect();
+        let mut tallies = Vec::new();
+        for t in tasks {
+            tallies.push(t.await.unwrap());
+        }
+        let counted = tallies
+            .iter()
+            .filter(|t| **t != BounceTally::Repeated)
+            .count();
+        assert_eq!(counted, 1, "{tallies:?}");
+        assert!(tallies.contains(&BounceTally::Paused {
+            messages: 1,
+            days: 1
+        }));
     }
 }

@@ -147,7 +147,9 @@ impl Policy {
         {
             return Ok(Recipient::Postmaster);
         }
-        if local.len() > 2 && local[..2].eq_ignore_ascii_case("b+") {
+        // Any spelling of the prefix is routed here (and refused unless canonical); `get`
+        // because a non-ASCII local part may have no char boundary at byte 2.
+        if local.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("b+")) {
             let token =
                 BounceToken::verify(local, self.members.keys(), now_unix()).ok_or_else(|| {
                     Reply::new(

@@ -2,6 +2,9 @@
 //! members the message mentions, run [`rewrite`](crate::rewrite::rewrite), record the
 //! Message-ID pair for threading, and make one spool entry per recipient durable before the
 //! client gets `250`. Then hand the entries to [`delivery`](crate::delivery).
+//! For mail to bounce addresses: hand it to [`bounces`](crate::bounces); an automatic reply
+//! is remailed to the original sender only when it authenticates as the original recipient's
+//! real address (see [`Remail::auto_reply`]); otherwise it is accepted and discarded.
 //! Logs name queue ids and counts only: never an address, and not who wrote to whom.
 
 use std::net::IpAddr;
@@ -20,6 +23,7 @@ use crate::keys::Keys;
 use crate::members::{MemberEntry, Members};
 use crate::policy::{Recipient, Sender};
 use crate::rewrite::{self, Lookup, Member, RewriteError};
+use crate::sender_auth::{SenderAuthenticator, Verdict};
 use crate::spool::{Entry, Envelope, Kind, Spool};
 use crate::store::{now_unix, Store, ThreadLink};
 
@@ -51,6 +55,7 @@ pub struct Remail {
     keys: Arc<Keys>,
     spool: Arc<Spool>,
     delivery: Delivery,
+    auth: SenderAuthenticator,
 }
 
 fn local_error(e: impl std::fmt::Display) -> Reply {
@@ -70,6 +75,7 @@ impl Remail {
         spool: Arc<Spool>,
         delivery: Delivery,
         dkim: Arc<DkimKeys>,
+        auth: SenderAuthenticator,
     ) -> Self {
         let threads = spawn_thread_recorder(members.store().clone());
         let bounces = Bounces::new(
@@ -87,6 +93,7 @@ impl Remail {
             keys,
             spool,
             delivery,
+            auth,
         }
     }
 
@@ -252,6 +259,8 @@ impl Remail {
     /// Handles a report sent to bounce addresses; an automatic reply is remailed to the
     /// original sender as a reply from the original recipient.
     async fn bounce_received(&self, tx: &Transaction, tokens: &[BounceToken]) -> Result<(), Reply> {
+        // Sender authentication depends only on the transaction: checked once, when needed.
+        let mut verdict = None;
         for token in tokens {
             match self
                 .bounces
@@ -260,7 +269,7 @@ impl Remail {
                 .map_err(local_error)?
             {
                 Outcome::AutoReply { from, to } => {
-                    self.remail(tx, &from, &[to.as_ref()]).await?;
+                    self.auto_reply(tx, &from, &to, &mut verdict).await?;
                 }
                 Outcome::Notified { paused } => {
                     tracing::info!(session = %tx.session, paused, "bounce report handled");
@@ -272,6 +281,73 @@ impl Remail {
         }
         Ok(())
     }
+}
+
+impl Remail {
+    /// Remails an automatic reply as coming from `from` (the original recipient) only when it
+    /// passes the sender authentication that `from`'s real address would: its From header is
+    /// exactly that address, its envelope sender is that address or null, and it passes
+    /// `policy.sender_auth` (aligned with the From domain; with `none` only the addresses are
+    /// checked). Anything else is accepted and discarded (no backscatter, nothing to probe
+    /// with); a temporary DNS failure is answered `451` so a genuine reply is retried.
+    async fn auto_reply(
+        &self,
+        tx: &Transaction,
+        from: &MemberEntry,
+        to: &MemberEntry,
+        verdict: &mut Option<Verdict>,
+    ) -> Result<(), Reply> {
+        if !self.written_by(tx, from) {
+            tracing::info!(session = %tx.session, "dropped an automatic reply not from the recipient's address");
+            return Ok(());
+        }
+        if verdict.is_none() {
+            *verdict = Some(self.authenticate(tx).await);
+        }
+        match verdict.as_ref().expect("set above") {
+            Verdict::Pass { .. } => self.remail(tx, from, &[to]).await.map(drop),
+            Verdict::Fail { .. } => {
+                tracing::info!(session = %tx.session, "dropped an automatic reply that failed sender authentication");
+                Ok(())
+            }
+            Verdict::TempFail { reason } => Err(Reply::new(
+                451,
+                [4, 7, 0],
+                format!("Sender authentication could not be completed: {reason}"),
+            )),
+        }
+    }
+
+    /// The From header names exactly `member`'s real address, and the envelope sender is
+    /// that address or null.
+    fn written_by(&self, tx: &Transaction, member: &MemberEntry) -> bool {
+        let want = self.keys.address_hash(&member.member.real);
+        let is_member =
+            |a: &str| RealAddress::parse_any(a).is_ok_and(|a| self.keys.address_hash(&a) == want);
+        let envelope_ok = tx.mail_from.is_empty() || is_member(&tx.mail_from);
+        envelope_ok && sole_author(&tx.message).is_some_and(|a| is_member(&a))
+    }
+
+    /// SPF (computed now unless the session did at MAIL time), DKIM and DMARC for the
+    /// transaction, under `policy.sender_auth`.
+    async fn authenticate(&self, tx: &Transaction) -> Verdict {
+        let spf = match &tx.spf {
+            Some(spf) => spf.clone(),
+            None => self.auth.check_spf(tx.peer, &tx.helo, &tx.mail_from).await,
+        };
+        self.auth
+            .verify(&tx.message, tx.peer, &tx.helo, &tx.mail_from, &spf)
+            .await
+    }
+}
+
+/// The address of the From header, when it holds exactly one.
+fn sole_author(raw: &[u8]) -> Option<String> {
+    let msg = rewrite::parse(raw)?;
+    let from = msg.from()?;
+    let mut all = from.iter();
+    let first = all.next()?.address()?.to_string();
+    all.next().is_none().then_some(first)
 }
 
 /// The CPU and disk part of remailing, run off the async workers: rewrite, DKIM-sign, and
@@ -340,8 +416,24 @@ impl Job {
     }
 }
 
-/// Writes thread links in batches, and every hour deletes the expired ones (the retention of
-/// `privacy.thread_map_days`). Ends when the [`Remail`] is dropped.
+/// Deletes expired thread links (the retention of `privacy.thread_map_days`) and the records
+/// of expired bounce tokens.
+async fn purge_expired(store: &dyn Store) {
+    match store.purge_threads(now_unix()).await {
+        Ok(n) if n > 0 => tracing::info!(removed = n, "expired thread links removed"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not purge thread links"),
+    }
+    let oldest_valid = now_unix().div_euclid(86_400) - crate::bounce::TOKEN_DAYS;
+    match store.purge_bounces(oldest_valid).await {
+        Ok(n) if n > 0 => tracing::info!(removed = n, "expired bounce records removed"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not purge bounce records"),
+    }
+}
+
+/// Writes thread links in batches, and every hour deletes expired thread links and bounce
+/// records ([`purge_expired`]). Ends when the [`Remail`] is dropped.
 fn spawn_thread_recorder(store: Arc<dyn Store>) -> tokio::sync::mpsc::UnboundedSender<ThreadLink> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<ThreadLink>();
     tokio::spawn(async move {
@@ -350,11 +442,7 @@ fn spawn_thread_recorder(store: Arc<dyn Store>) -> tokio::sync::mpsc::UnboundedS
             let first = tokio::select! {
                 link = rx.recv() => match link { Some(l) => l, None => return },
                 _ = purge.tick() => {
-                    match store.purge_threads(now_unix()).await {
-                        Ok(n) if n > 0 => tracing::info!(removed = n, "expired thread links removed"),
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(error = %e, "could not purge thread links"),
-                    }
+                    purge_expired(store.as_ref()).await;
                     continue;
                 }
             };

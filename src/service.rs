@@ -116,6 +116,8 @@ pub async fn serve(config: Config) -> Result<(), ServiceError> {
     if resumed > 0 {
         tracing::info!(entries = resumed, "resumed the queue");
     }
+    let auth = SenderAuthenticator::new(&config.dns, config.policy.sender_auth, &config.hostname())
+        .map_err(setup)?;
     let remail = Remail::new(
         config.clone(),
         members.clone(),
@@ -123,9 +125,8 @@ pub async fn serve(config: Config) -> Result<(), ServiceError> {
         spool,
         delivery.clone(),
         dkim,
+        auth.clone(),
     );
-    let auth = SenderAuthenticator::new(&config.dns, config.policy.sender_auth, &config.hostname())
-        .map_err(setup)?;
     let policy = Policy::new(
         members,
         &config.web.public_url,

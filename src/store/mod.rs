@@ -1,5 +1,5 @@
-//! `store`: what the service remembers — aliases (with sealed real addresses) and the
-//! Message-ID map for threading. One trait, [`Store`], so SQLite (the embedded default)
+//! `store`: what the service remembers — aliases (with sealed real addresses), the
+//! Message-ID map for threading, and which bounce tokens have had a failure report. One trait, [`Store`], so SQLite (the embedded default)
 //! and PostgreSQL (shared by several nodes) are interchangeable. Nothing here sees a real
 //! address in clear: callers hand in the keyed hash and the sealed bytes.
 
@@ -57,6 +57,34 @@ impl AliasState {
 /// Issued Message-ID, the sealed original, and when the link expires (Unix seconds).
 pub type ThreadLink = (String, Vec<u8>, i64);
 
+/// A failure report that came back to a bounce token, for [`Store::record_bounce`].
+#[derive(Debug, Clone)]
+pub struct BounceReport {
+    /// Keyed hash of the token (the token itself is never stored).
+    pub token_hash: [u8; 32],
+    /// The alias the report is about (the token's recipient).
+    pub alias_id: i64,
+    /// The token's day (days since the Unix epoch); the record is purged once it expired.
+    pub day: i64,
+    /// A permanent failure (counts towards pausing the alias).
+    pub hard: bool,
+    /// Pause at this many counted hard-bounced tokens ...
+    pub limit: i64,
+    /// ... made on at least this many distinct days.
+    pub min_days: i64,
+}
+
+/// What [`Store::record_bounce`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BounceTally {
+    /// The token had a report already: nothing changed.
+    Repeated,
+    /// Recorded; `messages` hard-bounced tokens made on `days` distinct days count now.
+    Counted { messages: i64, days: i64 },
+    /// Recorded, and this report paused the alias (it was active).
+    Paused { messages: i64, days: i64 },
+}
+
 /// One row of the alias table, as stored.
 #[derive(Debug, Clone)]
 pub struct AliasRecord {
@@ -78,13 +106,19 @@ pub trait Store: Send + Sync {
     async fn alias_by_id(&self, id: i64) -> Result<Option<AliasRecord>, StoreError>;
     async fn alias_by_hash(&self, real_hash: &[u8]) -> Result<Option<AliasRecord>, StoreError>;
     async fn list_aliases(&self) -> Result<Vec<AliasRecord>, StoreError>;
+    /// Setting `Active` also stops every earlier hard bounce of the alias from counting.
     async fn set_alias_state(
         &self,
         name: &AliasName,
         state: AliasState,
     ) -> Result<bool, StoreError>;
-    /// Counts a hard bounce for the alias and returns the new count.
-    async fn add_hard_bounce(&self, name: &AliasName) -> Result<i64, StoreError>;
+    /// Records a failure report once per token (a token seen before gives `Repeated`, also
+    /// under concurrent calls). Atomically with the record, a hard report that brings the
+    /// alias to `limit` counted hard-bounced tokens from at least `min_days` distinct days
+    /// pauses it, if it is active.
+    async fn record_bounce(&self, report: &BounceReport) -> Result<BounceTally, StoreError>;
+    /// Deletes the records of tokens made before `before_day`; returns how many.
+    async fn purge_bounces(&self, before_day: i64) -> Result<u64, StoreError>;
 
     /// Records many thread links in one transaction: `(issued, original_sealed, expires_at)`.
     async fn put_threads(&self, links: &[ThreadLink]) -> Result<(), StoreError>;

@@ -10,7 +10,7 @@ use sqlx::sqlite::{
 };
 use sqlx::Row;
 
-use super::{AliasRecord, AliasState, Store, StoreError, ThreadLink};
+use super::{AliasRecord, AliasState, BounceReport, BounceTally, Store, StoreError, ThreadLink};
 use crate::address::AliasName;
 
 pub struct SqliteStore {
@@ -128,21 +128,69 @@ impl Store for SqliteStore {
         name: &AliasName,
         state: AliasState,
     ) -> Result<bool, StoreError> {
-        let r = sqlx::query("UPDATE aliases SET state = ?, hard_bounces = CASE WHEN ? = 'active' THEN 0 ELSE hard_bounces END WHERE name = ?")
-            .bind(state.as_str())
+        let mut tx = self.pool.begin().await?;
+        let r = sqlx::query("UPDATE aliases SET state = ? WHERE name = ?")
             .bind(state.as_str())
             .bind(name.as_str())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        if state == AliasState::Active {
+            sqlx::query("UPDATE bounce_tokens SET counts = 0 WHERE counts = 1 AND alias_id = (SELECT id FROM aliases WHERE name = ?)")
+                .bind(name.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
         Ok(r.rows_affected() > 0)
     }
 
-    async fn add_hard_bounce(&self, name: &AliasName) -> Result<i64, StoreError> {
-        let row = sqlx::query("UPDATE aliases SET hard_bounces = hard_bounces + 1 WHERE name = ? RETURNING hard_bounces")
-            .bind(name.as_str())
-            .fetch_optional(&self.pool)
+    async fn record_bounce(&self, report: &BounceReport) -> Result<BounceTally, StoreError> {
+        // The INSERT comes first, so the transaction holds SQLite's write lock from its first
+        // statement: concurrent reports are serialised, and count and pause see one state.
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT OR IGNORE INTO bounce_tokens (token_hash, alias_id, day, hard) VALUES (?, ?, ?, ?)",
+        )
+        .bind(&report.token_hash[..])
+        .bind(report.alias_id)
+        .bind(report.day)
+        .bind(report.hard)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            tx.rollback().await?;
+            return Ok(BounceTally::Repeated);
+        }
+        let row = sqlx::query(
+            "SELECT COUNT(*), COUNT(DISTINCT day) FROM bounce_tokens WHERE alias_id = ? AND hard = 1 AND counts = 1",
+        )
+        .bind(report.alias_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let (messages, days): (i64, i64) = (row.get(0), row.get(1));
+        let reached = report.hard && messages >= report.limit && days >= report.min_days;
+        let paused = reached
+            && sqlx::query("UPDATE aliases SET state = 'paused' WHERE id = ? AND state = 'active'")
+                .bind(report.alias_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                > 0;
+        tx.commit().await?;
+        Ok(if paused {
+            BounceTally::Paused { messages, days }
+        } else {
+            BounceTally::Counted { messages, days }
+        })
+    }
+
+    async fn purge_bounces(&self, before_day: i64) -> Result<u64, StoreError> {
+        let r = sqlx::query("DELETE FROM bounce_tokens WHERE day < ?")
+            .bind(before_day)
+            .execute(&self.pool)
             .await?;
-        Ok(row.map(|r| r.get::<i64, _>(0)).unwrap_or(0))
+        Ok(r.rows_affected())
     }
 
     async fn put_threads(&self, links: &[ThreadLink]) -> Result<(), StoreError> {
