@@ -176,8 +176,9 @@ pub struct PolicyConfig {
     /// (attached to a signed message). Unset, those addresses are refused and the DNS
     /// records name no report address.
     pub postmaster: Option<String>,
-    /// Hard bounces after which a member's alias is paused (the count restarts when the
-    /// alias is reactivated with `remailer alias activate`).
+    /// Hard-bounced distinct messages, sent on at least two distinct days, after which a
+    /// member's alias is paused (the count restarts when the alias is reactivated with
+    /// `remailer alias activate`; see [`crate::bounces`]).
     pub hard_bounce_limit: u32,
 }
 
