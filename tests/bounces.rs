@@ -287,6 +287,12 @@ async fn a_strangers_auto_reply_to_a_replayed_token_is_not_remailed() {
         notices_to(&sink, JOE).is_empty(),
         "and the sender is not told either"
     );
+    let log = svc.log();
+    let local = verp.split('@').next().unwrap();
+    assert!(
+        !log.contains(local) && !log.contains(ANN) && !log.contains("evil.example"),
+        "no token or address in the log: {log}"
+    );
 }
 
 /// Under `policy.sender_auth = "dmarc"` an auto-reply must authenticate as Ann's real
