@@ -1,228 +1,41 @@
-//! One SMTP session: reads commands with smtp-proto's receivers (pipelined input works:
-//! replies are collected and flushed when the client's input is used up), enforces the
-//! limits (line length, message size, recipients, timeouts, errors), and runs each
-//! transaction through [`Policy`](crate::policy::Policy) and [`Remail`](crate::remail::Remail).
-//! Client IPs are never logged; a session is known in logs by a random id.
+//! The commands of a session and the transaction they build: EHLO, MAIL (with SMTPUTF8),
+//! RCPT (through [`Policy`](crate::policy::Policy), with refusals counted per client), DATA
+//! and its end, and the refusal of what this service does not offer (BDAT, AUTH, …).
 
 use std::borrow::Cow;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use smtp_proto::request::receiver::RequestReceiver;
-use smtp_proto::{Error as ProtoError, Request};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use smtp_proto::{Error as ProtoError, Request, MAIL_SMTPUTF8};
+use tokio::time::Instant;
 
-use super::data::{BareLineEnd, DataEnd, DataReceiver};
-use super::reply::Reply;
-use super::Intake;
+use super::{Mode, Next, Session, Transfer};
+use crate::intake::command::{self, Refused};
+use crate::intake::data::{BareLineEnd, DataEnd, DataReceiver};
+use crate::intake::reply::Reply;
 use crate::policy::{Recipient, Sender};
 use crate::remail::Transaction;
-use crate::sender_auth::SpfCheck;
-
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
-
-/// Longest command line accepted (Postfix's `line_length_limit`); RFC 5321 asks for 512.
-const MAX_COMMAND_LINE: usize = 2048;
-
-/// Longest wait for a client to finish the TLS handshake.
-const MAX_HANDSHAKE: Duration = Duration::from_secs(30);
-
-/// What the session is reading.
-enum Mode {
-    /// Commands; `usize` is the length of a command line received in part so far.
-    Command(usize),
-    /// The rest of an over-long command line, discarded up to its end.
-    SkipLine,
-    /// Message data, up to `<CR><LF>.<CR><LF>` only ([`super::data`]).
-    Data(DataReceiver),
-}
-
-/// What handling a command asks the I/O loop to do next.
-enum Next {
-    Continue,
-    StartTls,
-    Quit,
-}
-
-struct Session {
-    intake: Arc<Intake>,
-    id: String,
-    peer: SocketAddr,
-    helo: Option<String>,
-    tls: bool,
-    sender: Option<Sender>,
-    mail_from: String,
-    recipients: Vec<Recipient>,
-    spf: Option<SpfCheck>,
-    errors: u32,
-}
-
-/// Runs one session over `stream` (TCP, or any byte stream) from the client at `peer`.
-pub(super) async fn run<S>(intake: Arc<Intake>, stream: S, peer: SocketAddr)
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let mut session = Session {
-        id: crate::keys::random_hex(4),
-        intake,
-        peer,
-        helo: None,
-        tls: false,
-        sender: None,
-        mail_from: String::new(),
-        recipients: Vec::new(),
-        spf: None,
-        errors: 0,
-    };
-    tracing::debug!(session = %session.id, "connection opened");
-    let mut stream: Box<dyn Io> = Box::new(stream);
-    loop {
-        match session.converse(&mut stream).await {
-            Ok(Next::StartTls) => match session.upgrade(stream).await {
-                Some(tls) => stream = tls,
-                None => return,
-            },
-            Ok(_) => break,
-            Err(e) => {
-                tracing::debug!(session = %session.id, error = %e, "session ended");
-                break;
-            }
-        }
-    }
-    let _ = stream.shutdown().await;
-}
 
 impl Session {
-    /// Reads and answers commands until QUIT, STARTTLS, a timeout or an error.
-    async fn converse(&mut self, stream: &mut Box<dyn Io>) -> std::io::Result<Next> {
-        let mut out = Vec::with_capacity(512);
-        if !self.tls {
-            let greeting = format!("220 {} ESMTP remailer\r\n", self.intake.hostname);
-            stream.write_all(greeting.as_bytes()).await?;
-        }
-        let mut receiver = RequestReceiver::default();
-        let mut mode = Mode::Command(0);
-        let mut buf = vec![0u8; 16 * 1024];
-        loop {
-            let limit = match mode {
-                Mode::Command(_) | Mode::SkipLine => self.intake.config.smtp.command_timeout,
-                _ => self.intake.config.smtp.data_timeout,
-            };
-            let n = match tokio::time::timeout(Duration::from_secs(limit), stream.read(&mut buf))
-                .await
-            {
-                Ok(Ok(0)) => return Ok(Next::Quit),
-                Ok(Ok(n)) => n,
-                Ok(Err(e)) => return Err(e),
-                Err(_) => {
-                    stream
-                        .write_all(b"421 4.4.2 Idle too long, closing connection\r\n")
-                        .await?;
-                    return Ok(Next::Quit);
-                }
-            };
-            let mut bytes = buf[..n].iter();
-            while !bytes.as_slice().is_empty() {
-                let next = match &mut mode {
-                    Mode::Command(partial) => {
-                        let rest = bytes.as_slice();
-                        let newline = rest.iter().position(|&b| b == b'\n');
-                        let length = *partial + newline.unwrap_or(rest.len());
-                        if length > MAX_COMMAND_LINE {
-                            receiver = RequestReceiver::default();
-                            bytes = match newline {
-                                Some(pos) => rest[pos + 1..].iter(),
-                                None => {
-                                    mode = Mode::SkipLine;
-                                    [].iter()
-                                }
-                            };
-                            if let Mode::Command(p) = &mut mode {
-                                *p = 0;
-                            }
-                            self.syntax_error(ProtoError::ResponseTooLong, &mut out)
-                        } else {
-                            *partial = if newline.is_some() { 0 } else { length };
-                            match receiver.ingest(&mut bytes) {
-                                Ok(request) => {
-                                    let request = request.into_owned();
-                                    self.command(request, &mut mode, &mut out).await
-                                }
-                                Err(ProtoError::NeedsMoreData { .. }) => Next::Continue,
-                                Err(e) => self.syntax_error(e, &mut out),
-                            }
-                        }
-                    }
-                    Mode::SkipLine => {
-                        let rest = bytes.as_slice();
-                        bytes = match rest.iter().position(|&b| b == b'\n') {
-                            Some(pos) => {
-                                mode = Mode::Command(0);
-                                rest[pos + 1..].iter()
-                            }
-                            None => [].iter(),
-                        };
-                        Next::Continue
-                    }
-                    Mode::Data(data) => {
-                        let rest = bytes.as_slice();
-                        match data.ingest(rest) {
-                            None => bytes = [].iter(),
-                            Some((used, end)) => {
-                                bytes = rest[used..].iter();
-                                mode = Mode::Command(0);
-                                self.end_of_data(end).await.write(&mut out);
-                            }
-                        }
-                        Next::Continue
-                    }
-                };
-                match next {
-                    Next::Continue => {}
-                    Next::StartTls => {
-                        // Anything pipelined after STARTTLS is discarded (command injection).
-                        stream.write_all(&out).await?;
-                        return Ok(Next::StartTls);
-                    }
-                    Next::Quit => {
-                        stream.write_all(&out).await?;
-                        return Ok(Next::Quit);
-                    }
-                }
-                if self.errors >= self.intake.config.smtp.max_errors {
-                    out.extend_from_slice(b"421 4.7.0 Too many errors, closing connection\r\n");
-                    stream.write_all(&out).await?;
-                    return Ok(Next::Quit);
-                }
+    /// Checks and parses one complete command line, and handles it.
+    pub(super) async fn command_line(
+        &mut self,
+        line: &[u8],
+        mode: &mut Mode,
+        out: &mut Vec<u8>,
+    ) -> Next {
+        match command::parse(line) {
+            Ok(request) => self.command(request, mode, out).await,
+            Err(Refused::Reply(reply)) => {
+                self.errors += 1;
+                reply.write(out);
+                Next::Continue
             }
-            if !out.is_empty() {
-                stream.write_all(&out).await?;
-                out.clear();
-            }
+            Err(Refused::Syntax(e)) => self.syntax_error(e, out),
         }
     }
 
-    /// Runs the TLS handshake after `220` to STARTTLS. It is bounded like a command (and
-    /// never longer than [`MAX_HANDSHAKE`]), so a client that goes silent after STARTTLS
-    /// holds its connection slot no longer than an idle one.
-    async fn upgrade(&mut self, stream: Box<dyn Io>) -> Option<Box<dyn Io>> {
-        let acceptor = self.intake.tls_acceptor()?;
-        let limit = Duration::from_secs(self.intake.config.smtp.command_timeout).min(MAX_HANDSHAKE);
-        let handshake = tokio::time::timeout(limit, acceptor.accept(stream)).await;
-        match handshake {
-            Ok(Ok(tls)) => {
-                self.tls = true;
-                self.helo = None;
-                self.reset();
-                Some(Box::new(tls))
-            }
-            _ => {
-                tracing::debug!(session = %self.id, "TLS handshake failed");
-                None
-            }
-        }
+    pub(super) fn line_too_long(&mut self, out: &mut Vec<u8>) -> Next {
+        self.syntax_error(ProtoError::ResponseTooLong, out)
     }
 
     fn syntax_error(&mut self, error: ProtoError, out: &mut Vec<u8>) -> Next {
@@ -273,14 +86,27 @@ impl Session {
                 Reply::new(250, [2, 0, 0], self.intake.hostname.clone())
             }
             Request::Mail { from } => self.mail(from).await,
-            Request::Rcpt { to } => self.rcpt(to).await,
+            Request::Rcpt { to } => {
+                if let Some(reply) = self.client.cut_off() {
+                    tracing::info!(session = %self.id, "client cut off after too many refused recipients");
+                    reply.write(out);
+                    return Next::Quit;
+                }
+                let reply = self.rcpt(to).await;
+                if reply.code >= 500 {
+                    self.client.refused();
+                }
+                reply
+            }
             Request::Data => match self.data_ready() {
                 Ok(reply) => {
-                    *mode = Mode::Data(DataReceiver::new(self.intake.config.smtp.max_message_size));
+                    let limit = self.intake.config.smtp.max_message_size;
+                    *mode = transfer(Transfer::Data(DataReceiver::new(limit)));
                     reply
                 }
                 Err(reply) => reply,
             },
+            Request::Bdat { chunk_size, .. } => return self.bdat(chunk_size, mode, out),
             Request::Rset => {
                 self.reset();
                 Reply::new(250, [2, 0, 0], "OK")
@@ -351,6 +177,10 @@ impl Session {
         if from.size > self.intake.config.smtp.max_message_size {
             return self.size_refusal();
         }
+        let smtputf8 = from.flags & MAIL_SMTPUTF8 != 0;
+        if !from.address.is_ascii() && !smtputf8 {
+            return command::needs_smtputf8();
+        }
         match self.intake.policy.sender(&from.address).await {
             Ok(sender) => {
                 if matches!(sender, Sender::Member(_)) {
@@ -362,6 +192,7 @@ impl Session {
                         .await;
                 }
                 self.sender = Some(sender);
+                self.smtputf8 = smtputf8;
                 self.mail_from = from.address;
                 Reply::new(250, [2, 1, 0], "Sender OK")
             }
@@ -373,6 +204,9 @@ impl Session {
         let Some(sender) = &self.sender else {
             return Reply::new(503, [5, 5, 1], "MAIL first");
         };
+        if !to.address.is_ascii() && !self.smtputf8 {
+            return command::needs_smtputf8();
+        }
         if self.recipients.len() >= self.intake.config.smtp.max_recipients {
             return Reply::new(452, [4, 5, 3], "Too many recipients");
         }
@@ -401,8 +235,34 @@ impl Session {
         ))
     }
 
+    /// `BDAT` (RFC 3030): not offered (no CHUNKING), so refused; its chunk is read and
+    /// dropped, never taken for commands. A chunk larger than a message may be cannot be
+    /// skipped in reasonable time: the session is closed instead.
+    fn bdat(&mut self, chunk_size: usize, mode: &mut Mode, out: &mut Vec<u8>) -> Next {
+        self.errors += 1;
+        Reply::new(
+            502,
+            [5, 5, 1],
+            "BDAT is not supported here (no CHUNKING); send the message with DATA",
+        )
+        .write(out);
+        if chunk_size > self.intake.config.smtp.max_message_size {
+            Reply::new(
+                421,
+                [4, 7, 0],
+                "BDAT chunk too large to skip, closing connection",
+            )
+            .write(out);
+            return Next::Quit;
+        }
+        if chunk_size > 0 {
+            *mode = transfer(Transfer::Skip(chunk_size));
+        }
+        Next::Continue
+    }
+
     /// The reply at the end of data: the message goes on, or is refused as a whole.
-    async fn end_of_data(&mut self, end: DataEnd) -> Reply {
+    pub(super) async fn end_of_data(&mut self, end: DataEnd) -> Reply {
         match end {
             DataEnd::Message(message) => self.finish_message(message).await,
             DataEnd::TooBig => {
@@ -448,11 +308,20 @@ impl Session {
         )
     }
 
-    fn reset(&mut self) {
+    pub(super) fn reset(&mut self) {
         self.sender = None;
+        self.smtputf8 = false;
         self.mail_from.clear();
         self.recipients.clear();
         self.spf = None;
+    }
+}
+
+fn transfer(sink: Transfer) -> Mode {
+    Mode::Transfer {
+        sink,
+        started: Instant::now(),
+        bytes: 0,
     }
 }
 
