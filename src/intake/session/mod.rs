@@ -197,16 +197,11 @@ impl Session {
             Mode::Command(lines) => {
                 let (used, event) = lines.ingest(input);
                 let next = match event {
-                    None => Next::Continue,
-                    Some(event) => {
-                        self.command_deadline = Instant::now()
-                            + Duration::from_secs(self.intake.config.smtp.command_timeout);
-                        match event {
-                            LineEvent::TooLong => self.line_too_long(out),
-                            LineEvent::Line(line) => self.command_line(&line, mode, out).await,
-                        }
-                    }
+                    None => return (used, Next::Continue),
+                    Some(LineEvent::TooLong) => self.line_too_long(out),
+                    Some(LineEvent::Line(line)) => self.command_line(&line, mode, out).await,
                 };
+                self.restart_command_clock();
                 (used, next)
             }
             Mode::Transfer { sink, bytes, .. } => {
@@ -225,15 +220,20 @@ impl Session {
                 *bytes += used as u64;
                 if let Some(end) = over {
                     *mode = Mode::Command(LineReader::default());
-                    self.command_deadline = Instant::now()
-                        + Duration::from_secs(self.intake.config.smtp.command_timeout);
                     if let Some(end) = end {
                         self.end_of_data(end).await.write(out);
                     }
+                    self.restart_command_clock();
                 }
                 (used, Next::Continue)
             }
         }
+    }
+
+    /// The next command must arrive within `smtp.command_timeout` from now.
+    fn restart_command_clock(&mut self) {
+        self.command_deadline =
+            Instant::now() + Duration::from_secs(self.intake.config.smtp.command_timeout);
     }
 
     /// Waits for input, within the time limits of the current mode. While waiting for a
