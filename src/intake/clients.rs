@@ -18,8 +18,8 @@ use sha2::Sha256;
 
 use super::reply::Reply;
 
-/// Most client entries kept; beyond it, new clients' refusals are not counted (their
-/// connections always are).
+/// Most client entries kept; when they are all in use, the refusals are forgotten (the
+/// connections are always counted).
 const MAX_ENTRIES: usize = 100_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -43,6 +43,8 @@ pub struct Limits {
 pub struct Clients {
     key: [u8; 32],
     limits: Limits,
+    /// [`MAX_ENTRIES`] (smaller in tests).
+    max_entries: usize,
     table: Mutex<HashMap<ClientKey, Entry>>,
 }
 
@@ -57,6 +59,7 @@ impl Clients {
         Arc::new(Clients {
             key: rand::random(),
             limits,
+            max_entries: MAX_ENTRIES,
             table: Mutex::new(HashMap::new()),
         })
     }
@@ -77,9 +80,18 @@ impl Clients {
     pub fn connect(self: &Arc<Self>, ip: IpAddr) -> Result<Client, Reply> {
         let key = self.key(ip);
         let mut table = self.table.lock().expect("clients lock");
-        if table.len() >= MAX_ENTRIES {
+        if table.len() >= self.max_entries {
             let now = Instant::now();
             table.retain(|_, e| e.connections > 0 || self.recent(e, now));
+            if table.len() >= self.max_entries {
+                // Very many addresses were refused lately (an address-rotating scanner):
+                // forget the refusals rather than grow without bound. Open connections,
+                // at most `smtp.max_connections` of them, are always kept.
+                tracing::warn!(
+                    "too many client addresses refused lately; forgetting their refusals"
+                );
+                table.retain(|_, e| e.connections > 0);
+            }
         }
         let entry = table.entry(key).or_default();
         if self.limited(entry, Instant::now()) {
@@ -212,6 +224,30 @@ mod tests {
         assert!(c.connect(ip).is_err(), "reconnecting does not start afresh");
         std::thread::sleep(Duration::from_millis(350));
         assert!(c.connect(ip).is_ok(), "the window passed");
+    }
+
+    #[test]
+    fn the_table_stays_bounded_under_address_rotation() {
+        let mut c = clients(10, 3, 60_000);
+        Arc::get_mut(&mut c).unwrap().max_entries = 1000;
+        let held = c.connect("192.0.2.9".parse().unwrap()).unwrap();
+        for n in 0..2500u64 {
+            let ip = IpAddr::V6(std::net::Ipv6Addr::from(u128::from(n) << 64));
+            let conn = c.connect(ip).unwrap();
+            conn.refused();
+        }
+        let table = c.table.lock().unwrap();
+        assert!(table.len() <= 1000, "{}", table.len());
+        drop(table);
+        assert_eq!(
+            held.clients
+                .table
+                .lock()
+                .unwrap()
+                .get(&held.key)
+                .map(|e| e.connections),
+            Some(1)
+        );
     }
 
     #[test]

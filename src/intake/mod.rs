@@ -144,7 +144,9 @@ impl Intake {
 
 /// Runs one SMTP session over any byte stream, as if a client at `peer` had connected: the
 /// real session code, with the per-client limits (not the global connection limit), for
-/// fuzzing and in-memory tests. Returns when the session ends.
+/// fuzzing and in-memory tests. Returns when the session ends. Sessions from one `peer` are
+/// counted like TCP clients: for many of them, raise `smtp.max_refusals_per_client` (or vary
+/// `peer`), else a client refused too often is cut off at the greeting.
 #[doc(hidden)]
 pub async fn run_session<S>(intake: Arc<Intake>, stream: S, peer: std::net::SocketAddr)
 where
