@@ -52,6 +52,7 @@ data_dir = "$RUN_DIR/data"
 listen = ["127.0.0.1:$PORT"]
 hostname = "remailer.test"
 max_connections = 1000
+max_connections_per_client = 1000   # the bench drives every session from 127.0.0.1
 
 [delivery]
 relay = "127.0.0.1:$SINK_PORT"

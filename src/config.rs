@@ -56,10 +56,21 @@ pub struct SmtpConfig {
     pub max_message_size: usize,
     pub max_recipients: usize,
     pub max_connections: usize,
-    /// Seconds to wait for a command line.
+    /// Connections one client address (an IPv6 /64) may have open; more get `421 4.7.0`.
+    pub max_connections_per_client: usize,
+    /// Refused recipients (5xx to RCPT) one client address may collect in `refusal_window`
+    /// seconds, over all its connections; then it is cut off (`421 4.7.0`) until the oldest
+    /// of them is older than the window.
+    pub max_refusals_per_client: usize,
+    pub refusal_window: u64,
+    /// Seconds to wait for a command line (from the end of the previous command).
     pub command_timeout: u64,
     /// Seconds to wait for each chunk while a message is being transferred.
     pub data_timeout: u64,
+    /// Bytes per second message data must average, after a first `data_timeout` seconds.
+    pub min_data_rate: u64,
+    /// Seconds a whole session may last.
+    pub session_timeout: u64,
     /// Commands that fail before the session is closed with 421.
     pub max_errors: u32,
     /// PEM certificate chain and private key; STARTTLS is offered when both are set.
@@ -75,8 +86,13 @@ impl Default for SmtpConfig {
             max_message_size: 25 * 1024 * 1024,
             max_recipients: 50,
             max_connections: 500,
+            max_connections_per_client: 20,
+            max_refusals_per_client: 50,
+            refusal_window: 600,
             command_timeout: 300,
             data_timeout: 180,
+            min_data_rate: 1024,
+            session_timeout: 1800,
             max_errors: 10,
             tls_cert: None,
             tls_key: None,
@@ -296,6 +312,19 @@ impl Config {
         {
             return Err(ConfigError::Invalid(
                 "smtp.max_message_size (>= 1024), max_recipients and max_connections (>= 1) are too small".into(),
+            ));
+        }
+        let smtp = &self.smtp;
+        if smtp.max_connections_per_client == 0
+            || smtp.max_refusals_per_client == 0
+            || smtp.refusal_window == 0
+            || smtp.min_data_rate == 0
+            || smtp.session_timeout == 0
+        {
+            return Err(ConfigError::Invalid(
+                "smtp.max_connections_per_client, max_refusals_per_client, refusal_window, \
+                 min_data_rate and session_timeout must be >= 1"
+                    .into(),
             ));
         }
         if let Some(addr) = &self.policy.postmaster {

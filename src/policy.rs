@@ -2,7 +2,10 @@
 //! the client is still connected and the service never creates backscatter:
 //! - recipients must be active aliases at DOMAIN or valid bounce addresses (never a relay);
 //! - a message to an alias must come from a member's real address (else 550 5.7.1 with an
-//!   explanation and the registration URL);
+//!   explanation and the registration URL, `{web.public_url}/register`). A non-member gets
+//!   this same answer for every name at DOMAIN, existing, paused or unknown, and no alias is
+//!   even looked up for them: RCPT tells outsiders nothing about which aliases exist (only
+//!   members learn `550 5.1.1 no such alias`);
 //! - a member may not write to their own alias; bounces go only to bounce addresses;
 //! - the message must really come from the member's address: SPF at MAIL FROM, DKIM and
 //!   DMARC after DATA ([`crate::sender_auth`], per `policy.sender_auth`).
@@ -63,7 +66,7 @@ impl Policy {
     ) -> Self {
         Policy {
             members,
-            register_url: public_url.trim_end_matches('/').to_string(),
+            register_url: format!("{}/register", public_url.trim_end_matches('/')),
             auth,
             postmaster,
         }
@@ -160,6 +163,12 @@ impl Policy {
                 })?;
             return Ok(Recipient::Bounce(token));
         }
+        // Non-members learn nothing about which aliases exist: one answer for every name.
+        let member = match sender {
+            Sender::Member(member) => member,
+            Sender::Null => return Err(null_to_alias()),
+            Sender::Outsider { domain } => return Err(self.unregistered(domain)),
+        };
         let name = AliasName::parse(local).map_err(|_| no_such_alias())?;
         let entry = self
             .members
@@ -174,23 +183,21 @@ impl Policy {
                 "This alias is paused and accepts no mail",
             ));
         }
-        match sender {
-            Sender::Member(s) if s.id == entry.id => {
-                Err(Reply::new(550, [5, 7, 1], "That is your own alias; the remailer does not send mail to yourself"))
-            }
-            Sender::Member(s) if s.state != AliasState::Active => Err(Reply::new(
+        if member.id == entry.id {
+            return Err(Reply::new(
+                550,
+                [5, 7, 1],
+                "That is your own alias; the remailer does not send mail to yourself",
+            ));
+        }
+        if member.state != AliasState::Active {
+            return Err(Reply::new(
                 550,
                 [5, 7, 1],
                 "Your alias is paused because mail to your address bounced; contact the operator",
-            )),
-            Sender::Member(_) => Ok(Recipient::Alias(Box::new(entry))),
-            Sender::Null => Err(Reply::new(
-                550,
-                [5, 7, 1],
-                "Bounces and automatic replies are accepted only at this service's bounce addresses",
-            )),
-            Sender::Outsider { domain } => Err(self.unregistered(domain)),
+            ));
         }
+        Ok(Recipient::Alias(Box::new(entry)))
     }
 
     /// The refusal an unregistered sender gets: what the service is and where to register.
@@ -208,6 +215,14 @@ impl Policy {
             ),
         )
     }
+}
+
+fn null_to_alias() -> Reply {
+    Reply::new(
+        550,
+        [5, 7, 1],
+        "Bounces and automatic replies are accepted only at this service's bounce addresses",
+    )
 }
 
 fn no_such_alias() -> Reply {

@@ -243,12 +243,21 @@ async fn idle_clients_are_disconnected() {
 #[tokio::test]
 async fn connection_limit_is_enforced() {
     let (svc, _sink) = service_with_members("smtp.max_connections = 2").await;
-    let _a = Client::connect(svc.smtp_port).await;
-    let _b = Client::connect(svc.smtp_port).await;
+    // Two sessions busy in DATA hold both slots (idle ones would be closed to make room,
+    // see tests/intake_security.rs).
+    let mut busy = Vec::new();
+    for _ in 0..2 {
+        let mut c = Client::connect(svc.smtp_port).await;
+        c.cmd("EHLO client.example").await;
+        assert_eq!(c.cmd(&format!("MAIL FROM:<{JOE}>")).await.code, 250);
+        assert_eq!(c.cmd("RCPT TO:<ann@remailer.test>").await.code, 250);
+        assert_eq!(c.cmd("DATA").await.code, 354);
+        busy.push(c);
+    }
     let mut c = Client::connect_raw(svc.smtp_port).await;
     let r = c.read_reply().await;
     assert_eq!(r.code, 421, "{r:?}");
-    drop(_a);
+    busy.pop();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let _d = Client::connect(svc.smtp_port).await;
 }

@@ -1,22 +1,35 @@
-//! `intake`: the SMTP server. It accepts connections (up to `smtp.max_connections`), runs one
-//! [`session`] per connection, and hands finished transactions to [`crate::remail`].
+//! `intake`: the SMTP server. It accepts connections (up to `smtp.max_connections`, and
+//! `smtp.max_connections_per_client` from one client address, [`clients`]), runs one
+//! [`session`] per connection, and hands finished transactions to [`crate::remail`]. When
+//! the service is full, the session idle longest is closed to make room ([`slots`]).
 //! STARTTLS is offered when a certificate is configured; the certificate is reloaded on SIGHUP.
+//! Input is framed by [`command`] and [`data`], whose receivers are pure.
 
+mod clients;
+pub mod command;
+pub mod data;
 pub mod reply;
 mod session;
+mod slots;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::Config;
 use crate::policy::Policy;
 use crate::remail::Remail;
+use clients::Clients;
+use reply::Reply;
+use slots::Slots;
+
+/// How long a new connection waits for the slot of an idle session asked to close.
+const MAKE_ROOM_WAIT: Duration = Duration::from_secs(2);
 
 /// Everything a session needs, shared by all sessions.
 pub struct Intake {
@@ -26,6 +39,8 @@ pub struct Intake {
     pub remail: Remail,
     pub tls: RwLock<Option<TlsAcceptor>>,
     connections: Arc<Semaphore>,
+    clients: Arc<Clients>,
+    slots: Arc<Slots>,
 }
 
 impl Intake {
@@ -35,9 +50,17 @@ impl Intake {
         remail: Remail,
         tls: Option<TlsAcceptor>,
     ) -> Self {
+        let smtp = &config.smtp;
+        let limits = clients::Limits {
+            max_connections: smtp.max_connections_per_client,
+            max_refusals: smtp.max_refusals_per_client,
+            window: Duration::from_secs(smtp.refusal_window),
+        };
         Intake {
             hostname: config.hostname(),
-            connections: Arc::new(Semaphore::new(config.smtp.max_connections)),
+            connections: Arc::new(Semaphore::new(smtp.max_connections)),
+            clients: Clients::new(limits),
+            slots: Arc::new(Slots::default()),
             config,
             policy,
             remail,
@@ -62,19 +85,7 @@ impl Intake {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         let _ = stream.set_nodelay(true);
-                        match self.connections.clone().try_acquire_owned() {
-                            Ok(permit) => {
-                                let intake = self.clone();
-                                sessions.spawn(async move {
-                                    session::run(intake, stream, peer).await;
-                                    drop(permit);
-                                });
-                            }
-                            Err(_) => {
-                                tracing::warn!("connection limit reached; refusing a connection");
-                                sessions.spawn(refuse_busy(stream));
-                            }
-                        }
+                        sessions.spawn(self.clone().connection(stream, peer));
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
@@ -100,9 +111,62 @@ impl Intake {
     }
 }
 
-async fn refuse_busy(mut stream: tokio::net::TcpStream) {
-    let _ = stream
-        .write_all(b"421 4.3.2 Too many connections, try again later\r\n")
-        .await;
-    let _ = stream.shutdown().await;
+impl Intake {
+    /// One accepted TCP connection: checked against its client's limits, given a slot (if
+    /// need be one an idle session makes room for), then served.
+    async fn connection(self: Arc<Self>, stream: TcpStream, peer: std::net::SocketAddr) {
+        let client = match self.clients.connect(peer.ip()) {
+            Ok(client) => client,
+            Err(reply) => return refuse(stream, reply).await,
+        };
+        let Some(permit) = self.slot().await else {
+            tracing::warn!("connection limit reached and no session idle; refusing a connection");
+            let busy = Reply::new(421, [4, 3, 2], "Too many connections, try again later");
+            return refuse(stream, busy).await;
+        };
+        let slot = self.slots.register();
+        session::run(self, stream, peer, client, slot).await;
+        drop(permit);
+    }
+
+    /// A connection slot: a free one, or the one of the session idle longest, asked to close.
+    async fn slot(&self) -> Option<OwnedSemaphorePermit> {
+        if let Ok(permit) = self.connections.clone().try_acquire_owned() {
+            return Some(permit);
+        }
+        if !self.slots.close_idlest() {
+            return None;
+        }
+        let wait = self.connections.clone().acquire_owned();
+        tokio::time::timeout(MAKE_ROOM_WAIT, wait).await.ok()?.ok()
+    }
+}
+
+/// Runs one SMTP session over any byte stream, as if a client at `peer` had connected: the
+/// real session code, with the per-client limits (not the global connection limit), for
+/// fuzzing and in-memory tests. Returns when the session ends. Sessions from one `peer` are
+/// counted like TCP clients: for many of them, raise `smtp.max_refusals_per_client` (or vary
+/// `peer`), else a client refused too often is cut off at the greeting.
+#[doc(hidden)]
+pub async fn run_session<S>(intake: Arc<Intake>, stream: S, peer: std::net::SocketAddr)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let client = match intake.clients.connect(peer.ip()) {
+        Ok(client) => client,
+        Err(reply) => return refuse(stream, reply).await,
+    };
+    let slot = intake.slots.register();
+    session::run(intake, stream, peer, client, slot).await;
+}
+
+/// Answers a connection that is not served with `reply` and closes it.
+async fn refuse<S: AsyncWrite + Unpin>(mut stream: S, reply: Reply) {
+    let mut out = Vec::new();
+    reply.write(&mut out);
+    let bounded = async {
+        let _ = stream.write_all(&out).await;
+        let _ = stream.shutdown().await;
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(10), bounded).await;
 }

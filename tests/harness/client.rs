@@ -36,6 +36,14 @@ impl Client {
 
     /// Connects from a chosen loopback source address (e.g. 127.0.0.2), as another host would.
     pub async fn connect_from(port: u16, source: &str) -> Client {
+        let mut c = Self::connect_raw_from(port, source).await;
+        let greeting = c.read_reply().await;
+        assert_eq!(greeting.code, 220, "greeting: {greeting:?}");
+        c
+    }
+
+    /// Like [`Client::connect_from`], without reading the greeting.
+    pub async fn connect_raw_from(port: u16, source: &str) -> Client {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         socket
             .bind(format!("{source}:0").parse().unwrap())
@@ -44,10 +52,7 @@ impl Client {
             .connect(([127, 0, 0, 1], port).into())
             .await
             .expect("connect");
-        let mut c = Self::over(Box::new(stream));
-        let greeting = c.read_reply().await;
-        assert_eq!(greeting.code, 220, "greeting: {greeting:?}");
-        c
+        Self::over(Box::new(stream))
     }
 
     pub async fn connect_raw(port: u16) -> Client {
@@ -90,6 +95,20 @@ impl Client {
 
     pub async fn send_raw(&mut self, bytes: &[u8]) {
         self.writer.write_all(bytes).await.expect("write");
+    }
+
+    /// Sends bytes; an error (the server closed the connection) is returned, not a panic.
+    pub async fn try_send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.writer.write_all(bytes).await?;
+        self.writer.flush().await
+    }
+
+    /// A reply, if one starts arriving within `wait` (None also when the server closed).
+    pub async fn poll_reply(&mut self, wait: Duration) -> Option<Reply> {
+        match tokio::time::timeout(wait, self.reader.fill_buf()).await {
+            Ok(Ok(buf)) if !buf.is_empty() => self.try_read_reply().await,
+            _ => None,
+        }
     }
 
     /// Sends one command line and reads its reply.

@@ -38,11 +38,7 @@ impl Service {
         set("smtp", "hostname", &format!("\"mx.{DOMAIN}\""));
         set("smtp", "max_message_size", "65536");
         set("smtp", "max_recipients", "5");
-        set(
-            "web",
-            "public_url",
-            &format!("\"https://{DOMAIN}/register\""),
-        );
+        set("web", "public_url", &format!("\"https://{DOMAIN}\""));
         set("delivery", "relay", &format!("\"127.0.0.1:{relay_port}\""));
         set("delivery", "retry_base", "1");
         set("delivery", "retry_max", "2");
