@@ -211,7 +211,9 @@ async fn every_route_answers_with_the_security_headers() {
 #[tokio::test]
 async fn bad_fields_are_explained_next_to_the_field_and_the_form_is_refilled() {
     let (_svc, sink, web) = start("").await;
-    let cases: &[(&[(&str, &str)], &str, &str)] = &[
+    // (fields, the field with the error, the reason)
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+    let cases: &[Case] = &[
         (
             &[("alias", "a b"), ("address", ANN)],
             "alias",
