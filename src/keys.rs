@@ -45,6 +45,12 @@ pub enum Purpose {
     /// The keyed hash under which a bounce token is remembered as seen.
     BounceRecord,
     Token,
+    /// The signed CSRF token of a web form.
+    Csrf,
+    /// The per-address counter of confirmation mails.
+    MailLimit,
+    /// The in-memory key of a web client's address.
+    Client,
 }
 
 impl Purpose {
@@ -57,6 +63,9 @@ impl Purpose {
             Purpose::Bounce => b"remailer/bounce/v1",
             Purpose::BounceRecord => b"remailer/bounce-record/v1",
             Purpose::Token => b"remailer/token/v1",
+            Purpose::Csrf => b"remailer/csrf/v1",
+            Purpose::MailLimit => b"remailer/mail-limit/v1",
+            Purpose::Client => b"remailer/client/v1",
         }
     }
 }
