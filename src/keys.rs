@@ -51,6 +51,12 @@ pub enum Purpose {
     OptOutLink,
     /// The keyed hash one-way send counts are kept under.
     SendCount,
+    /// The signed CSRF token of a web form.
+    Csrf,
+    /// The per-address counter of confirmation mails.
+    MailLimit,
+    /// The in-memory key of a web client's address.
+    Client,
 }
 
 impl Purpose {
@@ -65,6 +71,9 @@ impl Purpose {
             Purpose::OptOut => b"remailer/opt-out/v1",
             Purpose::OptOutLink => b"remailer/opt-out-link/v1",
             Purpose::SendCount => b"remailer/send-count/v1",
+            Purpose::Csrf => b"remailer/csrf/v1",
+            Purpose::MailLimit => b"remailer/mail-limit/v1",
+            Purpose::Client => b"remailer/client/v1",
         }
     }
 }

@@ -12,7 +12,6 @@ mod limits;
 pub mod message;
 pub mod token;
 
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
@@ -25,6 +24,7 @@ use crate::delivery::Delivery;
 use crate::keys::Keys;
 use crate::members::Members;
 use crate::store::{now_unix, AliasState, Store, StoreError};
+pub use limits::ClientId;
 use limits::ClientLimiter;
 
 /// The local part one-way mail comes from; mail to it is refused at RCPT (see `policy`).
@@ -88,7 +88,7 @@ impl Refusal {
             Refusal::Disabled => 404,
             Refusal::ClientLimit | Refusal::RecipientLimit | Refusal::GlobalLimit => 429,
             Refusal::Temporary => 503,
-            _ => 400,
+            _ => 422,
         }
     }
 
@@ -147,6 +147,11 @@ impl OptOuts {
 
     pub async fn count(&self) -> Result<i64, StoreError> {
         self.store.count_opt_outs().await
+    }
+
+    /// Whether an opt-out link token is genuine (constant-time MAC check).
+    pub fn token_valid(&self, token: &str) -> bool {
+        token::verify(&self.keys, token).is_some()
     }
 
     /// Records the opt-out an opt-out link stands for; `Ok(None)` for a forged or garbled
@@ -211,7 +216,7 @@ impl OneWay {
     }
 
     /// Checks a draft against every rule and limit, then queues it; returns the queue id.
-    pub async fn send(&self, draft: &Draft, client: IpAddr) -> Result<String, Refusal> {
+    pub async fn send(&self, draft: &Draft, client: &ClientId) -> Result<String, Refusal> {
         let result = self.try_send(draft, client).await;
         if let Err(r) = &result {
             tracing::info!(rule = r.rule(), "one-way message refused");
@@ -219,7 +224,7 @@ impl OneWay {
         result
     }
 
-    async fn try_send(&self, draft: &Draft, client: IpAddr) -> Result<String, Refusal> {
+    async fn try_send(&self, draft: &Draft, client: &ClientId) -> Result<String, Refusal> {
         if !self.enabled() {
             return Err(Refusal::Disabled);
         }
@@ -339,7 +344,7 @@ impl OneWay {
     /// The opt-out form: mails a confirmation link to `address`. The answer is the same
     /// whether or not the address is already opted out or has had its confirmation mails
     /// for the day, so the form tells nobody anything about an address.
-    pub async fn request_opt_out(&self, address: &str, client: IpAddr) -> Result<(), Refusal> {
+    pub async fn request_opt_out(&self, address: &str, client: &ClientId) -> Result<(), Refusal> {
         let result = self.try_request_opt_out(address, client).await;
         if let Err(r) = &result {
             tracing::info!(rule = r.rule(), "opt-out request refused");
@@ -347,7 +352,7 @@ impl OneWay {
         result
     }
 
-    async fn try_request_opt_out(&self, address: &str, client: IpAddr) -> Result<(), Refusal> {
+    async fn try_request_opt_out(&self, address: &str, client: &ClientId) -> Result<(), Refusal> {
         let to = RealAddress::parse_any(address).map_err(|_| Refusal::BadAddress)?;
         if self.domain.covers(to.domain()) {
             return Err(Refusal::OwnDomain(self.domain.to_string()));
