@@ -43,6 +43,14 @@ fn aliases(svc: &Service) -> String {
     out
 }
 
+/// The service's own SQLite database, opened next to it (WAL mode allows that).
+async fn db_pool(svc: &Service) -> sqlx::SqlitePool {
+    let db = svc.dir.join("data/remailer.db");
+    sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap()
+}
+
 fn assert_headers(path: &str, a: &Answer) {
     assert_eq!(
         a.header("content-security-policy"),
@@ -203,7 +211,9 @@ async fn every_route_answers_with_the_security_headers() {
 #[tokio::test]
 async fn bad_fields_are_explained_next_to_the_field_and_the_form_is_refilled() {
     let (_svc, sink, web) = start("").await;
-    let cases: &[(&[(&str, &str)], &str, &str)] = &[
+    // (fields, the field with the error, the reason)
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+    let cases: &[Case] = &[
         (
             &[("alias", "a b"), ("address", ANN)],
             "alias",
@@ -510,6 +520,29 @@ async fn removal_is_confirmed_by_mail_and_the_name_is_never_reused() {
     assert_eq!(press(&web, &token).await.status, 200);
     nth_mail(&sink, ANN, 2).await; // welcome
 
+    // Ann writes to Bob: the store now holds a thread link from her message
+    svc.add_alias("bob", "bob@real.example");
+    let mut c = harness::Client::connect(svc.smtp_port).await;
+    c.cmd("EHLO client.example").await;
+    let msg = harness::message(ANN, "bob@remailer.test", "Hi", "Hello Bob");
+    let r = c.send_mail(ANN, &["bob@remailer.test"], &msg).await;
+    assert_eq!(r.code, 250, "{r:?}");
+    nth_mail(&sink, "bob@real.example", 1).await;
+    let links_of_ann = "SELECT COUNT(*) FROM thread_map WHERE alias_id = (SELECT id FROM aliases WHERE name = 'ann')";
+    let db = db_pool(&svc).await;
+    let mut links = 0;
+    for _ in 0..100 {
+        links = sqlx::query_scalar::<_, i64>(links_of_ann)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+        if links > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(links, 1, "the thread link names its writer");
+
     let a = web.submit("/remove", &[("address", ANN)]).await;
     assert_eq!(a.status, 200);
     assert!(a.body.contains("Check your mailbox"));
@@ -539,6 +572,27 @@ async fn removal_is_confirmed_by_mail_and_the_name_is_never_reused() {
             .status,
         410
     );
+    // nothing of Ann is left: no thread link, no pending link, the name is only retired
+    for (table, query) in [
+        ("thread_map", "SELECT COUNT(*) FROM thread_map"),
+        (
+            "pending",
+            "SELECT COUNT(*) FROM pending WHERE alias = 'ann'",
+        ),
+        ("aliases", "SELECT COUNT(*) FROM aliases WHERE name = 'ann'"),
+    ] {
+        let n = sqlx::query_scalar::<_, i64>(query)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+        assert_eq!(n, 0, "{table} still holds something of Ann");
+    }
+    let retired =
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM removed_aliases WHERE name = 'ann'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(retired, 1);
 
     // mail to the old alias is refused, and nobody can have the name again
     let mut c = harness::Client::connect(svc.smtp_port).await;
@@ -565,10 +619,7 @@ async fn removal_is_confirmed_by_mail_and_the_name_is_never_reused() {
 async fn an_expired_link_gives_a_clear_page_and_frees_the_name() {
     let (svc, sink, web) = start("").await;
     let token = register(&web, &sink, "dora", "dora@real.example").await;
-    let db = svc.dir.join("data/remailer.db");
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
-        .await
-        .unwrap();
+    let pool = db_pool(&svc).await;
     let n = sqlx::query("UPDATE pending SET expires_at = 1")
         .execute(&pool)
         .await
@@ -677,4 +728,25 @@ async fn onion_location_is_sent_when_configured() {
     );
     let (_svc2, _sink2, plain) = start("").await;
     assert!(plain.get("/").await.header("onion-location").is_none());
+}
+
+#[test]
+fn help_describes_the_web_forms() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_remailer"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(text.contains("web forms"), "{text}");
+    assert!(!text.contains("web UI"), "{text}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_remailer"))
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("register and remove an alias, confirmed by mail"),
+        "{text}"
+    );
 }

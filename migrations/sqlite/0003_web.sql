@@ -28,3 +28,8 @@ CREATE TABLE mail_counts (
     count       INTEGER NOT NULL,
     expires_at  INTEGER NOT NULL
 );
+
+-- Thread links name the alias that wrote the original, so removing an alias removes them.
+-- (Links recorded before this migration have none and expire with privacy.thread_map_days.)
+ALTER TABLE thread_map ADD COLUMN alias_id INTEGER;
+CREATE INDEX thread_map_alias ON thread_map (alias_id);

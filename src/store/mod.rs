@@ -56,8 +56,9 @@ impl AliasState {
     }
 }
 
-/// Issued Message-ID, the sealed original, and when the link expires (Unix seconds).
-pub type ThreadLink = (String, Vec<u8>, i64);
+/// Issued Message-ID, the sealed original, when the link expires (Unix seconds), and the id
+/// of the alias that wrote the original (its links go when the alias is removed).
+pub type ThreadLink = (String, Vec<u8>, i64, i64);
 
 /// One fixed-window counter to take a unit from (one-way form limits): `kind` names the
 /// limit, `key` is a keyed hash (empty for a global limit), `period` the day or hour number.
@@ -150,7 +151,7 @@ pub trait Store: Send + Sync {
     /// Counts a hard bounce for the alias and returns the new count.
     async fn add_hard_bounce(&self, name: &AliasName) -> Result<i64, StoreError>;
 
-    /// Records many thread links in one transaction: `(issued, original_sealed, expires_at)`.
+    /// Records many thread links in one transaction: `(issued, original_sealed, expires_at, alias_id)`.
     async fn put_threads(&self, links: &[ThreadLink]) -> Result<(), StoreError>;
     async fn thread_original(&self, issued: &str, now: i64) -> Result<Option<Vec<u8>>, StoreError>;
     /// Deletes expired map entries; returns how many.
@@ -188,7 +189,8 @@ pub trait Store: Send + Sync {
         token_hash: &[u8],
         now: i64,
     ) -> Result<Option<PendingRecord>, StoreError>;
-    /// Removes an alias and everything held for it (its bounce count, pending links) and
+    /// Removes an alias and everything held for it (its bounce count, its thread links,
+    /// pending links) and
     /// records the name as removed, in one transaction; false when no such alias.
     async fn retire_alias(&self, name: &AliasName, now: i64) -> Result<bool, StoreError>;
     /// Adds one to the counter `key` (kept until `expires_at`) and returns the new count.

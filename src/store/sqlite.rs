@@ -179,11 +179,12 @@ impl Store for SqliteStore {
 
     async fn put_threads(&self, links: &[ThreadLink]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        for (issued, sealed, expires) in links {
-            sqlx::query("INSERT OR REPLACE INTO thread_map (issued, original_sealed, expires_at) VALUES (?, ?, ?)")
+        for (issued, sealed, expires, alias_id) in links {
+            sqlx::query("INSERT OR REPLACE INTO thread_map (issued, original_sealed, expires_at, alias_id) VALUES (?, ?, ?, ?)")
                 .bind(issued)
                 .bind(sealed)
                 .bind(expires)
+                .bind(alias_id)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -359,6 +360,12 @@ impl Store for SqliteStore {
 
     async fn retire_alias(&self, name: &AliasName, now: i64) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "DELETE FROM thread_map WHERE alias_id = (SELECT id FROM aliases WHERE name = ?)",
+        )
+        .bind(name.as_str())
+        .execute(&mut *tx)
+        .await?;
         let deleted = sqlx::query("DELETE FROM aliases WHERE name = ?")
             .bind(name.as_str())
             .execute(&mut *tx)
