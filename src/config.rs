@@ -477,6 +477,12 @@ sender_auth = "dmarc"
             .unwrap_err()
             .to_string()
             .contains("domain"));
+        let err = Config::parse("domain = \"a.test\"\n[web]\npublic_url = \"remailer.example\"\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("web.public_url"), "{err}");
+        let err =
+            Config::parse("domain = \"a.test\"\n[web]\nmax_header_bytes = 100\n").unwrap_err();
+        assert!(err.to_string().contains("max_header_bytes"), "{err}");
         let err =
             Config::parse("domain = \"a.test\"\n[policy]\nsender_auth = \"maybe\"\n").unwrap_err();
         assert!(err.to_string().contains("maybe"), "{err}");

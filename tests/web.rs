@@ -696,6 +696,14 @@ async fn slow_and_oversized_clients_are_cut_off() {
     let read = tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut buf)).await;
     assert!(read.is_ok(), "the slow client was not cut off");
     assert!(started.elapsed() < Duration::from_secs(5));
+    // a connection that sends nothing at all is closed too
+    let mut idle = tokio::net::TcpStream::connect(("127.0.0.1", svc.web_port))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let read = tokio::time::timeout(Duration::from_secs(10), idle.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the idle client was not cut off");
+    assert!(started.elapsed() < Duration::from_secs(5));
     // headers larger than the limit get 431, not a crash
     let mut big = tokio::net::TcpStream::connect(("127.0.0.1", svc.web_port))
         .await

@@ -180,11 +180,17 @@ impl Signup {
         self.address_budget(real).await
     }
 
+    /// Signs and spools the mail in the background: the answer to the form comes as fast
+    /// whether a mail goes out or not, so its timing tells nobody who is a member.
     async fn send(&self, to: &RealAddress, message: Vec<u8>) -> Result<(), SignupError> {
-        self.delivery
-            .queue_notice(to, message)
-            .await
-            .map_err(SignupError::Internal)
+        let delivery = self.delivery.clone();
+        let to = to.clone();
+        tokio::spawn(async move {
+            if let Err(e) = delivery.queue_notice(&to, message).await {
+                tracing::error!(error = %e, "could not queue a confirmation mail");
+            }
+        });
+        Ok(())
     }
 
     /// A registration from the form. Ok means "check your mailbox", for any address.
@@ -322,9 +328,7 @@ impl Signup {
         }
         tracing::info!(alias = %alias, "alias registered on the web");
         let mail = mails::welcome(self.members.domain(), &real, &alias, &self.remove_url());
-        if let Err(e) = self.send(&real, mail).await {
-            tracing::error!(alias = %alias, error = %e, "could not queue the welcome mail");
-        }
+        self.send(&real, mail).await?;
         Ok(Confirmed::Registered(alias))
     }
 

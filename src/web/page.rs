@@ -44,6 +44,14 @@ impl IntoResponse for Page {
     }
 }
 
+/// The links in every page's header (route groups add theirs here).
+pub const NAV: &[(&str, &str)] = &[
+    ("/register", "Register"),
+    ("/remove", "Remove"),
+    ("/send", "Send"),
+    ("/opt-out", "Opt out"),
+];
+
 /// The common layout: a header with the service's name, the page, and links to the forms.
 pub fn layout(title: &str, body: Markup) -> Markup {
     html! {
@@ -60,13 +68,10 @@ pub fn layout(title: &str, body: Markup) -> Markup {
                 header {
                     a.home href="/" { "remailer" }
                     nav {
-                        a href="/register" { "Register" }
-                        " "
-                        a href="/remove" { "Remove" }
-                        " "
-                        a href="/send" { "Send" }
-                        " "
-                        a href="/opt-out" { "Opt out" }
+                        @for (i, (href, label)) in NAV.iter().enumerate() {
+                            @if i > 0 { " " }
+                            a href=(href) { (label) }
+                        }
                     }
                 }
                 main {
