@@ -61,6 +61,10 @@ pub const SIGNED_HEADERS: &[&str] = &[
     "Reply-To",
 ];
 
+/// Signed (and over-signed) only in messages that have them: the one-click unsubscribe
+/// headers of one-way mail, which RFC 8058 requires the signature to cover.
+const SIGNED_IF_PRESENT: &[&str] = &["List-Unsubscribe", "List-Unsubscribe-Post"];
+
 #[derive(Debug, Error)]
 pub enum DkimError {
     #[error("DKIM key {path}: {source}")]
@@ -209,6 +213,14 @@ fn oversigned_headers(message: &[u8]) -> Vec<&'static str> {
             .any(|p| p.eq_ignore_ascii_case(name.as_bytes()))
         {
             h.push(name);
+        }
+    }
+    for name in SIGNED_IF_PRESENT {
+        if present
+            .iter()
+            .any(|p| p.eq_ignore_ascii_case(name.as_bytes()))
+        {
+            h.extend([*name, *name]);
         }
     }
     h

@@ -7,6 +7,7 @@
 //!   even looked up for them: RCPT tells outsiders nothing about which aliases exist (only
 //!   members learn `550 5.1.1 no such alias`);
 //! - a member may not write to their own alias; bounces go only to bounce addresses;
+//! - `no-reply@DOMAIN` (the sender of one-way mail) accepts nothing, with an explanation;
 //! - the message must really come from the member's address: SPF at MAIL FROM, DKIM and
 //!   DMARC after DATA ([`crate::sender_auth`], per `policy.sender_auth`).
 
@@ -150,6 +151,9 @@ impl Policy {
         {
             return Ok(Recipient::Postmaster);
         }
+        if local.eq_ignore_ascii_case(crate::oneway::NO_REPLY) {
+            return Err(no_reply());
+        }
         // Any spelling of the prefix is routed here (and refused unless canonical); `get`
         // because a non-ASCII local part may have no char boundary at byte 2.
         if local.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("b+")) {
@@ -222,6 +226,16 @@ fn null_to_alias() -> Reply {
         550,
         [5, 7, 1],
         "Bounces and automatic replies are accepted only at this service's bounce addresses",
+    )
+}
+
+/// The refusal for replies to one-way mail: nobody can be reached through that address.
+fn no_reply() -> Reply {
+    Reply::new(
+        550,
+        [5, 7, 1],
+        "This address only sends messages written in this service's anonymous web form.\n\
+         It accepts no mail: the sender of such a message is unknown, and cannot be replied to.",
     )
 }
 

@@ -45,7 +45,12 @@ impl IntoResponse for Page {
 }
 
 /// The links in every page's header (route groups add theirs here).
-pub const NAV: &[(&str, &str)] = &[("/register", "Register"), ("/remove", "Remove")];
+pub const NAV: &[(&str, &str)] = &[
+    ("/register", "Register"),
+    ("/remove", "Remove"),
+    ("/send", "Send"),
+    ("/opt-out", "Opt out"),
+];
 
 /// The common layout: a header with the service's name, the page, and links to the forms.
 pub fn layout(title: &str, body: Markup) -> Markup {
