@@ -130,6 +130,17 @@ impl Browser {
         self.client.goto(&url).await.unwrap();
     }
 
+    /// Clicks the first link to `href` on the page and waits for the next page.
+    pub async fn click_link(&self, href: &str) {
+        let sel = format!("a[href='{href}']");
+        let link = self
+            .client
+            .find(Locator::Css(&sel))
+            .await
+            .unwrap_or_else(|e| panic!("no link to {href}: {e}"));
+        link.click().await.unwrap();
+    }
+
     /// Types `value` into the field named `name` (after clearing it), as a person would.
     pub async fn fill(&self, name: &str, value: &str) {
         let field = self
