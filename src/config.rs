@@ -88,7 +88,26 @@ impl Default for SmtpConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct WebConfig {
     pub listen: SocketAddr,
+    /// The address people use (clear-web `https://…` or an onion address); links in mails
+    /// are `{public_url}/confirm/{token}`.
     pub public_url: String,
+    /// When the service is also an onion service: its `http://….onion` address, sent as the
+    /// `Onion-Location` header so Tor Browser offers it.
+    pub onion_location: Option<String>,
+    /// Hours a confirmation link stays valid (and a pending alias name stays held).
+    pub token_hours: u64,
+    /// Confirmation mails one address may receive per day.
+    pub mails_per_address_day: u32,
+    /// Confirmation mails the service sends per hour in all (more get a 429 page).
+    pub mails_per_hour: u32,
+    /// Bytes of a request body; larger gets a 413 page.
+    pub max_body: usize,
+    /// Bytes of the request line and headers together (larger: 431).
+    pub max_header_bytes: usize,
+    /// Seconds a client has to send its request headers, and to get its whole request handled.
+    pub request_timeout: u64,
+    /// Open HTTP connections at most.
+    pub max_connections: usize,
 }
 
 impl Default for WebConfig {
@@ -96,7 +115,22 @@ impl Default for WebConfig {
         WebConfig {
             listen: "127.0.0.1:8080".parse().unwrap(),
             public_url: "http://127.0.0.1:8080".into(),
+            onion_location: None,
+            token_hours: 24,
+            mails_per_address_day: 3,
+            mails_per_hour: 100,
+            max_body: 64 * 1024,
+            max_header_bytes: 16 * 1024,
+            request_timeout: 20,
+            max_connections: 256,
         }
+    }
+}
+
+impl WebConfig {
+    /// `public_url` without a trailing slash, ready to have a path appended.
+    pub fn base_url(&self) -> &str {
+        self.public_url.trim_end_matches('/')
     }
 }
 
@@ -304,6 +338,23 @@ impl Config {
         if self.delivery.per_destination == 0 || self.delivery.workers == 0 {
             return Err(ConfigError::Invalid(
                 "delivery.per_destination and workers must be >= 1".into(),
+            ));
+        }
+        if !(self.web.public_url.starts_with("http://")
+            || self.web.public_url.starts_with("https://"))
+        {
+            return Err(ConfigError::Invalid(
+                "web.public_url must start with http:// or https://".into(),
+            ));
+        }
+        if self.web.token_hours == 0
+            || self.web.max_body < 1024
+            || self.web.max_header_bytes < 8192
+            || self.web.max_connections == 0
+            || self.web.request_timeout == 0
+        {
+            return Err(ConfigError::Invalid(
+                "web.token_hours, web.request_timeout and web.max_connections must be >= 1, web.max_body >= 1024, web.max_header_bytes >= 8192".into(),
             ));
         }
         if let Some(url) = &self.store.url {

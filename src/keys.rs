@@ -43,6 +43,12 @@ pub enum Purpose {
     Marker,
     Bounce,
     Token,
+    /// The signed CSRF token of a web form.
+    Csrf,
+    /// The per-address counter of confirmation mails.
+    MailLimit,
+    /// The in-memory key of a web client's address.
+    Client,
 }
 
 impl Purpose {
@@ -54,6 +60,9 @@ impl Purpose {
             Purpose::Marker => b"remailer/marker/v1",
             Purpose::Bounce => b"remailer/bounce/v1",
             Purpose::Token => b"remailer/token/v1",
+            Purpose::Csrf => b"remailer/csrf/v1",
+            Purpose::MailLimit => b"remailer/mail-limit/v1",
+            Purpose::Client => b"remailer/client/v1",
         }
     }
 }

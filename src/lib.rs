@@ -8,7 +8,8 @@
 //! [`bounces`]; [`notices`] are the messages the service writes itself.
 //! Around it: [`members`] and [`store`] (aliases with sealed addresses, SQLite through one
 //! trait), [`keys`] (secrets), [`config`], [`address`] (validated address types),
-//! [`dns_records`] (what to publish) and [`service`] (wiring for `serve`).
+//! [`dns_records`] (what to publish) and [`service`] (wiring for `serve`). On the web side:
+//! [`web`] (the forms on `web.listen`) and [`signup`] (registration and removal confirmed by mail).
 
 pub mod address;
 pub mod bounce;
@@ -27,8 +28,10 @@ pub mod remail;
 pub mod rewrite;
 pub mod sender_auth;
 pub mod service;
+pub mod signup;
 pub mod spool;
 pub mod store;
+pub mod web;
 
 /// Selects rustls's crypto provider (ring) for the process. Idempotent; called before any TLS
 /// configuration is built, since more than one provider is compiled in through dependencies.

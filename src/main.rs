@@ -1,5 +1,6 @@
-//! The `remailer` binary: `serve` runs the service; `alias`, `queue` and `dns` are the admin
-//! commands (ARCHITECTURE.md §5). Errors reach the user as one `error:` line and a non-zero exit code.
+//! The `remailer` binary: `serve` runs the service (SMTP and the web forms); `alias`, `queue`
+//! and `dns` are the admin commands (ARCHITECTURE.md §5). Errors reach the user as one
+//! `error:` line and a non-zero exit code.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,7 +18,11 @@ use remailer::spool::Spool;
 #[command(
     name = "remailer",
     version,
-    about = "A pseudonymous remailer: aliases for real addresses, mail between them."
+    about = "A pseudonymous remailer: aliases for real addresses, mail between them.",
+    long_about = "A pseudonymous remailer: aliases for real addresses, mail between them.\n\n\
+                  `remailer serve` runs SMTP intake, delivery and the web forms (on web.listen: \
+                  register or remove an alias, confirmed by a mailed link). The other commands \
+                  administer aliases, the queue and DNS, and work while the service runs."
 )]
 struct Cli {
     /// Config file (TOML). Without one, safe local defaults are used.
@@ -38,7 +43,8 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run SMTP intake, delivery and the web UI in one process.
+    /// Run SMTP intake, delivery and the web forms (web.listen: register and remove an
+    /// alias, confirmed by mail) in one process.
     Serve,
     /// Manage aliases (works while the service runs).
     #[command(subcommand)]
@@ -63,7 +69,7 @@ enum DnsCommand {
 enum AliasCommand {
     /// Bind NAME (local part or NAME@DOMAIN) to REAL_ADDRESS; active at once.
     Add { name: String, real_address: String },
-    /// Remove an alias.
+    /// Remove an alias and what is held for it; the name is never given out again.
     Remove { name: String },
     /// List aliases with their real addresses.
     List,

@@ -15,7 +15,7 @@ use thiserror::Error;
 use crate::address::{AddressError, Alias, AliasName, Domain, RealAddress};
 use crate::keys::Keys;
 use crate::rewrite::Member;
-use crate::store::{now_unix, AliasRecord, AliasState, Store, StoreError};
+use crate::store::{now_unix, AliasRecord, AliasState, NameStatus, Store, StoreError};
 
 #[derive(Debug, Error)]
 pub enum MembersError {
@@ -27,6 +27,8 @@ pub enum MembersError {
     NoSuchAlias(String),
     #[error("a real address may not itself be an alias of this service")]
     AddressIsAlias,
+    #[error("the alias name {0} is held by a registration waiting for confirmation")]
+    AliasPending(String),
 }
 
 /// A member as the admin sees them.
@@ -81,8 +83,22 @@ impl Members {
         &self.store
     }
 
-    /// Binds a new active alias to a real address.
+    /// Binds a new active alias to a real address. A name that was removed is never given
+    /// out again, and one held by a pending web registration is not given to someone else.
     pub async fn add(&self, alias: &Alias, real: &RealAddress) -> Result<(), MembersError> {
+        match self.store.name_status(&alias.name, now_unix()).await? {
+            NameStatus::Pending => Err(MembersError::AliasPending(alias.name.to_string())),
+            _ => self.add_confirmed(alias, real, None).await,
+        }
+    }
+
+    /// Binds a new active alias whose name was already checked (or held for this registration).
+    pub async fn add_confirmed(
+        &self,
+        alias: &Alias,
+        real: &RealAddress,
+        display_name: Option<String>,
+    ) -> Result<(), MembersError> {
         if self.domain.covers(real.domain()) {
             return Err(MembersError::AddressIsAlias);
         }
@@ -91,7 +107,7 @@ impl Members {
             name: alias.name.clone(),
             real_hash: self.keys.address_hash(real).to_vec(),
             real_sealed: self.keys.seal(real.expose().as_bytes()),
-            display_name: None,
+            display_name,
             state: AliasState::Active,
             created_at: now_unix(),
         };
@@ -136,8 +152,9 @@ impl Members {
         Ok(found)
     }
 
+    /// Removes an alias and what the store holds for it; the name is never given out again.
     pub async fn remove(&self, name: &AliasName) -> Result<(), MembersError> {
-        if self.store.delete_alias(name).await? {
+        if self.store.retire_alias(name, now_unix()).await? {
             self.clear_cache();
             Ok(())
         } else {

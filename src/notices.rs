@@ -76,7 +76,8 @@ pub fn undelivered(
     )
 }
 
-fn notice(domain: &Domain, to: &RealAddress, subject: &str, body: String) -> Vec<u8> {
+/// A short plain-text message from `mailer-daemon@DOMAIN` (`Auto-Submitted: auto-replied`).
+pub fn notice(domain: &Domain, to: &RealAddress, subject: &str, body: String) -> Vec<u8> {
     header(domain, "mailer-daemon", to, subject, "auto-replied")
         .text_body(body)
         .write_to_vec()

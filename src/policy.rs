@@ -63,7 +63,7 @@ impl Policy {
     ) -> Self {
         Policy {
             members,
-            register_url: public_url.trim_end_matches('/').to_string(),
+            register_url: format!("{}/register", public_url.trim_end_matches('/')),
             auth,
             postmaster,
         }

@@ -161,7 +161,7 @@ impl Remail {
             }
             Err(reply) => return Err(reply),
         };
-        self.record_thread(rewritten_ids);
+        self.record_thread(sender.id, rewritten_ids);
         let first = entries[0].id.clone();
         tracing::info!(session = %tx.session, queue_id = %first, recipients = entries.len(), size = entries[0].message.len(), "queued");
         self.delivery.enqueue(entries);
@@ -170,14 +170,17 @@ impl Remail {
 
     /// Remembers issued → original Message-ID for threading, in the background (batched).
     /// The message is already durable, so a failure costs only the thread link.
-    fn record_thread(&self, ids: (String, Option<String>)) {
+    fn record_thread(&self, sender_id: i64, ids: (String, Option<String>)) {
         let (issued, Some(original)) = ids else {
             return;
         };
         let expires = now_unix() + self.config.privacy.thread_map_days as i64 * 86_400;
-        let _ = self
-            .threads
-            .send((issued, self.keys.seal(original.as_bytes()), expires));
+        let _ = self.threads.send((
+            issued,
+            self.keys.seal(original.as_bytes()),
+            expires,
+            sender_id,
+        ));
     }
 
     /// The From header must name the same member as the envelope sender.

@@ -1,5 +1,6 @@
 //! `service`: wires the stages together for `remailer serve` — opens keys, store and spool,
-//! starts delivery (resuming the queue), the SMTP listeners and the control socket, and
+//! starts delivery (resuming the queue), the SMTP listeners, the web server and the control
+//! socket, and
 //! shuts down gracefully on SIGTERM/SIGINT (sessions in flight finish). SIGHUP reloads the
 //! TLS certificate.
 
@@ -23,6 +24,7 @@ use crate::policy::Policy;
 use crate::remail::Remail;
 use crate::sender_auth::SenderAuthenticator;
 use crate::spool::Spool;
+use crate::web::Web;
 
 #[derive(Debug, Error)]
 pub enum ServiceError {
@@ -116,6 +118,12 @@ pub async fn serve(config: Config) -> Result<(), ServiceError> {
     if resumed > 0 {
         tracing::info!(entries = resumed, "resumed the queue");
     }
+    let web = Arc::new(Web::new(
+        config.clone(),
+        keys.clone(),
+        members.clone(),
+        delivery.clone(),
+    ));
     let remail = Remail::new(
         config.clone(),
         members.clone(),
@@ -148,6 +156,21 @@ pub async fn serve(config: Config) -> Result<(), ServiceError> {
             intake.clone().serve(listener, stop_rx.clone()),
         ));
     }
+    let web_listener = TcpListener::bind(config.web.listen)
+        .await
+        .map_err(|source| ServiceError::Listen {
+            addr: config.web.listen.to_string(),
+            source,
+        })?;
+    tracing::info!(addr = %web_listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "web listening");
+    let purge = web.signup.spawn_purge();
+    let web_server = tokio::spawn(crate::web::server::serve(
+        web_listener,
+        crate::web::router(web.clone()),
+        config.web.clone(),
+        keys.clone(),
+        stop_rx.clone(),
+    ));
     let control = spawn_control(&config, delivery.clone())?;
     wait_for_signals(signals, &config, &intake).await;
 
@@ -156,6 +179,8 @@ pub async fn serve(config: Config) -> Result<(), ServiceError> {
     for s in servers {
         let _ = s.await;
     }
+    let _ = web_server.await;
+    purge.abort();
     control.abort();
     let _ = std::fs::remove_file(control_socket(&config));
     delivery.shutdown().await;

@@ -20,6 +20,8 @@ pub enum StoreError {
     AliasTaken,
     #[error("that real address already has an alias")]
     AddressTaken,
+    #[error("the alias name was removed and is never given out again")]
+    AliasRetired,
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("database migration: {0}")]
@@ -54,8 +56,9 @@ impl AliasState {
     }
 }
 
-/// Issued Message-ID, the sealed original, and when the link expires (Unix seconds).
-pub type ThreadLink = (String, Vec<u8>, i64);
+/// Issued Message-ID, the sealed original, when the link expires (Unix seconds), and the id
+/// of the alias that wrote the original (its links go when the alias is removed).
+pub type ThreadLink = (String, Vec<u8>, i64, i64);
 
 /// One row of the alias table, as stored.
 #[derive(Debug, Clone)]
@@ -68,6 +71,56 @@ pub struct AliasRecord {
     pub display_name: Option<String>,
     pub state: AliasState,
     pub created_at: i64,
+}
+
+/// What a confirmation link does once followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PendingKind {
+    Register,
+    Remove,
+}
+
+impl PendingKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PendingKind::Register => "register",
+            PendingKind::Remove => "remove",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "register" => Ok(PendingKind::Register),
+            "remove" => Ok(PendingKind::Remove),
+            other => Err(StoreError::Corrupt(format!("pending kind '{other}'"))),
+        }
+    }
+}
+
+/// A registration or removal waiting for its confirmation link (found by the token's keyed
+/// hash; the token itself is never stored).
+#[derive(Debug, Clone)]
+pub struct PendingRecord {
+    pub token_hash: Vec<u8>,
+    pub kind: PendingKind,
+    pub alias: AliasName,
+    pub real_hash: Vec<u8>,
+    /// The sealed real address (a registration); empty for a removal.
+    pub real_sealed: Vec<u8>,
+    pub display_name: Option<String>,
+    pub expires_at: i64,
+}
+
+/// Whether an alias name can be given out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameStatus {
+    Free,
+    /// An alias (active or paused) has it.
+    Taken,
+    /// A registration waiting for confirmation holds it until its link expires.
+    Pending,
+    /// It was removed; it is never given out again.
+    Removed,
 }
 
 #[async_trait]
@@ -86,11 +139,39 @@ pub trait Store: Send + Sync {
     /// Counts a hard bounce for the alias and returns the new count.
     async fn add_hard_bounce(&self, name: &AliasName) -> Result<i64, StoreError>;
 
-    /// Records many thread links in one transaction: `(issued, original_sealed, expires_at)`.
+    /// Records many thread links in one transaction: `(issued, original_sealed, expires_at, alias_id)`.
     async fn put_threads(&self, links: &[ThreadLink]) -> Result<(), StoreError>;
     async fn thread_original(&self, issued: &str, now: i64) -> Result<Option<Vec<u8>>, StoreError>;
     /// Deletes expired map entries; returns how many.
     async fn purge_threads(&self, now: i64) -> Result<u64, StoreError>;
+
+    // Self-service on the web. `insert_alias` refuses a removed name (`AliasRetired`).
+
+    /// Whether `name` is free, taken, held by a pending registration, or removed.
+    async fn name_status(&self, name: &AliasName, now: i64) -> Result<NameStatus, StoreError>;
+    /// Stores a pending confirmation; a registration whose alias is already held by an
+    /// unexpired one gets `AliasTaken`. Expired entries for the name are dropped first.
+    async fn insert_pending(&self, rec: &PendingRecord, now: i64) -> Result<(), StoreError>;
+    /// The unexpired pending entry with this token hash, left in place.
+    async fn pending(
+        &self,
+        token_hash: &[u8],
+        now: i64,
+    ) -> Result<Option<PendingRecord>, StoreError>;
+    /// Removes and returns the unexpired pending entry (single use: a second call gets None).
+    async fn take_pending(
+        &self,
+        token_hash: &[u8],
+        now: i64,
+    ) -> Result<Option<PendingRecord>, StoreError>;
+    /// Removes an alias and everything held for it (its bounce count, its thread links,
+    /// pending links) and
+    /// records the name as removed, in one transaction; false when no such alias.
+    async fn retire_alias(&self, name: &AliasName, now: i64) -> Result<bool, StoreError>;
+    /// Adds one to the counter `key` (kept until `expires_at`) and returns the new count.
+    async fn count_mail(&self, key: &[u8], expires_at: i64) -> Result<i64, StoreError>;
+    /// Deletes expired pending entries and mail counters; returns how many.
+    async fn purge_web(&self, now: i64) -> Result<u64, StoreError>;
 }
 
 /// Opens the store named by `url` and brings its schema up to date.

@@ -10,7 +10,9 @@ use sqlx::sqlite::{
 };
 use sqlx::Row;
 
-use super::{AliasRecord, AliasState, Store, StoreError, ThreadLink};
+use super::{
+    AliasRecord, AliasState, NameStatus, PendingKind, PendingRecord, Store, StoreError, ThreadLink,
+};
 use crate::address::AliasName;
 
 pub struct SqliteStore {
@@ -40,6 +42,32 @@ macro_rules! select_aliases {
     };
 }
 
+macro_rules! pending_columns {
+    () => {
+        "token_hash, kind, alias, real_hash, real_sealed, display_name, expires_at"
+    };
+}
+
+/// `SELECT` of every pending column, followed by the rest of the statement.
+macro_rules! select_pending {
+    ($rest:literal) => {
+        concat!("SELECT ", pending_columns!(), " FROM pending ", $rest)
+    };
+}
+
+fn pending_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<PendingRecord, StoreError> {
+    let alias: String = row.try_get("alias")?;
+    Ok(PendingRecord {
+        token_hash: row.try_get("token_hash")?,
+        kind: PendingKind::parse(row.try_get::<&str, _>("kind")?)?,
+        alias: AliasName::parse(&alias).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        real_hash: row.try_get("real_hash")?,
+        real_sealed: row.try_get("real_sealed")?,
+        display_name: row.try_get("display_name")?,
+        expires_at: row.try_get("expires_at")?,
+    })
+}
+
 fn alias_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<AliasRecord, StoreError> {
     let name: String = row.try_get("name")?;
     Ok(AliasRecord {
@@ -64,7 +92,8 @@ fn unique_violation(e: &sqlx::Error) -> Option<String> {
 impl Store for SqliteStore {
     async fn insert_alias(&self, rec: &AliasRecord) -> Result<(), StoreError> {
         let result = sqlx::query(
-            "INSERT INTO aliases (name, real_hash, real_sealed, display_name, state, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO aliases (name, real_hash, real_sealed, display_name, state, created_at) \
+             SELECT ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM removed_aliases WHERE name = ?)",
         )
         .bind(rec.name.as_str())
         .bind(&rec.real_hash)
@@ -72,9 +101,11 @@ impl Store for SqliteStore {
         .bind(&rec.display_name)
         .bind(rec.state.as_str())
         .bind(rec.created_at)
+        .bind(rec.name.as_str())
         .execute(&self.pool)
         .await;
         match result {
+            Ok(r) if r.rows_affected() == 0 => Err(StoreError::AliasRetired),
             Ok(_) => Ok(()),
             Err(e) => match unique_violation(&e) {
                 Some(msg) if msg.contains("real_hash") => Err(StoreError::AddressTaken),
@@ -147,11 +178,12 @@ impl Store for SqliteStore {
 
     async fn put_threads(&self, links: &[ThreadLink]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        for (issued, sealed, expires) in links {
-            sqlx::query("INSERT OR REPLACE INTO thread_map (issued, original_sealed, expires_at) VALUES (?, ?, ?)")
+        for (issued, sealed, expires, alias_id) in links {
+            sqlx::query("INSERT OR REPLACE INTO thread_map (issued, original_sealed, expires_at, alias_id) VALUES (?, ?, ?, ?)")
                 .bind(issued)
                 .bind(sealed)
                 .bind(expires)
+                .bind(alias_id)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -176,5 +208,140 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?;
         Ok(r.rows_affected())
+    }
+
+    async fn name_status(&self, name: &AliasName, now: i64) -> Result<NameStatus, StoreError> {
+        let row = sqlx::query(
+            "SELECT EXISTS (SELECT 1 FROM aliases WHERE name = ?1), \
+             EXISTS (SELECT 1 FROM removed_aliases WHERE name = ?1), \
+             EXISTS (SELECT 1 FROM pending WHERE alias = ?1 AND kind = 'register' AND expires_at > ?2)",
+        )
+        .bind(name.as_str())
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        let (taken, removed, pending): (bool, bool, bool) = (row.get(0), row.get(1), row.get(2));
+        Ok(if removed {
+            NameStatus::Removed
+        } else if taken {
+            NameStatus::Taken
+        } else if pending {
+            NameStatus::Pending
+        } else {
+            NameStatus::Free
+        })
+    }
+
+    async fn insert_pending(&self, rec: &PendingRecord, now: i64) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM pending WHERE alias = ? AND expires_at <= ?")
+            .bind(rec.alias.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        let result = sqlx::query(
+            "INSERT INTO pending (token_hash, kind, alias, real_hash, real_sealed, display_name, expires_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&rec.token_hash)
+        .bind(rec.kind.as_str())
+        .bind(rec.alias.as_str())
+        .bind(&rec.real_hash)
+        .bind(&rec.real_sealed)
+        .bind(&rec.display_name)
+        .bind(rec.expires_at)
+        .execute(&mut *tx)
+        .await;
+        match result {
+            Ok(_) => {}
+            Err(e) if unique_violation(&e).is_some() => return Err(StoreError::AliasTaken),
+            Err(e) => return Err(e.into()),
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn pending(
+        &self,
+        token_hash: &[u8],
+        now: i64,
+    ) -> Result<Option<PendingRecord>, StoreError> {
+        let row = sqlx::query(select_pending!("WHERE token_hash = ? AND expires_at > ?"))
+            .bind(token_hash)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(pending_from_row).transpose()
+    }
+
+    async fn take_pending(
+        &self,
+        token_hash: &[u8],
+        now: i64,
+    ) -> Result<Option<PendingRecord>, StoreError> {
+        let row = sqlx::query(concat!(
+            "DELETE FROM pending WHERE token_hash = ? AND expires_at > ? RETURNING ",
+            pending_columns!()
+        ))
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(pending_from_row).transpose()
+    }
+
+    async fn retire_alias(&self, name: &AliasName, now: i64) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "DELETE FROM thread_map WHERE alias_id = (SELECT id FROM aliases WHERE name = ?)",
+        )
+        .bind(name.as_str())
+        .execute(&mut *tx)
+        .await?;
+        let deleted = sqlx::query("DELETE FROM aliases WHERE name = ?")
+            .bind(name.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if deleted == 0 {
+            return Ok(false);
+        }
+        sqlx::query("INSERT OR IGNORE INTO removed_aliases (name, removed_at) VALUES (?, ?)")
+            .bind(name.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM pending WHERE alias = ?")
+            .bind(name.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn count_mail(&self, key: &[u8], expires_at: i64) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO mail_counts (key, count, expires_at) VALUES (?, 1, ?) \
+             ON CONFLICT (key) DO UPDATE SET count = count + 1 RETURNING count",
+        )
+        .bind(key)
+        .bind(expires_at)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.get(0))
+    }
+
+    async fn purge_web(&self, now: i64) -> Result<u64, StoreError> {
+        let a = sqlx::query("DELETE FROM pending WHERE expires_at <= ?")
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        let b = sqlx::query("DELETE FROM mail_counts WHERE expires_at <= ?")
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(a + b)
     }
 }

@@ -7,6 +7,7 @@ pub mod client;
 pub mod service;
 pub mod sink;
 pub mod tls;
+pub mod web;
 
 #[allow(unused_imports)]
 pub use {
@@ -14,6 +15,7 @@ pub use {
     service::Service,
     sink::{Delivered, Sink, SinkMode, SinkTls},
     tls::TestCert,
+    web::WebClient,
 };
 
 use std::time::{Duration, Instant};

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 pub struct Service {
     pub smtp_port: u16,
+    /// The web server's port (`web.listen`); `web.public_url` stays `https://DOMAIN`.
+    pub web_port: u16,
     pub dir: PathBuf,
     pub config_path: PathBuf,
     child: Option<Child>,
@@ -19,6 +21,17 @@ impl Service {
     /// A config for a service relaying to `relay_port`. `extra` holds `section.key = value`
     /// lines (or top-level `key = value`); each replaces the default of the same key.
     pub fn config(smtp_port: u16, relay_port: u16, dir: &Path, extra: &str) -> String {
+        Self::config_with_web(smtp_port, super::free_port(), relay_port, dir, extra)
+    }
+
+    /// [`Service::config`] with the web server on `web_port`.
+    pub fn config_with_web(
+        smtp_port: u16,
+        web_port: u16,
+        relay_port: u16,
+        dir: &Path,
+        extra: &str,
+    ) -> String {
         let mut sections: Vec<(String, Vec<(String, String)>)> = Vec::new();
         let mut set = |section: &str, key: &str, value: &str| {
             let idx = match sections.iter().position(|(s, _)| s == section) {
@@ -38,11 +51,8 @@ impl Service {
         set("smtp", "hostname", &format!("\"mx.{DOMAIN}\""));
         set("smtp", "max_message_size", "65536");
         set("smtp", "max_recipients", "5");
-        set(
-            "web",
-            "public_url",
-            &format!("\"https://{DOMAIN}/register\""),
-        );
+        set("web", "listen", &format!("\"127.0.0.1:{web_port}\""));
+        set("web", "public_url", &format!("\"https://{DOMAIN}\""));
         set("delivery", "relay", &format!("\"127.0.0.1:{relay_port}\""));
         set("delivery", "retry_base", "1");
         set("delivery", "retry_max", "2");
@@ -69,14 +79,16 @@ impl Service {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_path_buf();
         let smtp_port = super::free_port();
+        let web_port = super::free_port();
         let config_path = dir.join("remailer.toml");
         std::fs::write(
             &config_path,
-            Self::config(smtp_port, relay_port, &dir.join("data"), extra),
+            Self::config_with_web(smtp_port, web_port, relay_port, &dir.join("data"), extra),
         )
         .unwrap();
         Service {
             smtp_port,
+            web_port,
             dir,
             config_path,
             child: None,
@@ -112,6 +124,9 @@ impl Service {
             if tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await
                 .is_ok()
+                && tokio::net::TcpStream::connect(("127.0.0.1", self.web_port))
+                    .await
+                    .is_ok()
             {
                 return;
             }

@@ -1,0 +1,69 @@
+//! `GET /` (what the service is and is not, in plain words), `GET /healthz` and
+//! `GET /style.css`.
+
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use maud::html;
+
+use super::page::{Page, STYLE};
+use super::State;
+
+pub fn routes() -> Router<State> {
+    Router::new()
+        .route("/", get(index))
+        .route("/healthz", get(healthz))
+        .route("/style.css", get(style))
+}
+
+async fn index(axum::extract::State(web): axum::extract::State<State>) -> Page {
+    let domain = web.config.domain.as_str();
+    Page::ok(
+        format!("Aliases at {domain}"),
+        html! {
+            p {
+                "This service gives you an alias, " code { "name@" (domain) } ", for your real email address. "
+                "People you write to through it see only your alias; mail to your alias reaches you."
+            }
+            h2 { "What it protects, and what it does not" }
+            p {
+                "It is " strong { "pseudonymous, \u{201c}mostly anonymous\u{201d}" } ": the people you write to, and who write to you, "
+                "do not learn your real address or your name. The operator of this service "
+                strong { "does" } " hold the link between your alias and your real address, and so does anyone who "
+                "compels, seizes or breaks into the server while it runs."
+            }
+            p {
+                "It does not hide you from your own mail provider or the recipient's, from someone watching the "
+                "server's traffic (who could match times and sizes), or from recipients who recognise what you write, "
+                "your style, quoted text or the metadata of attachments. It is not a mixnet."
+            }
+            h2 { "How to use an alias" }
+            ol {
+                li { a href="/register" { "Register" } " an alias and your real address. You get a mail with a confirmation link; follow it and press the button." }
+                li { "Write from your real address to another member's alias. They receive it from your alias, and their replies reach you." }
+                li { "To stop, " a href="/remove" { "remove your alias" } ", again confirmed by mail. A removed alias is never given to anyone else." }
+            }
+            p { "Mail from addresses that are not registered is refused, with a note that points here." }
+        },
+    )
+}
+
+async fn healthz() -> impl IntoResponse {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        "ok\n",
+    )
+}
+
+async fn style() -> impl IntoResponse {
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        STYLE,
+    )
+}

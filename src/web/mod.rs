@@ -1,0 +1,106 @@
+//! `web`: the forms on `web.listen` (ARCHITECTURE.md §5). Server-rendered pages (maud), no
+//! JavaScript, nothing from another origin: one stylesheet served here.
+//!
+//! One file per route group, each with a `routes()` merged in [`router`]: [`home`] (`/`,
+//! `/healthz`, `/style.css`), [`register`] (`/register`, `/remove`), [`confirm`]
+//! (`/confirm/{token}`). Shared pieces: [`page`] (layout, error pages), [`form`] (CSRF,
+//! fields), [`guard`] (security headers on every response, error pages for every plain
+//! answer), [`server`] (connections, limits, graceful shutdown).
+
+pub mod confirm;
+pub mod form;
+pub mod guard;
+pub mod home;
+pub mod page;
+pub mod register;
+pub mod server;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::config::Config;
+use crate::delivery::Delivery;
+use crate::keys::Keys;
+use crate::members::Members;
+use crate::signup::Signup;
+use crate::store::now_unix;
+
+pub use page::{error_page, Page};
+pub use server::ClientKey;
+
+/// What every handler can reach.
+pub struct Web {
+    pub config: Arc<Config>,
+    pub keys: Arc<Keys>,
+    pub members: Members,
+    pub delivery: Delivery,
+    pub signup: Signup,
+}
+
+/// The state type of every route group.
+pub type State = Arc<Web>;
+
+impl Web {
+    pub fn new(config: Arc<Config>, keys: Arc<Keys>, members: Members, delivery: Delivery) -> Self {
+        let signup = Signup::new(config.clone(), members.clone(), delivery.clone());
+        Web {
+            config,
+            keys,
+            members,
+            delivery,
+            signup,
+        }
+    }
+
+    /// A fresh CSRF token for the form posted to `form` (its path).
+    pub fn csrf(&self, form: &str) -> String {
+        form::csrf_token(&self.keys, form, now_unix())
+    }
+
+    /// The 403 page when the posted token is missing, forged, for another form or expired.
+    pub fn check_csrf(&self, form: &str, token: &str) -> Result<(), Page> {
+        if form::csrf_valid(&self.keys, form, token, now_unix()) {
+            Ok(())
+        } else {
+            Err(error_page(StatusCode::FORBIDDEN))
+        }
+    }
+
+    /// `{web.public_url}{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.config.web.base_url())
+    }
+}
+
+/// All routes with their limits and guards.
+pub fn router(web: State) -> Router {
+    let timeout = Duration::from_secs(web.config.web.request_timeout);
+    Router::new()
+        .merge(home::routes())
+        .merge(register::routes())
+        .merge(confirm::routes())
+        // The one-way form (send.rs) and the opt-out (optout.rs) merge here.
+        .fallback(|| async { error_page(StatusCode::NOT_FOUND) })
+        .method_not_allowed_fallback(|| async { error_page(StatusCode::METHOD_NOT_ALLOWED) })
+        .layer(DefaultBodyLimit::max(web.config.web.max_body))
+        .layer(CatchPanicLayer::custom(|_| {
+            tracing::error!("a web handler panicked");
+            error_page(StatusCode::INTERNAL_SERVER_ERROR).into_response()
+        }))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            web.clone(),
+            guard::guard,
+        ))
+        .with_state(web)
+}

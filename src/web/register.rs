@@ -1,0 +1,223 @@
+//! `GET|POST /register` (fields `alias`, `address`, optional `display_name`) and
+//! `GET|POST /remove` (field `address`). Bad fields come back with the reason next to the
+//! field and the form refilled (422; 409 for an alias that is taken, held or removed).
+//! Whatever the address, an accepted form answers "check your mailbox": nobody can find out
+//! from here who is a member.
+
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Form, State as Extract};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use maud::html;
+use serde::Deserialize;
+
+use super::form::{csrf_field, text_field, Errors, Field};
+use super::page::{error_page, Page};
+use super::State;
+use crate::address::{Alias, RealAddress};
+use crate::signup::SignupError;
+
+pub fn routes() -> Router<State> {
+    Router::new()
+        .route("/register", get(register_form).post(register))
+        .route("/remove", get(remove_form).post(remove))
+}
+
+/// Longest display name accepted.
+const DISPLAY_NAME_MAX: usize = 64;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RegisterFields {
+    pub alias: String,
+    pub address: String,
+    pub display_name: String,
+    pub csrf: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RemoveFields {
+    pub address: String,
+    pub csrf: String,
+}
+
+async fn register_form(Extract(web): Extract<State>) -> Page {
+    register_page(
+        &web,
+        &RegisterFields::default(),
+        &Errors::default(),
+        StatusCode::OK,
+    )
+}
+
+fn register_page(web: &State, f: &RegisterFields, errors: &Errors, status: StatusCode) -> Page {
+    let domain = web.config.domain.as_str();
+    let alias_hint = format!("Your alias will be NAME@{domain}: a-z, 0-9, '.', '-' and '_'.");
+    Page::new(
+        status,
+        "Register an alias",
+        html! {
+            p { "Choose an alias and give the real address it stands for. We mail a confirmation link to that address; the alias is active once you follow it." }
+            form method="post" action="/register" {
+                (csrf_field(&web.csrf("/register")))
+                (text_field(&Field { name: "alias", label: "Alias", kind: "text", value: &f.alias, hint: &alias_hint, required: true, max_len: 64 + 1 + domain.len() }, errors))
+                (text_field(&Field { name: "address", label: "Your real email address", kind: "email", value: &f.address, hint: "Never shown to anyone you write to.", required: true, max_len: 254 }, errors))
+                (text_field(&Field { name: "display_name", label: "Display name (optional)", kind: "text", value: &f.display_name, hint: "Shown next to your alias, e.g. \"Ann\". Leave empty for none.", required: false, max_len: DISPLAY_NAME_MAX }, errors))
+                button type="submit" { "Register" }
+            }
+        },
+    )
+}
+
+/// The display name, if one was given and it is acceptable.
+fn display_name(raw: &str, errors: &mut Errors) -> Option<String> {
+    let name = raw.trim();
+    if name.is_empty() {
+        return None;
+    }
+    if name.chars().count() > DISPLAY_NAME_MAX {
+        errors.add(
+            "display_name",
+            format!("at most {DISPLAY_NAME_MAX} characters"),
+        );
+    } else if name
+        .chars()
+        .any(|c| c.is_control() || matches!(c, '<' | '>' | '@' | '"' | '\\'))
+    {
+        errors.add(
+            "display_name",
+            "may not contain control characters, '<', '>', '@', '\"' or '\\'",
+        );
+    } else {
+        return Some(name.to_string());
+    }
+    None
+}
+
+async fn register(
+    Extract(web): Extract<State>,
+    form: Result<Form<RegisterFields>, FormRejection>,
+) -> Response {
+    let Form(f) = match form {
+        Ok(f) => f,
+        Err(rejection) => return rejection.into_response(),
+    };
+    if let Err(page) = web.check_csrf("/register", &f.csrf) {
+        return page.into_response();
+    }
+    let domain = web.config.domain();
+    let mut errors = Errors::default();
+    let alias = match Alias::parse(f.alias.trim(), &domain) {
+        Ok(a) => Some(a),
+        Err(e) => {
+            errors.add("alias", e.to_string());
+            None
+        }
+    };
+    let real = parse_address(&f.address, &domain, &mut errors);
+    let display = display_name(&f.display_name, &mut errors);
+    let (Some(alias), Some(real)) = (alias, real) else {
+        return register_page(&web, &f, &errors, StatusCode::UNPROCESSABLE_ENTITY).into_response();
+    };
+    if !errors.is_empty() {
+        return register_page(&web, &f, &errors, StatusCode::UNPROCESSABLE_ENTITY).into_response();
+    }
+    match web.signup.request_register(&alias, &real, display).await {
+        Ok(()) => check_mailbox("registration").into_response(),
+        Err(e @ (SignupError::Taken | SignupError::Pending | SignupError::Removed)) => {
+            errors.add("alias", e.to_string());
+            register_page(&web, &f, &errors, StatusCode::CONFLICT).into_response()
+        }
+        Err(e) => failure(e),
+    }
+}
+
+fn parse_address(
+    raw: &str,
+    domain: &crate::address::Domain,
+    errors: &mut Errors,
+) -> Option<RealAddress> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        errors.add("address", "enter your email address");
+        return None;
+    }
+    match RealAddress::parse(raw, domain) {
+        Ok(a) => Some(a),
+        Err(e) => {
+            errors.add("address", e.to_string());
+            None
+        }
+    }
+}
+
+/// The answer to an accepted form, the same for every address.
+fn check_mailbox(what: &str) -> Page {
+    Page::ok(
+        "Check your mailbox",
+        html! {
+            p.notice { "If the address can get this " (what) ", a mail with a confirmation link is on its way to it. Open the link and press the button on its page. The link works once and expires." }
+            p { "No mail after a few minutes? Look in the spam folder. Only a few confirmation mails are sent to one address per day." }
+        },
+    )
+}
+
+/// The page for a failure that is not the visitor's: 429 when the hourly budget is spent,
+/// 500 otherwise (the error is logged, without the address).
+pub fn failure(e: SignupError) -> Response {
+    match e {
+        SignupError::Busy => error_page(StatusCode::TOO_MANY_REQUESTS).into_response(),
+        e => {
+            tracing::error!(error = %e, "web request failed");
+            error_page(StatusCode::INTERNAL_SERVER_ERROR).into_response()
+        }
+    }
+}
+
+async fn remove_form(Extract(web): Extract<State>) -> Page {
+    remove_page(
+        &web,
+        &RemoveFields::default(),
+        &Errors::default(),
+        StatusCode::OK,
+    )
+}
+
+fn remove_page(web: &State, f: &RemoveFields, errors: &Errors, status: StatusCode) -> Page {
+    Page::new(
+        status,
+        "Remove your alias",
+        html! {
+            p { "Give the real address your alias stands for. We mail it a link; the alias is removed once you follow it and press the button. A removed alias is never given to anyone else." }
+            form method="post" action="/remove" {
+                (csrf_field(&web.csrf("/remove")))
+                (text_field(&Field { name: "address", label: "Your real email address", kind: "email", value: &f.address, hint: "", required: true, max_len: 254 }, errors))
+                button type="submit" { "Send the removal link" }
+            }
+        },
+    )
+}
+
+async fn remove(
+    Extract(web): Extract<State>,
+    form: Result<Form<RemoveFields>, FormRejection>,
+) -> Response {
+    let Form(f) = match form {
+        Ok(f) => f,
+        Err(rejection) => return rejection.into_response(),
+    };
+    if let Err(page) = web.check_csrf("/remove", &f.csrf) {
+        return page.into_response();
+    }
+    let mut errors = Errors::default();
+    let Some(real) = parse_address(&f.address, &web.config.domain(), &mut errors) else {
+        return remove_page(&web, &f, &errors, StatusCode::UNPROCESSABLE_ENTITY).into_response();
+    };
+    match web.signup.request_remove(&real).await {
+        Ok(()) => check_mailbox("removal link").into_response(),
+        Err(e) => failure(e),
+    }
+}
