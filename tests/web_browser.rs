@@ -28,11 +28,7 @@ const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-ac
 #[tokio::test]
 async fn a_person_uses_every_form_in_a_real_browser_without_javascript() {
     let sink = Sink::start(SinkMode::Accept).await;
-    let web_port = harness::free_port();
-    let origin = format!("http://127.0.0.1:{web_port}");
-    let extra = format!("web.listen = \"127.0.0.1:{web_port}\"\nweb.public_url = \"{origin}\"");
-    let svc = Service::start(sink.port, &extra).await;
-    wait_for_web(web_port).await;
+    let (svc, origin) = start_service(&sink).await;
     let mut b = Browser::start(&origin, 320).await;
 
     home(&mut b).await;
@@ -290,15 +286,14 @@ fn link_in(mail: &Delivered, origin: &str, prefix: &str) -> String {
         .to_string()
 }
 
-async fn wait_for_web(port: u16) {
-    for _ in 0..250 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("the web server does not listen on {port}");
+/// The service with `web.public_url` on its own web port, so that mailed links lead back to it.
+async fn start_service(sink: &Sink) -> (Service, String) {
+    let mut svc = Service::prepare(sink.port, "");
+    let origin = format!("http://127.0.0.1:{}", svc.web_port);
+    let extra = format!("web.public_url = \"{origin}\"");
+    let data = svc.dir.join("data");
+    let config = Service::config_with_web(svc.smtp_port, svc.web_port, sink.port, &data, &extra);
+    std::fs::write(&svc.config_path, config).unwrap();
+    svc.spawn().await;
+    (svc, origin)
 }
