@@ -91,6 +91,19 @@ pub struct WebConfig {
     /// The address people use (clear-web `https://…` or an onion address); links in mails
     /// are `{public_url}/confirm/{token}`.
     pub public_url: String,
+    /// Who runs the service, named in the footer of every one-way message.
+    pub operator: Option<String>,
+    /// The one-way anonymous form (`/send`) is on.
+    pub one_way: bool,
+    /// Largest one-way message body, in bytes.
+    pub one_way_max_body: usize,
+    /// One-way messages one address may receive per day (UTC).
+    pub one_way_per_recipient_per_day: u32,
+    /// One-way messages the service sends per hour, in all.
+    pub one_way_per_hour: u32,
+    /// One-way messages (and opt-out requests) one client may send per hour; kept in
+    /// memory only, under a hash of the client address.
+    pub one_way_per_client_per_hour: u32,
     /// When the service is also an onion service: its `http://….onion` address, sent as the
     /// `Onion-Location` header so Tor Browser offers it.
     pub onion_location: Option<String>,
@@ -115,6 +128,12 @@ impl Default for WebConfig {
         WebConfig {
             listen: "127.0.0.1:8080".parse().unwrap(),
             public_url: "http://127.0.0.1:8080".into(),
+            operator: None,
+            one_way: true,
+            one_way_max_body: 10 * 1024,
+            one_way_per_recipient_per_day: 3,
+            one_way_per_hour: 100,
+            one_way_per_client_per_hour: 5,
             onion_location: None,
             token_hours: 24,
             mails_per_address_day: 3,
@@ -340,6 +359,11 @@ impl Config {
                 "delivery.per_destination and workers must be >= 1".into(),
             ));
         }
+        if self.web.one_way_max_body == 0 || self.web.one_way_max_body > 1024 * 1024 {
+            return Err(ConfigError::Invalid(
+                "web.one_way_max_body must be between 1 and 1048576 bytes".into(),
+            ));
+        }
         if !(self.web.public_url.starts_with("http://")
             || self.web.public_url.starts_with("https://"))
         {
@@ -381,6 +405,14 @@ impl Config {
             .postmaster
             .as_deref()
             .and_then(|a| crate::address::RealAddress::parse(a, &domain).ok())
+    }
+
+    /// Who runs the service, as the one-way footer names it (`web.operator`, else the domain).
+    pub fn operator(&self) -> String {
+        match self.web.operator.as_deref().map(str::trim) {
+            Some(o) if !o.is_empty() => o.to_string(),
+            _ => format!("the operator of {}", self.domain),
+        }
     }
 
     pub fn hostname(&self) -> String {

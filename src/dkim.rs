@@ -59,6 +59,8 @@ pub const SIGNED_HEADERS: &[&str] = &[
     "Content-Type",
     "Content-Transfer-Encoding",
     "Reply-To",
+    "List-Unsubscribe",
+    "List-Unsubscribe-Post",
 ];
 
 #[derive(Debug, Error)]

@@ -1,7 +1,8 @@
 //! The service's secrets: one master key in `DATA_DIR/keys/master.key` (0600, created on
 //! first start, never in the database) and the keys derived from it for each purpose:
 //! sealing real addresses (XChaCha20-Poly1305), the keyed lookup hash of an address, opaque
-//! thread IDs, the marker on mail the service sent, and bounce-address tokens.
+//! thread IDs, the marker on mail the service sent, bounce-address tokens, and the opt-out
+//! hash, opt-out links and send counts of the one-way form.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -43,6 +44,13 @@ pub enum Purpose {
     Marker,
     Bounce,
     Token,
+    /// The keyed hash an opt-out is stored as (not the alias lookup hash, so the two tables
+    /// cannot be joined).
+    OptOut,
+    /// The MAC that makes an opt-out link a proof of receipt.
+    OptOutLink,
+    /// The keyed hash one-way send counts are kept under.
+    SendCount,
     /// The signed CSRF token of a web form.
     Csrf,
     /// The per-address counter of confirmation mails.
@@ -60,6 +68,9 @@ impl Purpose {
             Purpose::Marker => b"remailer/marker/v1",
             Purpose::Bounce => b"remailer/bounce/v1",
             Purpose::Token => b"remailer/token/v1",
+            Purpose::OptOut => b"remailer/opt-out/v1",
+            Purpose::OptOutLink => b"remailer/opt-out-link/v1",
+            Purpose::SendCount => b"remailer/send-count/v1",
             Purpose::Csrf => b"remailer/csrf/v1",
             Purpose::MailLimit => b"remailer/mail-limit/v1",
             Purpose::Client => b"remailer/client/v1",

@@ -5,7 +5,8 @@
 //! SPF/DKIM/DMARC) → [`rewrite`] (pure message rewriting, driven by [`remail`]) → [`spool`]
 //! (durable queue) → [`delivery`] (SMTP client, retries, notices; signed by [`dkim`]).
 //! What comes back to bounce addresses ([`bounce`]) is read by [`dsn`] and handled by
-//! [`bounces`]; [`notices`] are the messages the service writes itself.
+//! [`bounces`]; [`notices`] are the messages the service writes itself; [`oneway`] is the
+//! one-way anonymous form and recipient opt-out.
 //! Around it: [`members`] and [`store`] (aliases with sealed addresses, SQLite through one
 //! trait), [`keys`] (secrets), [`config`], [`address`] (validated address types),
 //! [`dns_records`] (what to publish) and [`service`] (wiring for `serve`). On the web side:
@@ -23,6 +24,7 @@ pub mod intake;
 pub mod keys;
 pub mod members;
 pub mod notices;
+pub mod oneway;
 pub mod policy;
 pub mod remail;
 pub mod rewrite;

@@ -1,5 +1,5 @@
-//! The `remailer` binary: `serve` runs the service (SMTP and the web forms); `alias`, `queue`
-//! and `dns` are the admin commands (ARCHITECTURE.md §5). Errors reach the user as one
+//! The `remailer` binary: `serve` runs the service (SMTP and the web forms); `alias`, `queue`,
+//! `opt-out` and `dns` are the admin commands (ARCHITECTURE.md §5). Errors reach the user as one
 //! `error:` line and a non-zero exit code.
 
 use std::path::PathBuf;
@@ -11,6 +11,7 @@ use remailer::address::{Alias, RealAddress};
 use remailer::config::Config;
 use remailer::dkim::DkimKeys;
 use remailer::dns_records::{self, CheckStatus};
+use remailer::oneway::OptOuts;
 use remailer::service;
 use remailer::spool::Spool;
 
@@ -52,6 +53,9 @@ enum Command {
     /// Inspect and retry the queue.
     #[command(subcommand)]
     Queue(QueueCommand),
+    /// Addresses that receive no one-way mail (stored only as keyed hashes).
+    #[command(subcommand)]
+    OptOut(OptOutCommand),
     /// Print the DNS records to publish (zone-file lines); `dns check` verifies them.
     Dns {
         #[command(subcommand)]
@@ -77,6 +81,18 @@ enum AliasCommand {
     Activate { name: String },
     /// Add many aliases from a file of `NAME REAL_ADDRESS` lines ('-' for standard input).
     Import { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum OptOutCommand {
+    /// Never send one-way mail to ADDRESS again (no confirmation mail is sent).
+    Add { address: String },
+    /// Allow one-way mail to ADDRESS again.
+    Remove { address: String },
+    /// Say whether ADDRESS has opted out (exit code 1 when not).
+    Check { address: String },
+    /// How many addresses have opted out (the list itself holds only hashes).
+    Count,
 }
 
 #[derive(Subcommand)]
@@ -142,6 +158,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Serve => Ok(service::serve(config).await?),
         Command::Alias(cmd) => alias(&config, cmd).await,
         Command::Queue(cmd) => queue(&config, cmd).await,
+        Command::OptOut(cmd) => opt_out(&config, cmd).await,
         Command::Dns { command } => dns(&config, command).await,
     }
 }
@@ -209,6 +226,39 @@ async fn alias(config: &Config, cmd: AliasCommand) -> Result<()> {
             }
             println!("added {added} aliases");
         }
+    }
+    Ok(())
+}
+
+async fn opt_out(config: &Config, cmd: OptOutCommand) -> Result<()> {
+    let (keys, members) = service::open_members(config).await?;
+    let list = OptOuts::new(members.store().clone(), keys);
+    let parse = |a: &str| RealAddress::parse_any(a).context("address");
+    match cmd {
+        OptOutCommand::Add { address } => {
+            let new = list.add(&parse(&address)?).await?;
+            println!(
+                "{}",
+                if new {
+                    "opted out"
+                } else {
+                    "already opted out"
+                }
+            );
+        }
+        OptOutCommand::Remove { address } => {
+            if !list.remove(&parse(&address)?).await? {
+                bail!("that address has not opted out");
+            }
+            println!("removed the opt-out");
+        }
+        OptOutCommand::Check { address } => {
+            if !list.contains(&parse(&address)?).await? {
+                bail!("not opted out");
+            }
+            println!("opted out");
+        }
+        OptOutCommand::Count => println!("{} opted out", list.count().await?),
     }
     Ok(())
 }

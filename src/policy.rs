@@ -4,6 +4,7 @@
 //! - a message to an alias must come from a member's real address (else 550 5.7.1 with an
 //!   explanation and the registration URL);
 //! - a member may not write to their own alias; bounces go only to bounce addresses;
+//! - `no-reply@DOMAIN` (the sender of one-way mail) accepts nothing, with an explanation;
 //! - the message must really come from the member's address: SPF at MAIL FROM, DKIM and
 //!   DMARC after DATA ([`crate::sender_auth`], per `policy.sender_auth`).
 
@@ -147,6 +148,9 @@ impl Policy {
         {
             return Ok(Recipient::Postmaster);
         }
+        if local.eq_ignore_ascii_case(crate::oneway::NO_REPLY) {
+            return Err(no_reply());
+        }
         if local.len() > 2 && local[..2].eq_ignore_ascii_case("b+") {
             let token =
                 BounceToken::verify(local, self.members.keys(), now_unix()).ok_or_else(|| {
@@ -206,6 +210,16 @@ impl Policy {
             ),
         )
     }
+}
+
+/// The refusal for replies to one-way mail: nobody can be reached through that address.
+fn no_reply() -> Reply {
+    Reply::new(
+        550,
+        [5, 7, 1],
+        "This address only sends messages written in this service's anonymous web form.\n\
+         It accepts no mail: the sender of such a message is unknown, and cannot be replied to.",
+    )
 }
 
 fn no_such_alias() -> Reply {

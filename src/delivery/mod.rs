@@ -280,13 +280,26 @@ impl Delivery {
 
     /// Signs and queues a message from the service to a member (null envelope sender).
     pub async fn queue_notice(&self, to: &RealAddress, message: Vec<u8>) -> Result<(), String> {
+        self.queue_signed(String::new(), to, message)
+            .await
+            .map(drop)
+    }
+
+    /// Signs and queues a message the service writes, with envelope sender `mail_from`
+    /// (empty for the null sender); returns its queue id. Its failure notifies nobody.
+    pub async fn queue_signed(
+        &self,
+        mail_from: String,
+        to: &RealAddress,
+        message: Vec<u8>,
+    ) -> Result<String, String> {
         let mut signed = self.inner.dkim.sign(&message).map_err(|e| e.to_string())?;
         signed.extend_from_slice(&message);
         let entry = Entry {
             id: Spool::new_id(),
             envelope: Envelope {
                 kind: Kind::Notice,
-                mail_from: String::new(),
+                mail_from,
                 rcpt: to.expose(),
                 recipient_alias: None,
                 sender_id: None,
@@ -303,8 +316,9 @@ impl Delivery {
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
+        let id = entries[0].id.clone();
         self.enqueue(entries);
-        Ok(())
+        Ok(id)
     }
 }
 

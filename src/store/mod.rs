@@ -60,6 +60,18 @@ impl AliasState {
 /// of the alias that wrote the original (its links go when the alias is removed).
 pub type ThreadLink = (String, Vec<u8>, i64, i64);
 
+/// One fixed-window counter to take a unit from (one-way form limits): `kind` names the
+/// limit, `key` is a keyed hash (empty for a global limit), `period` the day or hour number.
+#[derive(Debug, Clone)]
+pub struct SendCounter {
+    pub kind: &'static str,
+    pub key: Vec<u8>,
+    pub period: i64,
+    pub limit: u32,
+    /// Unix seconds after which the row may be purged.
+    pub expires_at: i64,
+}
+
 /// One row of the alias table, as stored.
 #[derive(Debug, Clone)]
 pub struct AliasRecord {
@@ -145,6 +157,19 @@ pub trait Store: Send + Sync {
     /// Deletes expired map entries; returns how many.
     async fn purge_threads(&self, now: i64) -> Result<u64, StoreError>;
 
+    // --- one-way form and opt-out (src/oneway) ---
+    /// Records an opt-out (keyed hash of the address); false when it was already there.
+    async fn add_opt_out(&self, address_hash: &[u8], now: i64) -> Result<bool, StoreError>;
+    /// Removes an opt-out; false when there was none.
+    async fn remove_opt_out(&self, address_hash: &[u8]) -> Result<bool, StoreError>;
+    async fn is_opted_out(&self, address_hash: &[u8]) -> Result<bool, StoreError>;
+    async fn count_opt_outs(&self) -> Result<i64, StoreError>;
+    /// Takes one unit from every counter, all or none, in one transaction. `Ok(None)` when
+    /// all were below their limit (and are now counted), `Ok(Some(i))` when counter `i` was
+    /// at its limit (and nothing was counted).
+    async fn take_sends(&self, counters: &[SendCounter]) -> Result<Option<usize>, StoreError>;
+    /// Deletes counters whose window has passed; returns how many.
+    async fn purge_send_counts(&self, now: i64) -> Result<u64, StoreError>;
     // Self-service on the web. `insert_alias` refuses a removed name (`AliasRetired`).
 
     /// Whether `name` is free, taken, held by a pending registration, or removed.

@@ -11,7 +11,8 @@ use sqlx::sqlite::{
 use sqlx::Row;
 
 use super::{
-    AliasRecord, AliasState, NameStatus, PendingKind, PendingRecord, Store, StoreError, ThreadLink,
+    AliasRecord, AliasState, NameStatus, PendingKind, PendingRecord, SendCounter, Store,
+    StoreError, ThreadLink,
 };
 use crate::address::AliasName;
 
@@ -204,6 +205,73 @@ impl Store for SqliteStore {
 
     async fn purge_threads(&self, now: i64) -> Result<u64, StoreError> {
         let r = sqlx::query("DELETE FROM thread_map WHERE expires_at <= ?")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
+    // --- one-way form and opt-out (src/oneway) ---
+    async fn add_opt_out(&self, address_hash: &[u8], now: i64) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "INSERT INTO opt_outs (address_hash, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(address_hash)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn remove_opt_out(&self, address_hash: &[u8]) -> Result<bool, StoreError> {
+        let r = sqlx::query("DELETE FROM opt_outs WHERE address_hash = ?")
+            .bind(address_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn is_opted_out(&self, address_hash: &[u8]) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT 1 FROM opt_outs WHERE address_hash = ?")
+            .bind(address_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    async fn count_opt_outs(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) FROM opt_outs")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.get(0))
+    }
+
+    async fn take_sends(&self, counters: &[SendCounter]) -> Result<Option<usize>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for (i, c) in counters.iter().enumerate() {
+            let taken = sqlx::query(
+                "INSERT INTO send_counts (kind, key, period, count, expires_at) VALUES (?, ?, ?, 1, ?) \
+                 ON CONFLICT (kind, key, period) DO UPDATE SET count = count + 1 WHERE count < ? \
+                 RETURNING count",
+            )
+            .bind(c.kind)
+            .bind(&c.key)
+            .bind(c.period)
+            .bind(c.expires_at)
+            .bind(i64::from(c.limit))
+            .fetch_optional(&mut *tx)
+            .await?;
+            if taken.is_none() || c.limit == 0 {
+                tx.rollback().await?;
+                return Ok(Some(i));
+            }
+        }
+        tx.commit().await?;
+        Ok(None)
+    }
+
+    async fn purge_send_counts(&self, now: i64) -> Result<u64, StoreError> {
+        let r = sqlx::query("DELETE FROM send_counts WHERE expires_at <= ?")
             .bind(now)
             .execute(&self.pool)
             .await?;

@@ -45,6 +45,11 @@ async fn index(axum::extract::State(web): axum::extract::State<State>) -> Page {
                 li { "To stop, " a href="/remove" { "remove your alias" } ", again confirmed by mail. A removed alias is never given to anyone else." }
             }
             p { "Mail from addresses that are not registered is refused, with a note that points here." }
+            h2 { "One anonymous message, without an alias" }
+            p {
+                "The " a href="/send" { "one-way form" } " sends a single plain-text message to any address that has not opted out. "
+                "It cannot be answered. To receive no such messages, " a href="/opt-out" { "opt out" } "."
+            }
         },
     )
 }

@@ -3,7 +3,8 @@
 //!
 //! One file per route group, each with a `routes()` merged in [`router`]: [`home`] (`/`,
 //! `/healthz`, `/style.css`), [`register`] (`/register`, `/remove`), [`confirm`]
-//! (`/confirm/{token}`). Shared pieces: [`page`] (layout, error pages), [`form`] (CSRF,
+//! (`/confirm/{token}`), [`send`] (`/send`, the one-way form), [`optout`] (`/opt-out`,
+//! `/opt-out/{token}`). Shared pieces: [`page`] (layout, error pages), [`form`] (CSRF,
 //! fields), [`guard`] (security headers on every response, error pages for every plain
 //! answer), [`server`] (connections, limits, graceful shutdown).
 
@@ -11,8 +12,10 @@ pub mod confirm;
 pub mod form;
 pub mod guard;
 pub mod home;
+pub mod optout;
 pub mod page;
 pub mod register;
+pub mod send;
 pub mod server;
 
 use std::sync::Arc;
@@ -29,6 +32,7 @@ use crate::config::Config;
 use crate::delivery::Delivery;
 use crate::keys::Keys;
 use crate::members::Members;
+use crate::oneway::OneWay;
 use crate::signup::Signup;
 use crate::store::now_unix;
 
@@ -42,6 +46,7 @@ pub struct Web {
     pub members: Members,
     pub delivery: Delivery,
     pub signup: Signup,
+    pub oneway: OneWay,
 }
 
 /// The state type of every route group.
@@ -50,7 +55,14 @@ pub type State = Arc<Web>;
 impl Web {
     pub fn new(config: Arc<Config>, keys: Arc<Keys>, members: Members, delivery: Delivery) -> Self {
         let signup = Signup::new(config.clone(), members.clone(), delivery.clone());
+        let oneway = OneWay::new(
+            config.clone(),
+            members.clone(),
+            keys.clone(),
+            delivery.clone(),
+        );
         Web {
+            oneway,
             config,
             keys,
             members,
@@ -86,7 +98,8 @@ pub fn router(web: State) -> Router {
         .merge(home::routes())
         .merge(register::routes())
         .merge(confirm::routes())
-        // The one-way form (send.rs) and the opt-out (optout.rs) merge here.
+        .merge(send::routes())
+        .merge(optout::routes())
         .fallback(|| async { error_page(StatusCode::NOT_FOUND) })
         .method_not_allowed_fallback(|| async { error_page(StatusCode::METHOD_NOT_ALLOWED) })
         .layer(DefaultBodyLimit::max(web.config.web.max_body))

@@ -63,6 +63,10 @@ pub fn layout(title: &str, body: Markup) -> Markup {
                         a href="/register" { "Register" }
                         " "
                         a href="/remove" { "Remove" }
+                        " "
+                        a href="/send" { "Send" }
+                        " "
+                        a href="/opt-out" { "Opt out" }
                     }
                 }
                 main {
