@@ -194,7 +194,7 @@ async fn opt_out_form(b: &mut Browser, sink: &Sink) {
     let sent = b.check_page("opt-out-sent").await;
     assert_eq!(sent.status, 200, "{}", sent.text);
     let mail = wait_mails(sink, OTHER, 1).await.remove(0);
-    let link = link_in(&mail, &b.origin, "/");
+    let link = link_in(&mail, &b.origin, "/opt-out/");
     b.open(&link).await;
     b.check_page("opt-out-confirm").await;
     b.submit(None).await;

@@ -188,7 +188,8 @@ impl Browser {
         let ctx = format!("page {name} ({url})");
         assert!(
             requests.iter().any(|r| same_page(r, &url)),
-            "{ctx}: the network log does not show the page itself: {requests:?}"
+            "{ctx}: the network log does not show the page itself (no new page loaded? a \
+             form the browser refused to submit?): {requests:?}"
         );
         for r in &requests {
             assert!(
