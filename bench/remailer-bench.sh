@@ -6,7 +6,8 @@
 # Durability is the service's own: every message is fsynced to the spool before its 250.
 #
 # usage: bench/remailer-bench.sh start|stop
-#   env: PORT=2700 SINK_PORT=2626 RUN_DIR=/tmp/remailer-bench/rust
+#   env: PORT=2700 SINK_PORT=2626 WEB_PORT=2780 RUN_DIR=/tmp/remailer-bench/rust
+#        (WEB_PORT: the web forms, web.listen; bench/web-bench.sh loads them)
 #        AUTH=1: inbound sender authentication on (policy.sender_auth = "dmarc"), against a
 #        loopback DNS server (bench/dns-server.py on DNS_PORT=5354) that publishes SPF and
 #        DMARC for real.test. Outbound DKIM signing (RSA-2048 + Ed25519) is always on.
@@ -17,6 +18,7 @@ SINK_PORT=${SINK_PORT:-2626}
 RUN_DIR=${RUN_DIR:-/tmp/remailer-bench/rust}
 AUTH=${AUTH:-0}
 DNS_PORT=${DNS_PORT:-5354}
+WEB_PORT=${WEB_PORT:-2780}
 BIN=$ROOT/target/release/remailer
 die() { echo "remailer-bench.sh: $*" >&2; exit 2; }
 
@@ -53,6 +55,10 @@ listen = ["127.0.0.1:$PORT"]
 hostname = "remailer.test"
 max_connections = 1000
 max_connections_per_client = 1000   # the bench drives every session from 127.0.0.1
+
+[web]
+listen = "127.0.0.1:$WEB_PORT"
+public_url = "http://127.0.0.1:$WEB_PORT"
 
 [delivery]
 relay = "127.0.0.1:$SINK_PORT"

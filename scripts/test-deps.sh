@@ -3,7 +3,8 @@
 # module is missing. Used by developers and CI (`bash scripts/test-deps.sh`).
 #
 # Python (tests/dkim_verify.py): dkimpy, the independent DKIM verifier; PyNaCl for its
-# ed25519-sha256 support; dnspython, which dkimpy imports.
+# ed25519-sha256 support; dnspython, which dkimpy imports. Debian: chromium and
+# chromium-driver for the real-browser test (see the end of this file).
 set -euo pipefail
 
 PYTHON="${PYTHON:-python3}"
@@ -29,4 +30,24 @@ if ((${#missing[@]})); then
     pip_install "${missing[@]}"
 else
     echo "test-deps: python modules present (dkim, dns, nacl)" >&2
+fi
+
+# Debian packages (tests/web_browser.rs): chromium and its WebDriver server, chromium-driver,
+# drive the web pages in a real browser. apt-get runs only when one is missing, and
+# `apt-get update` only when the install fails without it (a fresh image has no lists).
+deb_missing=()
+[[ -x /usr/bin/chromium ]] || deb_missing+=(chromium)
+[[ -x /usr/bin/chromedriver ]] || deb_missing+=(chromium-driver)
+
+if ((${#deb_missing[@]})); then
+    echo "test-deps: installing ${deb_missing[*]} (Debian)" >&2
+    SUDO=()
+    ((EUID == 0)) || SUDO=(sudo)
+    export DEBIAN_FRONTEND=noninteractive
+    apt_install() {
+        "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${deb_missing[@]}"
+    }
+    apt_install || { "${SUDO[@]}" apt-get update -q && apt_install; }
+else
+    echo "test-deps: chromium and chromedriver present" >&2
 fi
