@@ -277,6 +277,19 @@ fn parts_after_nested_forwards_are_kept() {
 }
 
 #[test]
+fn parts_after_forwards_that_end_together_are_kept() {
+    let text = texts(&output_of("nested_forwards_ending_together"));
+    for want in [
+        "text at level 1",
+        "text at level 3",
+        "Innermost text",
+        "HTML after four levels",
+    ] {
+        assert!(text.contains(want), "lost {want:?}:\n{text}");
+    }
+}
+
+#[test]
 fn undeclared_8bit_text_is_read_as_mail_clients_read_it() {
     let out = output_of("undeclared_8bit_us_ascii");
     let text = texts(&out);
