@@ -3,7 +3,8 @@
 //! The crate reads like its pipeline:
 //! [`intake`] (SMTP server) → [`policy`] (who may send; with [`sender_auth`] for
 //! SPF/DKIM/DMARC) → [`rewrite`] (pure message rewriting, driven by [`remail`]) → [`spool`]
-//! (durable queue) → [`delivery`] (SMTP client, retries, notices; signed by [`dkim`]).
+//! (durable queue) → [`delivery`] (SMTP client, retries, notices; signed by [`dkim`]); every
+//! byte stream sent has the [`wire`] form (CRLF only, dot-stuffed).
 //! What comes back to bounce addresses ([`bounce`]) is read by [`dsn`] and handled by
 //! [`bounces`]; [`notices`] are the messages the service writes itself; [`oneway`] is the
 //! one-way anonymous form and recipient opt-out.
@@ -34,6 +35,7 @@ pub mod signup;
 pub mod spool;
 pub mod store;
 pub mod web;
+pub mod wire;
 
 /// Selects rustls's crypto provider (ring) for the process. Idempotent; called before any TLS
 /// configuration is built, since more than one provider is compiled in through dependencies.

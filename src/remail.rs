@@ -390,8 +390,7 @@ impl Job {
             Err(e @ RewriteError::Signed) => return Err(Reply::new(550, [5, 7, 1], e.to_string())),
             Err(e) => return Err(Reply::new(550, [5, 6, 0], e.to_string())),
         };
-        let mut signed = self.dkim.sign(&rewritten.message).map_err(local_error)?;
-        signed.extend_from_slice(&rewritten.message);
+        let signed = crate::wire::seal(&self.dkim, &rewritten.message).map_err(local_error)?;
         let message = Arc::new(signed);
         let now = now_unix();
         let entries: Vec<Entry> = self

@@ -2,6 +2,7 @@
 """Verify every DKIM-Signature of a message with dkimpy, an implementation independent of ours.
 
 Usage: dkim_verify.py MESSAGE_FILE ZONE_FILE
+       dkim_verify.py --batch ZONE_FILE MESSAGE_FILE...
 
 The public keys come only from ZONE_FILE: the zone-file lines that `remailer dns` prints
 (`NAME. TTL IN TXT "part" "part"...`), fed to dkimpy through its `dnsfunc` hook, so nothing is
@@ -9,10 +10,17 @@ looked up on the network and the check uses exactly what an operator would publi
 
 Prints one line per signature, `<index> <a=> <d=> <s=> ok|FAIL`, and exits 0 when there is at
 least one signature and all of them verify, 1 otherwise, 2 on a usage or input error.
+
+With --batch, every message is checked in the one process and one JSON line is printed per
+message, `{"file": ..., "ok": true|false, "report": "..."}`; the exit code is 0 when they
+could all be checked (whatever the results), 2 otherwise.
 """
 
+import io
+import json
 import re
 import sys
+from contextlib import redirect_stderr, redirect_stdout
 
 import dkim
 
@@ -51,7 +59,26 @@ def signature_tags(message, index):
     return tags.get(b"a", b"?").decode(), tags.get(b"d", b"?").decode(), tags.get(b"s", b"?").decode()
 
 
+def batch(zone_file, message_files):
+    with open(zone_file, encoding="utf-8") as f:
+        dnsfunc = make_dnsfunc(parse_zone(f.read()))
+    for name in message_files:
+        with open(name, "rb") as f:
+            message = f.read()
+        report = io.StringIO()
+        with redirect_stdout(report), redirect_stderr(report):
+            try:
+                ok = verify_all(message, dnsfunc) == 0
+            except Exception as e:  # a message dkimpy cannot even read did not verify
+                print(f"dkim_verify.py: {type(e).__name__}: {e}")
+                ok = False
+        print(json.dumps({"file": name, "ok": ok, "report": report.getvalue()}))
+    return 0
+
+
 def main(argv):
+    if len(argv) >= 3 and argv[1] == "--batch":
+        return batch(argv[2], argv[3:])
     if len(argv) != 3:
         print(__doc__, file=sys.stderr)
         return 2
@@ -59,6 +86,10 @@ def main(argv):
         message = f.read()
     with open(argv[2], encoding="utf-8") as f:
         dnsfunc = make_dnsfunc(parse_zone(f.read()))
+    return verify_all(message, dnsfunc)
+
+
+def verify_all(message, dnsfunc):
     count = len(re.findall(rb"(?im)^dkim-signature:", message.split(b"\r\n\r\n", 1)[0]))
     if count == 0:
         print("no DKIM-Signature header", file=sys.stderr)

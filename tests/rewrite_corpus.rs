@@ -4,15 +4,23 @@
 //! well-formed, and that the text is kept (each fixture carries a `KEEP:<name>` marker).
 //!
 //! Fixtures named `signed_*` must be refused as signed, and pass once signatures are stripped.
+//!
+//! Properties over every output of the corpus: every non-text attachment's decoded bytes are
+//! the input's; every output, DKIM-signed by the service's own signer, verifies with dkimpy
+//! (an independent implementation; one batch run). Some fixture classes also have their
+//! content checked against what the fixture was made from.
 
 #[path = "fixtures/rewrite/support.rs"]
 mod support;
 
+#[path = "support/dkimpy.rs"]
+mod dkimpy;
+
 use std::fs;
 use std::path::PathBuf;
 
-use remailer::rewrite::{rewrite, scan, RewriteError};
-use support::{check_output, fixture_context, Cast};
+use remailer::rewrite::{parse, rewrite, scan, RewriteError};
+use support::{attachments, check_output, fixture_context, Cast};
 
 fn fixtures() -> Vec<(String, Vec<u8>)> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rewrite");
@@ -92,4 +100,227 @@ fn rewriting_is_deterministic_and_loops_are_caught() {
             "{stem}"
         );
     }
+}
+
+/// Every successful rewrite of the corpus: (fixture, strip, input, output).
+fn outputs() -> Vec<(String, bool, Vec<u8>, Vec<u8>)> {
+    let cast = Cast::new();
+    let mut out = Vec::new();
+    for (stem, raw) in fixtures() {
+        let scanned = scan(&raw);
+        for strip in [false, true] {
+            let holder = fixture_context(&cast, &scanned, strip);
+            if let Ok(r) = rewrite(&raw, &holder.context(), &cast.dir) {
+                out.push((stem.clone(), strip, raw.clone(), r.message));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_non_text_attachment_keeps_its_decoded_bytes() {
+    let mut failures = Vec::new();
+    let mut compared = 0;
+    for (stem, strip, input, output) in outputs() {
+        let before = attachments(&parse(&input).unwrap(), strip);
+        let after = attachments(&parse(&output).unwrap(), strip);
+        compared += before.len();
+        if before.len() != after.len() {
+            failures.push(format!(
+                "{stem} (strip={strip}): {} attachments in, {} out: {:?} / {:?}",
+                before.len(),
+                after.len(),
+                before.iter().map(|a| &a.content_type).collect::<Vec<_>>(),
+                after.iter().map(|a| &a.content_type).collect::<Vec<_>>()
+            ));
+            continue;
+        }
+        for (n, (b, a)) in before.iter().zip(&after).enumerate() {
+            if a != b {
+                failures.push(format!(
+                    "{stem} (strip={strip}) attachment {n} ({} -> {}): {} bytes in, {} out",
+                    b.content_type,
+                    a.content_type,
+                    b.bytes.len(),
+                    a.bytes.len()
+                ));
+            }
+        }
+    }
+    assert!(compared >= 15, "only {compared} attachments compared");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn every_output_verifies_with_dkimpy() {
+    use remailer::address::Domain;
+    use remailer::config::Config;
+    use remailer::dkim::DkimKeys;
+    use remailer::dns_records;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::local_defaults();
+    config.domain = "remailer.test".into();
+    config.data_dir = dir.path().to_path_buf();
+    config.smtp.hostname = Some("mx.remailer.test".into());
+    let domain = Domain::parse("remailer.test").unwrap();
+    let keys = DkimKeys::load_or_create(dir.path(), &domain, &config.dkim.selector).unwrap();
+    let zone = dns_records::format_zone(&dns_records::records(&config, &keys));
+    let outputs = outputs();
+    let signed: Vec<Vec<u8>> = outputs
+        .iter()
+        .map(|(_, _, _, message)| {
+            // The signer as it is, on the output as it is: no normalisation in between.
+            let mut s = keys.sign(message).unwrap();
+            s.extend_from_slice(message);
+            s
+        })
+        .collect();
+    let results = dkimpy::verify_many(dir.path(), &signed, &zone);
+    let failures: Vec<String> = outputs
+        .iter()
+        .zip(&results)
+        .filter(|(_, (ok, _))| !ok)
+        .map(|((stem, strip, _, _), (_, report))| format!("{stem} (strip={strip}): {report}"))
+        .collect();
+    assert!(outputs.len() >= 40, "{} outputs", outputs.len());
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The output of fixture `stem` (not signed), parsed.
+fn output_of(stem: &str) -> Vec<u8> {
+    let (_, raw) = fixtures().into_iter().find(|(s, _)| s == stem).unwrap();
+    let cast = Cast::new();
+    let holder = fixture_context(&cast, &scan(&raw), false);
+    let out = rewrite(&raw, &holder.context(), &cast.dir).unwrap().message;
+    assert!(check_output(&raw, &out, &format!("KEEP:{stem}")).is_empty());
+    out
+}
+
+fn attachment_bytes(output: &[u8]) -> Vec<Vec<u8>> {
+    let msg = parse(output).unwrap();
+    attachments(&msg, false)
+        .into_iter()
+        .map(|a| a.bytes)
+        .collect()
+}
+
+/// All decoded text of an output (text and HTML parts, embedded messages included).
+fn texts(output: &[u8]) -> String {
+    let mut s = String::new();
+    support::visible_text(&parse(output).unwrap(), &mut s);
+    s
+}
+
+#[test]
+fn a_uuencoded_attachment_arrives_as_the_file() {
+    let mut file: Vec<u8> = (0..=255u8).cycle().take(768).collect();
+    file.extend_from_slice(b"\x00\r\n\r\rtrailing  \t");
+    let out = output_of("uuencode_attachment");
+    assert_eq!(attachment_bytes(&out), vec![file]);
+    assert!(!String::from_utf8_lossy(&out).contains("begin 644"));
+}
+
+#[test]
+fn a_quoted_printable_attachment_keeps_its_trailing_whitespace() {
+    let out = output_of("qp_binary_trailing_whitespace");
+    let want: &[u8] = b"line one ends with a space \r\ntab at the end\t\r\n\
+two spaces before a soft break  continued \r\n\r bare CR inside\rthere\r\n\
+\x00\xff\x80binary  \r\n.dot line\r\nlast line with trailing spaces  ";
+    let got = attachment_bytes(&out);
+    assert_eq!(got.first().map(Vec::as_slice), Some(want));
+    assert_eq!(got.get(1).map(Vec::as_slice), Some(&b"-old  +new \r\n"[..]));
+    // A text attachment that had to be rewritten keeps its trailing blanks too.
+    let msg = parse(&out).unwrap();
+    let notes = msg
+        .parts
+        .iter()
+        .find_map(|p| match &p.body {
+            mail_parser::PartType::Text(t) if t.contains("notes with blanks") => Some(t.clone()),
+            _ => None,
+        })
+        .expect("the text attachment");
+    assert_eq!(
+        notes,
+        "notes with blanks  \r\nwrite to joe@remailer.test\t\r\ncaf\u{e9} \r\n"
+    );
+}
+
+#[test]
+fn a_part_without_the_blank_line_keeps_its_body() {
+    let mut pdf = b"%PDF-1.4\n".to_vec();
+    pdf.extend(0..200u8);
+    pdf.extend_from_slice(b"\n%%EOF\n");
+    let out = output_of("header_block_without_blank_line");
+    assert_eq!(attachment_bytes(&out), vec![pdf.clone(), pdf]);
+    let text = texts(&out);
+    assert!(text.contains("after the broken parts"), "{text}");
+}
+
+#[test]
+fn parts_after_nested_forwards_are_kept() {
+    let out = output_of("nested_forwards_with_parts_after");
+    let text = texts(&out);
+    for want in [
+        "Innermost text",
+        "level two text",
+        "after level three",
+        "level one text",
+        "HTML after the forwards",
+    ] {
+        assert!(text.contains(want), "lost {want:?}:\n{text}");
+    }
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend(0..64u8);
+    let last: Vec<u8> = (0..=255u8).rev().collect();
+    assert_eq!(attachment_bytes(&out), vec![png, last]);
+}
+
+#[test]
+fn parts_after_forwards_that_end_together_are_kept() {
+    let text = texts(&output_of("nested_forwards_ending_together"));
+    for want in [
+        "text at level 1",
+        "text at level 3",
+        "Innermost text",
+        "HTML after four levels",
+    ] {
+        assert!(text.contains(want), "lost {want:?}:\n{text}");
+    }
+}
+
+#[test]
+fn undeclared_8bit_text_is_read_as_mail_clients_read_it() {
+    let out = output_of("undeclared_8bit_us_ascii");
+    let text = texts(&out);
+    for want in [
+        "Le message a \u{e9}t\u{e9} envoy\u{e9} \u{2014} voil\u{e0}.",
+        "Envoy\u{e9} par joe@remailer.test \u{2013} \u{201c}caf\u{e9}\u{201d} \u{20ac} 5",
+        "na\u{ef}ve r\u{e9}sum\u{e9}",
+    ] {
+        assert!(text.contains(want), "{want:?} not in:\n{text}");
+    }
+    assert!(
+        !text.contains('\u{c3}') && !text.contains('\u{fffd}'),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_text_part_that_needs_no_change_goes_out_as_it_came() {
+    let out = output_of("undeclared_8bit_us_ascii");
+    let text = String::from_utf8_lossy(&out);
+    // Not decoded to UTF-8 and encoded again: the ISO-8859-1 quoted-printable bytes as sent.
+    assert!(
+        text.contains(
+            "\r\n\r\nGr=FC=DFe aus K=F6ln, ohne Adressen; diese Zeile ist l=\r\n=E4nger.\r\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.to_ascii_lowercase().contains("charset=\"iso-8859-1\""),
+        "{text}"
+    );
+    assert!(texts(&out)
+        .contains("Gr\u{fc}\u{df}e aus K\u{f6}ln, ohne Adressen; diese Zeile ist l\u{e4}nger."));
 }

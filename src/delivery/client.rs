@@ -109,7 +109,8 @@ impl Dialer {
 }
 
 /// One transaction on an open connection: MAIL, RCPT and DATA (pipelined when offered),
-/// then the dot-stuffed message in one write.
+/// then the message framed for DATA ([`crate::wire::frame`]: CRLF only, dot-stuffed) in
+/// one write.
 pub async fn send(
     conn: &mut Conn,
     mail_from: &str,
@@ -137,7 +138,7 @@ pub async fn send(
             }
         }
     }
-    let framed = dot_stuff(message);
+    let framed = crate::wire::frame(message);
     let reply = tokio::time::timeout(client.timeout, async {
         client.stream.write_all(&framed).await?;
         client.stream.flush().await?;
@@ -150,24 +151,6 @@ pub async fn send(
         return Err(classify(mail_send::Error::UnexpectedReply(reply)));
     }
     Ok(())
-}
-
-/// The message as DATA needs it: lines starting with '.' doubled, ending CRLF, then ".".
-fn dot_stuff(message: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(message.len() + message.len() / 64 + 8);
-    let mut line_start = true;
-    for &b in message {
-        if line_start && b == b'.' {
-            out.push(b'.');
-        }
-        out.push(b);
-        line_start = b == b'\n';
-    }
-    if !out.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b".\r\n");
-    out
 }
 
 fn temporary(e: mail_send::Error) -> Failure {
@@ -254,15 +237,5 @@ mod tests {
         assert!(!pool.take("relay", false).expect("a clear one").tls);
         assert!(!pool.take("relay", false).expect("the other clear one").tls);
         assert!(pool.take("relay", false).is_none());
-    }
-
-    #[test]
-    fn dot_stuffing() {
-        assert_eq!(
-            dot_stuff(b"a\r\n.b\r\n..c\r\n"),
-            b"a\r\n..b\r\n...c\r\n.\r\n"
-        );
-        assert_eq!(dot_stuff(b".x"), b"..x\r\n.\r\n");
-        assert_eq!(dot_stuff(b""), b"\r\n.\r\n");
     }
 }

@@ -293,8 +293,7 @@ impl Delivery {
         to: &RealAddress,
         message: Vec<u8>,
     ) -> Result<String, String> {
-        let mut signed = self.inner.dkim.sign(&message).map_err(|e| e.to_string())?;
-        signed.extend_from_slice(&message);
+        let signed = crate::wire::seal(&self.inner.dkim, &message).map_err(|e| e.to_string())?;
         let entry = Entry {
             id: Spool::new_id(),
             envelope: Envelope {

@@ -1,11 +1,14 @@
-//! Text bodies: undoing `format=flowed` and iCalendar line folding before the rewrite, and
-//! choosing and writing a transfer encoding after it (7bit when the text is short-lined
-//! ASCII, quoted-printable when it is mostly ASCII, base64 otherwise). Output is UTF-8 with
-//! CRLF line ends and lines of at most 76 characters.
+//! Text bodies: line breaks made one kind (decoded text can hold `\r\r\n` and bare CRs),
+//! undoing `format=flowed` and iCalendar line folding before the rewrite, and choosing and
+//! writing a transfer encoding after it (7bit when the text is short-lined ASCII,
+//! quoted-printable when it is mostly ASCII, base64 otherwise). Output is UTF-8 with CRLF
+//! line ends only and lines of at most 76 characters (7bit: 998). The quoted-printable
+//! encoder is our own: mail-builder's writes a CR in the text raw (and a bare CR on the wire
+//! breaks DKIM and is what SMTP smuggling needs).
 
 use std::borrow::Cow;
 
-use mail_builder::encoders::{Base64Encoder, QuotedPrintableEncoder};
+use mail_builder::encoders::Base64Encoder;
 
 /// The transfer encoding chosen for a rewritten text part.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,18 +65,97 @@ pub fn write_text(text: &str, encoding: TextEncoding, out: &mut Vec<u8>) {
                 out.extend_from_slice(b"\r\n");
             }
         }
-        TextEncoding::QuotedPrintable => {
-            let crlf = to_crlf(text);
-            QuotedPrintableEncoder::new()
-                .preserve_line_breaks()
-                .encode_into(crlf.as_bytes(), out);
-            out.extend_from_slice(b"\r\n");
-        }
+        TextEncoding::QuotedPrintable => write_quoted_printable(text, out),
         TextEncoding::Base64 => {
             let crlf = to_crlf(text);
             write_base64(crlf.as_bytes(), out);
         }
     }
+}
+
+/// Text in which every CR is part of a CRLF: decoded text can hold `\r\r\n` or bare CRs,
+/// which no line-based encoding can carry. A run of CRs before an LF is one line break; a
+/// lone CR is one line break. Text without such CRs is returned as it is.
+pub fn normalize_breaks(text: &str) -> Cow<'_, str> {
+    let b = text.as_bytes();
+    let stray = memchr::memchr_iter(b'\r', b).any(|i| b.get(i + 1) != Some(&b'\n'));
+    if !stray {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut rest = text;
+    while let Some(pos) = rest.find('\r') {
+        out.push_str(&rest[..pos]);
+        let crs = rest[pos..].bytes().take_while(|&c| c == b'\r').count();
+        let after = &rest[pos + crs..];
+        match after.strip_prefix('\n') {
+            Some(tail) => {
+                out.push_str("\r\n");
+                rest = tail;
+            }
+            None => {
+                for _ in 0..crs {
+                    out.push_str("\r\n");
+                }
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
+}
+
+/// Quoted-printable (RFC 2045 §6.7) of `text`, each line break a hard CRLF break, lines of at
+/// most 76 characters, ending with CRLF. Everything but printable ASCII is escaped, and so is
+/// a space or tab before a line break; a CR left in `text` is escaped too, never written raw.
+pub fn write_quoted_printable(text: &str, out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for (n, line) in text.split('\n').enumerate() {
+        if n > 0 {
+            out.extend_from_slice(b"\r\n");
+        }
+        let line = line.strip_suffix('\r').unwrap_or(line).as_bytes();
+        let mut col = 0;
+        for (i, &b) in line.iter().enumerate() {
+            let last = i + 1 == line.len();
+            let literal =
+                matches!(b, b'!'..=b'<' | b'>'..=b'~') || (matches!(b, b' ' | b'\t') && !last);
+            let width = if literal { 1 } else { 3 };
+            if col + width > 75 {
+                out.extend_from_slice(b"=\r\n");
+                col = 0;
+            }
+            if literal {
+                out.push(b);
+            } else {
+                out.extend_from_slice(&[b'=', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+            }
+            col += width;
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `raw` line by line with CRLF line ends, ending with CRLF (an encoded body passed on).
+pub fn write_lines(raw: &[u8], out: &mut Vec<u8>) {
+    for line in raw.split(|&b| b == b'\n') {
+        out.extend_from_slice(line.strip_suffix(b"\r").unwrap_or(line));
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// A header parameter value on one line: control characters (CR and LF above all, which
+/// would start a new header field) become spaces.
+pub fn single_line(value: &str) -> Cow<'_, str> {
+    if !value.chars().any(char::is_control) {
+        return Cow::Borrowed(value);
+    }
+    Cow::Owned(
+        value
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect(),
+    )
 }
 
 /// Base64 with 76-character lines, ending with CRLF.
@@ -215,6 +297,31 @@ mod tests {
         let folded = fold(&long);
         assert!(folded.split('\n').all(|l| l.len() <= 75));
         assert_eq!(unfold(&folded), long);
+    }
+
+    #[test]
+    fn stray_crs_become_line_breaks() {
+        assert!(matches!(normalize_breaks("a\r\nb\nc"), Cow::Borrowed(_)));
+        assert_eq!(
+            normalize_breaks("a\r\r\nb\rc\r\rd\r"),
+            "a\r\nb\r\nc\r\n\r\nd\r\n"
+        );
+    }
+
+    #[test]
+    fn quoted_printable_escapes_cr_and_trailing_blanks() {
+        let mut out = Vec::new();
+        write_quoted_printable("a \r\nb\t\nc\rd=\x01\n.\r\n", &mut out);
+        assert_eq!(out, b"a=20\r\nb=09\r\nc=0Dd=3D=01\r\n.\r\n\r\n");
+        let mut out = Vec::new();
+        let long = format!("{} {}", "x".repeat(74), "é".repeat(30));
+        write_quoted_printable(&long, &mut out);
+        let s = String::from_utf8(out).unwrap();
+        assert!(s.split("\r\n").all(|l| l.len() <= 76), "{s}");
+        assert!(!s.contains("\r\n\r\n") && !s.replace("\r\n", "").contains(['\r', '\n']));
+        let decoded =
+            mail_parser::decoders::quoted_printable::quoted_printable_decode(s.as_bytes());
+        assert_eq!(decoded.unwrap(), format!("{long}\r\n").into_bytes());
     }
 
     #[test]

@@ -1,10 +1,11 @@
-//! Rebuilding the MIME tree. Every part is written anew from what mail-parser decoded:
-//! text parts are rewritten and re-encoded as UTF-8, other leaves keep their decoded bytes
-//! (re-encoded as base64), multiparts get fresh boundaries (original boundaries can carry
-//! host names), and `message/rfc822` parts are rewritten recursively by the same rules as the
-//! message itself (see the module documentation of [`super`]). Part headers keep only
-//! Content-Type, Content-Transfer-Encoding, Content-Disposition, Content-Language,
-//! Content-Description and an opaque Content-ID.
+//! Rebuilding the MIME tree. Every part is written anew from what mail-parser decoded
+//! (read as a mail client reads it, [`super::leaf`]): text parts are rewritten and
+//! re-encoded as UTF-8 (or, when the rewrite changed nothing, written as they came), other
+//! leaves keep their decoded bytes (re-encoded as base64), multiparts get fresh boundaries
+//! (original boundaries can carry host names), and `message/rfc822` parts are rewritten
+//! recursively by the same rules as the message itself (see the module documentation of
+//! [`super`]). Part headers keep only Content-Type, Content-Transfer-Encoding,
+//! Content-Disposition, Content-Language, Content-Description and an opaque Content-ID.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -14,6 +15,7 @@ use mail_builder::headers::text::Text;
 use mail_parser::{ContentType, HeaderValue, Message, MessagePart, MimeHeaders, PartType};
 
 use super::body::{self, choose_encoding, write_base64, write_text};
+use super::leaf;
 use super::mapper::Mapper;
 use super::{headers, Context, Directory, RewriteError};
 
@@ -95,8 +97,14 @@ impl<'m> Writer<'m> {
             .ok_or(RewriteError::Unparseable)?;
         match &part.body {
             PartType::Multipart(children) => self.write_multipart(msg, part, children, out),
-            PartType::Text(t) | PartType::Html(t) => self.write_text_part(part, t, out),
-            PartType::Binary(b) | PartType::InlineBinary(b) => self.write_binary(part, b, out),
+            PartType::Text(t) | PartType::Html(t) => {
+                let text = leaf::text(msg, part, t);
+                let unchanged = leaf::unchanged_body(msg, part);
+                self.write_text_part(part, &text, unchanged, out)
+            }
+            PartType::Binary(b) | PartType::InlineBinary(b) => {
+                self.write_binary(part, &leaf::binary(part, b), out)
+            }
             PartType::Message(nested) => self.write_message_part(part, nested, out),
         }
     }
@@ -119,7 +127,7 @@ impl<'m> Writer<'m> {
             }
         }
         if children.is_empty() {
-            return self.write_text_part(part, "", out);
+            return self.write_text_part(part, "", None, out);
         }
         let boundary = self.next_boundary();
         let mut attrs = self.kept_attributes(ct, &["boundary"]);
@@ -143,20 +151,20 @@ impl<'m> Writer<'m> {
         Ok(())
     }
 
+    /// A text part, rewritten. `unchanged` is its original encoded body when that may go out
+    /// as it came ([`leaf::unchanged_body`]); it does when the rewrite changed nothing.
     fn write_text_part(
         &mut self,
         part: &MessagePart<'_>,
         text: &str,
+        unchanged: Option<&[u8]>,
         out: &mut Vec<u8>,
     ) -> Result<(), RewriteError> {
         let ct = part.content_type();
-        let ty = ct.map(|c| c.ctype()).unwrap_or("text").to_ascii_lowercase();
-        let sub = ct
-            .and_then(|c| c.subtype())
-            .unwrap_or("plain")
-            .to_ascii_lowercase();
+        let (ty, sub) = text_type(ct);
         let folded = FOLDED_SUBTYPES.contains(&sub.as_str());
-        let mut text = Cow::Borrowed(text);
+        let original = text;
+        let mut text = body::normalize_breaks(text);
         if let Some(c) = ct.filter(|c| attr_is(c, "format", "flowed")) {
             text = Cow::Owned(body::unflow(&text, attr_is(c, "delsp", "yes")));
         }
@@ -171,6 +179,9 @@ impl<'m> Writer<'m> {
         if folded {
             new = Cow::Owned(body::fold(&new));
         }
+        if let Some(raw) = unchanged.filter(|_| new.as_ref() == original) {
+            return self.write_unchanged_text(part, raw, out);
+        }
         let enc = choose_encoding(&new);
         let mut attrs = vec![("charset".into(), "utf-8".into())];
         attrs.extend(self.kept_attributes(ct, &["charset", "format", "delsp"]));
@@ -179,6 +190,29 @@ impl<'m> Writer<'m> {
         self.write_common(part, out);
         out.extend_from_slice(b"\r\n");
         write_text(&new, enc, out);
+        Ok(())
+    }
+
+    /// A text part that the rewrite left as it was: its own charset, format and transfer
+    /// encoding, and its encoded body byte for byte (line ends made CRLF).
+    fn write_unchanged_text(
+        &mut self,
+        part: &MessagePart<'_>,
+        raw: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), RewriteError> {
+        let ct = part.content_type();
+        let (ty, sub) = text_type(ct);
+        let attrs = self.kept_attributes(ct, &[]);
+        write_content_type(out, format!("{ty}/{sub}"), attrs);
+        write_raw(
+            out,
+            "Content-Transfer-Encoding",
+            leaf::unchanged_encoding(part),
+        );
+        self.write_common(part, out);
+        out.extend_from_slice(b"\r\n");
+        body::write_lines(raw, out);
         Ok(())
     }
 
@@ -191,7 +225,7 @@ impl<'m> Writer<'m> {
         let ct = part.content_type();
         super::signed::check_pkcs7(ct)?;
         if let Some(text) = textual(ct, data) {
-            return self.write_text_part(part, text, out);
+            return self.write_text_part(part, text, None, out);
         }
         let c_type = match ct {
             Some(c) => format!(
@@ -311,6 +345,16 @@ impl<'m> Writer<'m> {
     }
 }
 
+/// The lower-case type and subtype of a text part (text/plain when it has none).
+fn text_type(ct: Option<&ContentType<'_>>) -> (String, String) {
+    let ty = ct.map(|c| c.ctype()).unwrap_or("text").to_ascii_lowercase();
+    let sub = ct
+        .and_then(|c| c.subtype())
+        .unwrap_or("plain")
+        .to_ascii_lowercase();
+    (ty, sub)
+}
+
 fn is_folded(ct: Option<&ContentType<'_>>) -> bool {
     ct.and_then(|c| c.subtype())
         .is_some_and(|s| FOLDED_SUBTYPES.contains(&s.to_ascii_lowercase().as_str()))
@@ -372,8 +416,13 @@ fn write_content_type_named(
     out: &mut Vec<u8>,
     name: &str,
     c_type: String,
-    attributes: Vec<(Cow<'static, str>, Cow<'static, str>)>,
+    mut attributes: Vec<(Cow<'static, str>, Cow<'static, str>)>,
 ) {
+    for (_, value) in attributes.iter_mut() {
+        if let Cow::Owned(clean) = body::single_line(value) {
+            *value = Cow::Owned(clean);
+        }
+    }
     let value = OutContentType {
         c_type: c_type.into(),
         attributes,

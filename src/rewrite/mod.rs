@@ -17,10 +17,15 @@
 //!   members' real addresses and names replaced), a new Date (UTC) and Message-ID (random
 //!   part plus keyed marker), mapped In-Reply-To/References and MIME-Version. `Reply-To`
 //!   appears only when the original had one and some of its addresses map.
-//! - The MIME tree is rebuilt part by part ([`mime`]): fresh boundaries, text parts decoded,
-//!   rewritten and re-encoded as UTF-8, other leaves re-encoded as base64 with unchanged
-//!   content, part headers limited to Content-Type/-Transfer-Encoding/-Disposition/
-//!   -Language/-Description and an opaque Content-ID (`cid:` links in HTML follow it).
+//! - The MIME tree is rebuilt part by part ([`mime`]): fresh boundaries, text parts decoded
+//!   (as mail clients decode them, [`leaf`]), rewritten and re-encoded as UTF-8 (a text part
+//!   the rewrite leaves unchanged goes out as it came), other leaves re-encoded as base64
+//!   with their decoded bytes unchanged (`x-uuencode` decoded first), part headers limited
+//!   to Content-Type/-Transfer-Encoding/-Disposition/-Language/-Description and an opaque
+//!   Content-ID (`cid:` links in HTML follow it). The output has CRLF line ends only and
+//!   lines of at most 998 octets.
+//! - A part header block that runs into its body without the blank line is ended where a
+//!   mail client ends it ([`repair`]) before anything else looks at the message.
 //! - `message/rfc822` parts (forwarded mail) are **rewritten by the same rules**, not passed
 //!   opaquely: an embedded message is where a member's real address, name, provider hosts
 //!   and `Received` lines sit most often. Its headers keep Subject, MIME-Version and the
@@ -35,8 +40,10 @@ mod body;
 mod find;
 mod headers;
 mod ids;
+mod leaf;
 mod mapper;
 mod mime;
+mod repair;
 mod signed;
 
 use std::sync::LazyLock;
@@ -163,8 +170,17 @@ fn parser() -> &'static MessageParser {
 }
 
 /// Parses `raw` with the configuration rewrite uses (also handy for tests and callers that
-/// want to look at the output the same way).
+/// want to look at the output the same way), after [`repair`]ing part header blocks that
+/// lack the blank line before the body.
 pub fn parse(raw: &[u8]) -> Option<mail_parser::Message<'_>> {
+    let msg = parse_as_is(raw)?;
+    match repair::repaired(raw, &msg, parse_as_is) {
+        None => Some(msg),
+        Some(fixed) => parse_as_is(&fixed).map(mail_parser::Message::into_owned),
+    }
+}
+
+fn parse_as_is(raw: &[u8]) -> Option<mail_parser::Message<'_>> {
     parser().parse(raw).filter(|m| !m.parts.is_empty())
 }
 

@@ -20,6 +20,9 @@ pub struct Delivered {
     pub mail_from: String,
     pub rcpt_to: Vec<String>,
     pub data: Vec<u8>,
+    /// The DATA bytes exactly as they came over the connection: still dot-stuffed, up to and
+    /// including the terminating `.` line.
+    pub raw: Vec<u8>,
     /// The transaction happened inside a STARTTLS session.
     pub tls: bool,
 }
@@ -208,6 +211,7 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
     let mut receiver = RequestReceiver::default();
     let mut data: Option<DataReceiver> = None;
     let (mut from, mut rcpts, mut body) = (String::new(), Vec::new(), Vec::new());
+    let mut raw = Vec::new();
     let offer = !matches!(tls, SinkTls::None);
     let mut buf = vec![0u8; 8192];
     loop {
@@ -219,7 +223,10 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
         let mut bytes = buf[..n].iter();
         while !bytes.as_slice().is_empty() {
             if let Some(d) = data.as_mut() {
-                if d.ingest(&mut bytes, &mut body) {
+                let before = bytes.as_slice();
+                let done = d.ingest(&mut bytes, &mut body);
+                raw.extend_from_slice(&before[..before.len() - bytes.as_slice().len()]);
+                if done {
                     data = None;
                     let mut st = state.lock().unwrap();
                     st.attempts += 1;
@@ -235,12 +242,14 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
                             mail_from: from.clone(),
                             rcpt_to: rcpts.clone(),
                             data: std::mem::take(&mut body),
+                            raw: std::mem::take(&mut raw),
                             tls: in_tls,
                         };
                         st.delivered.push(d);
                         out.extend_from_slice(b"250 2.0.0 ok\r\n");
                     }
                     body.clear();
+                    raw.clear();
                 }
                 continue;
             }

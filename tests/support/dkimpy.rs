@@ -37,3 +37,55 @@ pub fn verify(work_dir: &Path, message: &[u8], zone: &str) -> (bool, String) {
     );
     (out.status.success(), format!("{stdout}{stderr}"))
 }
+
+/// Verifies every signature of each of `messages` in one run of dkimpy (one process for the
+/// whole batch). Returns, per message in order, (all its signatures verified, the report).
+/// Panics when dkimpy itself cannot run.
+pub fn verify_many(work_dir: &Path, messages: &[Vec<u8>], zone: &str) -> Vec<(bool, String)> {
+    let dir = work_dir.join(format!("dkimpy-batch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let zone_path = dir.join("keys.zone");
+    std::fs::write(&zone_path, zone).unwrap();
+    let mut files = Vec::with_capacity(messages.len());
+    for (n, message) in messages.iter().enumerate() {
+        let path = dir.join(format!("{n}.eml"));
+        std::fs::write(&path, message).unwrap();
+        files.push(path);
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dkim_verify.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg("--batch")
+        .arg(&zone_path)
+        .args(&files)
+        .output()
+        .expect("python3 not found; run: bash scripts/test-deps.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !stderr.contains("ModuleNotFoundError"),
+        "dkimpy missing; run: bash scripts/test-deps.sh\n{stderr}"
+    );
+    assert!(
+        out.status.success(),
+        "dkim_verify.py failed to run:\n{stdout}{stderr}"
+    );
+    let results: Vec<(bool, String)> = stdout
+        .lines()
+        .map(|line| {
+            let v: serde_json::Value =
+                serde_json::from_str(line).expect("one JSON line per message");
+            (
+                v["ok"].as_bool().unwrap(),
+                v["report"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        results.len(),
+        messages.len(),
+        "one result per message:\n{stdout}{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    results
+}
