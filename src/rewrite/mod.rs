@@ -150,7 +150,7 @@ pub struct Rewritten {
     pub original_message_id: Option<String>,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum RewriteError {
     #[error("the message could not be parsed as RFC 5322 mail")]
     Unparseable,
