@@ -23,10 +23,8 @@ fn corpus() -> Vec<Vec<u8>> {
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "eml"))
         .filter(|p| {
-            !p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("signed_")
+            let name = p.file_name().unwrap().to_string_lossy();
+            !name.starts_with("signed_") && !name.starts_with("refuse_")
         })
         .collect();
     files.sort();

@@ -387,8 +387,10 @@ impl Job {
         let rewritten = match rewrite::rewrite(raw, &ctx, &self.snapshot) {
             Ok(r) => r,
             Err(RewriteError::Loop) => return Ok(None),
-            Err(e @ RewriteError::Signed) => return Err(Reply::new(550, [5, 7, 1], e.to_string())),
-            Err(e) => return Err(Reply::new(550, [5, 6, 0], e.to_string())),
+            Err(e) => {
+                let (code, status) = e.status();
+                return Err(Reply::new(code, status, e.to_string()));
+            }
         };
         let signed = crate::wire::seal(&self.dkim, &rewritten.message).map_err(local_error)?;
         let message = Arc::new(signed);

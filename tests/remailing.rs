@@ -338,6 +338,49 @@ async fn signed_messages_are_refused_with_an_explanation() {
 }
 
 #[tokio::test]
+async fn mail_that_cannot_be_scrubbed_is_refused_with_5_6_and_never_delivered() {
+    let (svc, sink) = setup(SinkMode::Accept, "policy.strip_signatures = true").await;
+    let head =
+        format!("From: Joe Smith <{JOE}>\r\nTo: <ann@remailer.test>\r\nMIME-Version: 1.0\r\n");
+    // The name sits base64-encoded in parts of a multipart whose boundary (a folded RFC 2231
+    // continuation) never appears; a piece of a split message; an encrypted forward.
+    let lost = format!(
+        "{head}Subject: lost\r\nContent-Type: multipart/mixed;\r\n\tboundary*0=\"=_a\";\r\n\tboundary*1=\"b\"\r\n\r\n\
+         --=_x\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\nSm9lIFNtaXRo\r\n--=_x--\r\n"
+    );
+    let partial = format!(
+        "{head}Subject: part 1\r\nContent-Type: message/partial; id=\"a@b\"; number=1; total=2\r\n\r\n\
+         From: Joe Smith <{JOE}>\r\nSubject: whole\r\n\r\nfirst half\r\n"
+    );
+    let encrypted = format!(
+        "{head}Subject: fwd\r\nContent-Type: multipart/mixed; boundary=O\r\n\r\n--O\r\n\
+         Content-Type: message/rfc822\r\n\r\nFrom: <{ANN}>\r\nContent-Type: multipart/encrypted;\r\n \
+         protocol=\"application/pgp-encrypted\"; boundary=I\r\n\r\n--I\r\n\
+         Content-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n--I--\r\n--O--\r\n"
+    );
+    for (data, status, words) in [
+        (&lost, "5.6.0", "MIME structure"),
+        (&partial, "5.6.1", "message/partial"),
+        (&encrypted, "5.6.1", "encrypted"),
+    ] {
+        let r = send(&svc, JOE, "ann@remailer.test", data).await;
+        assert_eq!(r.code, 550, "{r:?}");
+        assert!(
+            r.text.starts_with(status) && r.text.contains(words),
+            "{r:?}"
+        );
+        assert!(!r.text.contains("real.example"), "{r:?}");
+    }
+    // Ordinary mail still goes through, and it is the only thing that arrives.
+    let plain = format!("{head}Subject: plain\r\n\r\nHello from Joe Smith.\r\n");
+    assert_eq!(send(&svc, JOE, "ann@remailer.test", &plain).await.code, 250);
+    let d = wait_for("delivery", T, || sink.delivered().pop()).await;
+    assert_eq!(d.header("Subject").as_deref(), Some("plain"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sink.delivered().len(), 1, "only the plain message arrives");
+}
+
+#[tokio::test]
 async fn our_own_mail_coming_back_is_dropped() {
     let (svc, sink) = setup(SinkMode::Accept, "").await;
     assert_eq!(

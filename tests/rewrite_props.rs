@@ -2,8 +2,11 @@
 //! (headers, body text, `mailto:` links, quoted-reply attributions, wrapped across lines),
 //! random charsets (UTF-8, ISO-8859-1, Windows-1252, KOI8-R), random transfer encodings
 //! (7bit/8bit, quoted-printable, base64), plain or `format=flowed`, with or without an HTML
-//! alternative. After rewriting and fully decoding, nothing of the members' identities, the
-//! sender's IP or the original Message-ID host may remain, and the text must be kept.
+//! alternative, MIME parameters written plainly, folded onto continuation lines, or as
+//! RFC 2231 continuations, and sometimes a `message/delivery-status` report part (plain or
+//! base64) naming members and outsiders. After rewriting and fully decoding, nothing of the
+//! members' identities, the sender's IP or the original Message-ID host may remain, no
+//! `message/*` or `multipart/*` part may have a transfer encoding, and the text must be kept.
 
 #[path = "fixtures/rewrite/support.rs"]
 mod support;
@@ -11,7 +14,7 @@ mod support;
 use base64::Engine;
 use proptest::prelude::*;
 use remailer::rewrite::{rewrite, scan};
-use support::{check_output, fixture_context, Cast};
+use support::{check_output, encoded_containers, fixture_context, identity_leaks, Cast};
 
 const WORDS: &[&str] = &[
     "hello", "the", "meeting", "is", "moved", "to", "Thursday", "please", "bring", "maps",
@@ -44,6 +47,11 @@ struct Spec {
     to_alias: bool,
     wrap: usize,
     ip: u8,
+    /// How MIME parameters are written: plain, folded, RFC 2231 continuations, RFC 2231
+    /// extended value.
+    fold: usize,
+    /// A delivery-status part: (reporting member, recipient (3: an outsider), base64).
+    report: Option<(usize, usize, bool)>,
     segs: Vec<Seg>,
 }
 
@@ -63,9 +71,18 @@ fn spec() -> impl Strategy<Value = Spec> {
         (0..4usize, 0..3usize, any::<bool>(), any::<bool>()),
         (any::<bool>(), any::<bool>(), 20..90usize, any::<u8>()),
         prop::collection::vec(seg(), 1..60),
+        (
+            0..4usize,
+            prop::option::of((0..3usize, 0..4usize, any::<bool>())),
+        ),
     )
         .prop_map(
-            |((charset, cte, html, flowed), (cc_carol, to_alias, wrap, ip), segs)| Spec {
+            |(
+                (charset, cte, html, flowed),
+                (cc_carol, to_alias, wrap, ip),
+                segs,
+                (fold, report),
+            )| Spec {
                 charset,
                 cte,
                 html,
@@ -74,6 +91,8 @@ fn spec() -> impl Strategy<Value = Spec> {
                 to_alias,
                 wrap,
                 ip,
+                fold,
+                report,
                 segs,
             },
         )
@@ -171,6 +190,49 @@ fn qp(data: &[u8]) -> String {
     out
 }
 
+/// `; name="value"` written the way `s.fold` says.
+fn param(s: &Spec, name: &str, value: &str) -> String {
+    let (a, b) = value.split_at(value.len() / 2);
+    match s.fold {
+        0 => format!("; {name}=\"{value}\""),
+        1 => format!(";\r\n\t{name}=\"{value}\""),
+        2 => format!(";\r\n {name}*0=\"{a}\";\r\n {name}*1=\"{b}\""),
+        _ => format!(";\r\n {name}*=us-ascii'en'{value}"),
+    }
+}
+
+/// A `message/delivery-status` part naming members and maybe an outsider.
+fn report_part(s: &Spec, (from, to, b64): (usize, usize, bool)) -> Vec<u8> {
+    let rcpt = REAL.get(to).copied().unwrap_or("outsider@else.example");
+    let name = NAMES.get(to).copied().unwrap_or("Out Sider");
+    let fields = format!(
+        "Reporting-MTA: dns; mx.real.example\r\nX-Postfix-Sender: rfc822; {}\r\n\
+         Received-From-MTA: dns; smtp.real.example ([198.51.100.{}])\r\n\r\n\
+         Final-Recipient: rfc822; {rcpt}\r\nOriginal-Recipient: rfc822;{}\r\nAction: failed\r\n\
+         Status: 5.1.1\r\nDiagnostic-Code: smtp; 550 5.1.1 <{rcpt}>:\r\n {name} is unknown\r\n",
+        REAL[from],
+        s.ip,
+        rcpt.to_uppercase()
+    );
+    let mut out = format!(
+        "Content-Type: message/delivery-status{}\r\n",
+        param(s, "name", "status.txt")
+    )
+    .into_bytes();
+    if b64 {
+        out.extend(b"Content-Transfer-Encoding: base64\r\n\r\n");
+        let enc = base64::engine::general_purpose::STANDARD.encode(fields.as_bytes());
+        for chunk in enc.as_bytes().chunks(76) {
+            out.extend(chunk);
+            out.extend(b"\r\n");
+        }
+    } else {
+        out.extend(b"\r\n");
+        out.extend(fields.bytes());
+    }
+    out
+}
+
 /// One text part (headers and body).
 fn part(s: &Spec, subtype: &str, text: &str) -> Vec<u8> {
     let (bytes, charset) = encode_charset(text, s.charset);
@@ -179,8 +241,8 @@ fn part(s: &Spec, subtype: &str, text: &str) -> Vec<u8> {
     } else {
         ""
     };
-    let mut out =
-        format!("Content-Type: text/{subtype}; charset=\"{charset}\"{flowed}\r\n").into_bytes();
+    let charset = param(s, "charset", charset);
+    let mut out = format!("Content-Type: text/{subtype}{charset}{flowed}\r\n").into_bytes();
     match s.cte {
         0 => {
             let cte = if bytes.is_ascii() { "7bit" } else { "8bit" };
@@ -248,15 +310,37 @@ fn message(s: &Spec) -> Vec<u8> {
          MIME-Version: 1.0\r\n",
     );
     let mut out = head.into_bytes();
-    if s.html {
-        out.extend(b"Content-Type: multipart/alternative; boundary=\"PROPB\"\r\n\r\n--PROPB\r\n");
-        out.extend(part(s, "plain", &text));
-        out.extend(b"\r\n--PROPB\r\n");
-        out.extend(part(s, "html", &html_of(&text)));
-        out.extend(b"\r\n--PROPB--\r\n");
+    if let Some(report) = s.report {
+        let boundary = param(s, "boundary", "PROPREPORT");
+        out.extend(
+            format!(
+                "Content-Type: multipart/report; report-type=delivery-status{boundary}\r\n\r\n"
+            )
+            .bytes(),
+        );
+        out.extend(b"--PROPREPORT\r\n");
+        out.extend(text_body(s, &text));
+        out.extend(b"\r\n--PROPREPORT\r\n");
+        out.extend(report_part(s, report));
+        out.extend(b"\r\n--PROPREPORT--\r\n");
     } else {
-        out.extend(part(s, "plain", &text));
+        out.extend(text_body(s, &text));
     }
+    out
+}
+
+/// The text part, or a multipart/alternative of text and HTML.
+fn text_body(s: &Spec, text: &str) -> Vec<u8> {
+    if !s.html {
+        return part(s, "plain", text);
+    }
+    let boundary = param(s, "boundary", "PROPB");
+    let mut out =
+        format!("Content-Type: multipart/alternative{boundary}\r\n\r\n--PROPB\r\n").into_bytes();
+    out.extend(part(s, "plain", text));
+    out.extend(b"\r\n--PROPB\r\n");
+    out.extend(part(s, "html", &html_of(text)));
+    out.extend(b"\r\n--PROPB--\r\n");
     out
 }
 
@@ -271,7 +355,15 @@ proptest! {
         let holder = fixture_context(&cast, &scanned, false);
         let ctx = holder.context();
         let out = rewrite(&raw, &ctx, &cast.dir).expect("rewrites");
-        let problems = check_output(&raw, &out.message, "KEEP:prop");
+        let mut problems = check_output(&raw, &out.message, "KEEP:prop");
+        problems.extend(identity_leaks(&out.message));
+        problems.extend(encoded_containers(&out.message));
+        if s.report.is_some() {
+            let text = String::from_utf8_lossy(&out.message);
+            if !text.contains("Content-Type: message/delivery-status") || !text.contains("Status: 5.1.1") {
+                problems.push("lost the report part".into());
+            }
+        }
         prop_assert!(
             problems.is_empty(),
             "{:?}\n--- input ---\n{}\n--- output ---\n{}",

@@ -1,11 +1,15 @@
-//! Rebuilding the MIME tree. Every part is written anew from what mail-parser decoded
-//! (read as a mail client reads it, [`super::leaf`]): text parts are rewritten and
-//! re-encoded as UTF-8 (or, when the rewrite changed nothing, written as they came), other
-//! leaves keep their decoded bytes (re-encoded as base64), multiparts get fresh boundaries
-//! (original boundaries can carry host names), and `message/rfc822` parts are rewritten
-//! recursively by the same rules as the message itself (see the module documentation of
-//! [`super`]). Part headers keep only Content-Type, Content-Transfer-Encoding,
-//! Content-Disposition, Content-Language, Content-Description and an opaque Content-ID.
+//! Rebuilding the MIME tree. Every part is written anew from what mail-parser decoded, by
+//! the kind [`super::classify`] gives its declared Content-Type (which also refuses what
+//! cannot be checked), read as a mail client reads it ([`super::leaf`]): text parts are
+//! rewritten and re-encoded as UTF-8 (or, when the rewrite changed nothing, written as they
+//! came), other leaves keep their decoded bytes (re-encoded as base64), multiparts get fresh
+//! boundaries (original boundaries can carry host names), `message/rfc822`, `message/global`
+//! and `message/news` parts are rewritten recursively by the same rules as the message itself
+//! (see the module documentation of [`super`]), and report parts are rebuilt from an
+//! allowlist ([`super::report`]). A `message/*` or `multipart/*` part never gets a transfer
+//! encoding (RFC 2045 §6.4: identity only). Part headers keep only Content-Type,
+//! Content-Transfer-Encoding, Content-Disposition, Content-Language, Content-Description and
+//! an opaque Content-ID.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -15,9 +19,10 @@ use mail_builder::headers::text::Text;
 use mail_parser::{ContentType, HeaderValue, Message, MessagePart, MimeHeaders, PartType};
 
 use super::body::{self, choose_encoding, write_base64, write_text};
+use super::classify::{self, Kind};
 use super::leaf;
 use super::mapper::Mapper;
-use super::{headers, Context, Directory, RewriteError};
+use super::{headers, report, Context, Directory, RewriteError, Uncheckable};
 
 /// Subtypes whose lines are folded iCalendar/vCard style.
 const FOLDED_SUBTYPES: &[&str] = &["calendar", "vcard", "x-vcard", "directory", "ics"];
@@ -30,6 +35,9 @@ const TEXTUAL_APPLICATION: &[&str] = &["ics", "x-vcard", "vcard"];
 pub struct Writer<'m> {
     pub map: Mapper<'m>,
     ctx: &'m Context<'m>,
+    dir: &'m dyn Directory,
+    /// Multipart and embedded-message levels open (see [`classify::MAX_DEPTH`]).
+    depth: u32,
     /// Original Content-ID (no brackets) → opaque replacement.
     content_ids: HashMap<String, String>,
     boundaries: u32,
@@ -40,6 +48,8 @@ impl<'m> Writer<'m> {
         Writer {
             map: Mapper::new(ctx, dir),
             ctx,
+            dir,
+            depth: 0,
             content_ids: HashMap::new(),
             boundaries: 0,
         }
@@ -47,6 +57,10 @@ impl<'m> Writer<'m> {
 
     pub fn context(&self) -> &'m Context<'m> {
         self.ctx
+    }
+
+    pub fn directory(&self) -> &'m dyn Directory {
+        self.dir
     }
 
     /// First pass over the whole tree: learn members' real names from every address
@@ -95,18 +109,120 @@ impl<'m> Writer<'m> {
             .parts
             .get(id as usize)
             .ok_or(RewriteError::Unparseable)?;
-        match &part.body {
-            PartType::Multipart(children) => self.write_multipart(msg, part, children, out),
-            PartType::Text(t) | PartType::Html(t) => {
+        let kind = classify::classify(msg, part)?;
+        if !kind.nests() {
+            return self.write_leaf(msg, part, kind, out);
+        }
+        if self.depth >= classify::MAX_DEPTH {
+            return Err(Uncheckable::TooDeep.into());
+        }
+        self.depth += 1;
+        let written = self.write_container(msg, part, kind, out);
+        self.depth -= 1;
+        written
+    }
+
+    /// Multiparts and embedded messages; the body must be what the declared type says.
+    fn write_container(
+        &mut self,
+        msg: &Message<'_>,
+        part: &MessagePart<'_>,
+        kind: Kind,
+        out: &mut Vec<u8>,
+    ) -> Result<(), RewriteError> {
+        if kind == Kind::Signed && !self.ctx.strip_signatures {
+            return Err(RewriteError::Signed);
+        }
+        match (kind, &part.body) {
+            (Kind::Signed, PartType::Multipart(children)) => match children.first() {
+                Some(&first) => self.write_part(msg, first, out),
+                None => Err(Uncheckable::Structure.into()),
+            },
+            (Kind::Multipart, PartType::Multipart(children)) => {
+                self.write_multipart(msg, part, children, out)
+            }
+            (Kind::Embedded, PartType::Message(nested)) => {
+                self.write_message_part(part, nested, out)
+            }
+            // message/news, which mail-parser leaves as bytes.
+            (Kind::Embedded, PartType::Binary(b)) if !part.is_encoding_problem => {
+                let nested = super::parse(b).ok_or(Uncheckable::Structure)?;
+                self.write_message_part(part, &nested, out)
+            }
+            // An encoded embedded message nested deeper than mail-parser decodes.
+            (Kind::Embedded, PartType::Binary(_)) => Err(Uncheckable::TooDeep.into()),
+            (_, PartType::Text(t)) if t.trim().is_empty() => self.write_empty(part, out),
+            _ => Err(Uncheckable::Structure.into()),
+        }
+    }
+
+    /// Leaves, header blocks and report parts.
+    fn write_leaf(
+        &mut self,
+        msg: &Message<'_>,
+        part: &MessagePart<'_>,
+        kind: Kind,
+        out: &mut Vec<u8>,
+    ) -> Result<(), RewriteError> {
+        match (kind, &part.body) {
+            (Kind::Headers | Kind::Report(_), body) => {
+                if part.is_encoding_problem {
+                    return Err(Uncheckable::Undecodable.into());
+                }
+                let data: &[u8] = match body {
+                    PartType::Text(t) | PartType::Html(t) => t.as_bytes(),
+                    PartType::Binary(b) | PartType::InlineBinary(b) => b,
+                    _ => return Err(Uncheckable::Structure.into()),
+                };
+                self.write_report(part, kind, data, out);
+                Ok(())
+            }
+            (_, PartType::Text(t) | PartType::Html(t)) => {
+                if kind == Kind::Text {
+                    classify::check_text(part, t)?;
+                }
                 let text = leaf::text(msg, part, t);
                 let unchanged = leaf::unchanged_body(msg, part);
                 self.write_text_part(part, &text, unchanged, out)
             }
-            PartType::Binary(b) | PartType::InlineBinary(b) => {
+            (_, PartType::Binary(b) | PartType::InlineBinary(b)) => {
                 self.write_binary(part, &leaf::binary(part, b), out)
             }
-            PartType::Message(nested) => self.write_message_part(part, nested, out),
+            _ => Err(Uncheckable::Structure.into()),
         }
+    }
+
+    /// A header block or report part, rebuilt (never transfer-encoded).
+    fn write_report(&mut self, part: &MessagePart<'_>, kind: Kind, data: &[u8], out: &mut Vec<u8>) {
+        let ct = part.content_type();
+        let c_type = match ct {
+            Some(c) => format!(
+                "{}/{}",
+                c.ctype().to_ascii_lowercase(),
+                c.subtype().unwrap_or("").to_ascii_lowercase()
+            ),
+            None => "text/rfc822-headers".to_string(),
+        };
+        write_content_type(out, c_type, Vec::new());
+        write_raw(out, "Content-Transfer-Encoding", "7bit");
+        self.write_common(part, out);
+        out.extend_from_slice(b"\r\n");
+        match kind {
+            Kind::Report(r) => report::write_body(self, r, data, out),
+            _ => report::write_headers(self, data, out),
+        }
+    }
+
+    /// A multipart or embedded message with an empty body: an empty text part.
+    fn write_empty(
+        &mut self,
+        part: &MessagePart<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), RewriteError> {
+        write_raw(out, "Content-Type", "text/plain; charset=us-ascii");
+        self.write_common(part, out);
+        out.extend_from_slice(b"\r\n");
+        Ok(())
     }
 
     fn write_multipart(
@@ -118,19 +234,17 @@ impl<'m> Writer<'m> {
     ) -> Result<(), RewriteError> {
         let ct = part.content_type();
         let sub = ct.and_then(|c| c.subtype()).unwrap_or("mixed");
-        if sub.eq_ignore_ascii_case("signed") {
-            if !self.ctx.strip_signatures {
-                return Err(RewriteError::Signed);
-            }
-            if let Some(&first) = children.first() {
-                return self.write_part(msg, first, out);
-            }
-        }
         if children.is_empty() {
-            return self.write_text_part(part, "", None, out);
+            return self.write_empty(part, out);
         }
         let boundary = self.next_boundary();
-        let mut attrs = self.kept_attributes(ct, &["boundary"]);
+        let mut attrs = self.kept_attributes(ct, &["boundary", "start"]);
+        // multipart/related `start` names a Content-ID, which is replaced too.
+        let start = ct.and_then(|c| c.attribute("start"));
+        let start = start.map(|s| s.trim().trim_matches(|c| c == '<' || c == '>'));
+        if let Some(new) = start.and_then(|s| self.content_ids.get(s)) {
+            attrs.push(("start".into(), format!("<{new}>").into()));
+        }
         attrs.push(("boundary".into(), boundary.clone().into()));
         write_content_type(
             out,

@@ -33,10 +33,20 @@
 //! - Every `text/*` part is rewritten (plain, HTML, calendar invitations, vCards...), after
 //!   undoing `format=flowed` and iCalendar folding, so an address is found even where a
 //!   client wrapped it.
-//! - Signed mail is refused unless the caller strips signatures ([`signed`]); mail whose
-//!   Message-ID carries the service's marker is refused as a loop.
+//! - Report parts (delivery-status, disposition-notification, feedback-report) are header
+//!   blocks rebuilt from an allowlist ([`report`]); `message/*` and `multipart/*` parts are
+//!   never transfer-encoded.
+//! - Signed mail is refused unless the caller strips signatures ([`signed`]); encrypted mail
+//!   is refused with its own reason; mail whose Message-ID carries the service's marker is
+//!   refused as a loop.
+//! - Fail closed ([`classify`]): a part that should be scrubbed but cannot be (unknown
+//!   charset or transfer encoding, broken encoding, unparseable Content-Type, a structure
+//!   the parser cannot follow, `message/partial`, `message/external-body`) refuses the whole
+//!   message with [`RewriteError::Uncheckable`]; [`RewriteError::status`] gives the SMTP
+//!   reply. Binary attachments pass as they are.
 
 mod body;
+mod classify;
 mod find;
 mod headers;
 mod ids;
@@ -44,6 +54,7 @@ mod leaf;
 mod mapper;
 mod mime;
 mod repair;
+mod report;
 mod signed;
 
 use std::sync::LazyLock;
@@ -146,14 +157,70 @@ pub struct Rewritten {
     pub original_message_id: Option<String>,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum RewriteError {
     #[error("the message could not be parsed as RFC 5322 mail")]
     Unparseable,
     #[error("signed messages (multipart/signed, PGP or S/MIME) cannot be anonymised without breaking the signature and would reveal the signer; send it unsigned")]
     Signed,
+    #[error("encrypted messages (S/MIME or PGP, also inside a forwarded message) cannot be checked for the sender's real address or name, so the service does not pass them on; send it unencrypted")]
+    Encrypted,
+    #[error(
+        "{0}, so it cannot be checked for the sender's real address or name and is not passed on"
+    )]
+    Uncheckable(Uncheckable),
     #[error("the message is a copy of mail this service sent (mail loop)")]
     Loop,
+}
+
+/// Why a message that should be scrubbed cannot be (it is refused, never passed on as it
+/// came). The texts name only media types, charsets and encodings, never message content.
+#[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
+pub enum Uncheckable {
+    #[error("the message has a message/partial part (one piece of a message sent in pieces)")]
+    Partial,
+    #[error("the message has a message/external-body part (content kept elsewhere)")]
+    ExternalBody,
+    #[error("the message has a part of type {0}, which the service does not know how to check")]
+    MediaType(String),
+    #[error("the message has S/MIME compressed content")]
+    Compressed,
+    #[error("a text part uses the unknown character set {0:?}")]
+    Charset(String),
+    #[error("a text or message part uses the unknown transfer encoding {0:?}")]
+    TransferEncoding(String),
+    #[error("a text or message part's transfer encoding is broken and cannot be decoded")]
+    Undecodable,
+    #[error("the {0} header of a part cannot be parsed")]
+    Header(&'static str),
+    #[error("the MIME structure cannot be followed (a multipart whose boundary never appears, or an embedded message that is not one)")]
+    Structure,
+    #[error("the message nests parts or embedded messages too deeply")]
+    TooDeep,
+}
+
+impl RewriteError {
+    /// The SMTP reply code and enhanced status code (RFC 3463) that refuse the message:
+    /// 5.7.1 for signed mail, 5.6.1 (media not supported) for encrypted mail and parts of a
+    /// kind that cannot be checked, 5.6.3 for unknown charsets and encodings, 5.6.0 else.
+    pub fn status(&self) -> (u16, [u8; 3]) {
+        match self {
+            RewriteError::Signed => (550, [5, 7, 1]),
+            RewriteError::Encrypted => (550, [5, 6, 1]),
+            RewriteError::Uncheckable(
+                Uncheckable::Partial
+                | Uncheckable::ExternalBody
+                | Uncheckable::MediaType(_)
+                | Uncheckable::Compressed,
+            ) => (550, [5, 6, 1]),
+            RewriteError::Uncheckable(
+                Uncheckable::Charset(_) | Uncheckable::TransferEncoding(_),
+            ) => (550, [5, 6, 3]),
+            RewriteError::Uncheckable(_) | RewriteError::Unparseable | RewriteError::Loop => {
+                (550, [5, 6, 0])
+            }
+        }
+    }
 }
 
 /// The parser configuration rewrite and scan use: MIME, address, ID and Subject headers.

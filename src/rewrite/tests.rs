@@ -355,3 +355,184 @@ On Mon, Jun 3, 2024 at 10:00 AM Carol Diaz <carol@corp.example> wrote:\r\n\
         "{text}"
     );
 }
+
+/// The body of the first part of `out` whose Content-Type starts with `ct`, raw.
+fn part_body<'a>(out: &'a str, ct: &str) -> &'a str {
+    let start = out.find(&format!("Content-Type: {ct}")).expect(ct);
+    let body = &out[start..];
+    let body = &body[body.find("\r\n\r\n").unwrap() + 4..];
+    &body[..body.find("\r\n--").map_or(body.len(), |p| p + 2)]
+}
+
+#[test]
+fn rule9_report_parts_are_rebuilt_from_an_allowlist() {
+    let raw = "From: Joe Smith <joe@real.example>\r\nTo: ann@mail.example\r\nSubject: bounce\r\n\
+MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status;\r\n boundary=\"R\"\r\n\r\n\
+--R\r\nContent-Type: text/plain\r\n\r\nSee below.\r\n\
+--R\r\nContent-Type: message/delivery-status\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+UmVwb3J0aW5nLU1UQTogZG5zOyBteC5jb3JwLmV4YW1wbGUKWC1Qb3N0Zml4LVNlbmRlcjogcmZj\r\n\
+ODIyOyBqb2VAcmVhbC5leGFtcGxlCgpGaW5hbC1SZWNpcGllbnQ6IHJmYzgyMjsgY2Fyb2xAY29y\r\n\
+cC5leGFtcGxlCkFjdGlvbjogZmFpbGVkIChib3VuY2UpClN0YXR1czogNS4yLjIKUmVtb3RlLU1U\r\n\
+QTogZG5zOyBtYWlsc3RvcmUuY29ycC5leGFtcGxlCkRpYWdub3N0aWMtQ29kZTogc210cDsgNTUy\r\n\
+IDUuMi4yIDxjYXJvbEBjb3JwLmV4YW1wbGU+IGZ1bGwKCkZpbmFsLVJlY2lwaWVudDogcmZjODIy\r\n\
+OyBvdXRAZWxzZS5leGFtcGxlCkFjdGlvbjogZGVsaXZlcmVkClN0YXR1czogMi4wLjAK\r\n\
+--R\r\nContent-Type: text/rfc822-headers\r\n\r\n\
+Received: from x by smtp.real.example\r\nFrom: Joe Smith <joe@real.example>\r\n\
+To: Carol Diaz <carol@corp.example>, out@else.example\r\nSubject: Agenda\r\n\r\n--R--\r\n";
+    let (out, _) = run(raw).unwrap();
+    assert_eq!(
+        part_body(
+            &out,
+            "message/delivery-status\r\nContent-Transfer-Encoding: 7bit"
+        ),
+        "Final-Recipient: rfc822; carol@remailer.test\r\nAction: failed\r\nStatus: 5.2.2\r\n\
+Diagnostic-Code: smtp; 552 5.2.2\r\n\r\nAction: delivered\r\nStatus: 2.0.0\r\n",
+        "{out}"
+    );
+    let headers = part_body(&out, "text/rfc822-headers");
+    assert!(headers.contains("carol@remailer.test"), "{headers}");
+    for gone in [
+        "real.example",
+        "corp.example",
+        "else.example",
+        "Received",
+        "mx.",
+    ] {
+        assert!(!out.contains(gone), "{gone} in {out}");
+    }
+    assert!(!out.contains("base64"), "{out}");
+}
+
+#[test]
+fn rule9_disposition_and_feedback_reports() {
+    let raw = "From: Ann Lee <ann@mail.example>\r\nTo: joe@remailer.test\r\n\
+Content-Type: multipart/report; report-type=disposition-notification; boundary=M\r\n\r\n\
+--M\r\nContent-Type: message/disposition-notification\r\n\r\n\
+Reporting-UA: laptop.mail.example; Thunderbird\r\nFinal-Recipient: rfc822;Ann Lee <ann@mail.example>\r\n\
+Original-Message-ID: <orig@laptop.real.example>\r\nDisposition: manual-action/MDN-sent-manually; displayed\r\n\
+--M\r\nContent-Type: message/feedback-report\r\n\r\n\
+Feedback-Type: abuse\r\nSource-IP: 198.51.100.23\r\nOriginal-Mail-From: <joe@real.example>\r\n\
+Original-Rcpt-To: <out@else.example>\r\nReported-Domain: real.example\r\n--M--\r\n";
+    let (out, _) = run(raw).unwrap();
+    let mdn = part_body(&out, "message/disposition-notification");
+    let keys = Keys::from_master([3; 32]);
+    let opaque = ids::opaque("orig@laptop.real.example", &keys, &domain());
+    assert_eq!(
+        mdn,
+        format!(
+            "Final-Recipient: rfc822; ann@remailer.test\r\nOriginal-Message-ID: <{opaque}>\r\n\
+Disposition: manual-action/MDN-sent-manually; displayed\r\n"
+        )
+    );
+    assert_eq!(
+        part_body(&out, "message/feedback-report"),
+        "Feedback-Type: abuse\r\nOriginal-Mail-From: joe@remailer.test\r\n"
+    );
+}
+
+#[test]
+fn rule6_folded_and_continued_signed_types_are_still_signed() {
+    let folded = "From: joe@real.example\r\nTo: ann@mail.example\r\n\
+Content-Type: multipart/signed;\r\n\tmicalg=pgp-sha256;\r\n\tprotocol=\"application/pgp-signature\";\r\n\
+\tboundary=\"Apple-Mail=_6B1A\"\r\n\r\n--Apple-Mail=_6B1A\r\nContent-Type: text/plain\r\n\r\nsigned text\r\n\
+--Apple-Mail=_6B1A\r\nContent-Type: application/pgp-signature\r\n\r\nsig\r\n--Apple-Mail=_6B1A--\r\n";
+    let continued = folded.replace(
+        "boundary=\"Apple-Mail=_6B1A\"",
+        "boundary*0=\"Apple-\";\r\n boundary*1=\"Mail=_6B1A\"",
+    );
+    for raw in [folded, continued.as_str()] {
+        assert_eq!(run(raw).unwrap_err(), RewriteError::Signed);
+        let (out, _) = run_with(raw, true, &cast().2).unwrap();
+        assert!(out.contains("signed text"), "{out}");
+        assert!(
+            !out.contains("sig\r\n") && !out.contains("multipart/signed"),
+            "{out}"
+        );
+    }
+    // Boundaries the parser cannot find (folded between `=` and the value; continuations
+    // that do not match): still signed, and with stripping not followable.
+    let value_folded = folded.replace(
+        "boundary=\"Apple-Mail=_6B1A\"",
+        "boundary=\r\n\t \"Apple-Mail=_6B1A\"",
+    );
+    for lost in [value_folded, continued.replace("*1=\"Mail", "*1=\"Nail")] {
+        assert_eq!(run(&lost).unwrap_err(), RewriteError::Signed);
+        assert_eq!(
+            run_with(&lost, true, &cast().2).unwrap_err(),
+            RewriteError::Uncheckable(Uncheckable::Structure)
+        );
+    }
+}
+
+#[test]
+fn rule6_encryption_is_refused_as_encrypted_anywhere() {
+    let smime = "From: joe@real.example\r\nContent-Type: application/pkcs7-mime;\r\n smime-type=\"enveloped-data\"; name=smime.p7m\r\n\
+Content-Transfer-Encoding: base64\r\n\r\nAAAA\r\n";
+    let forward = "From: joe@real.example\r\nContent-Type: multipart/mixed; boundary=O\r\n\r\n--O\r\n\
+Content-Type: message/rfc822\r\n\r\nFrom: ann@mail.example\r\nContent-Type: multipart/encrypted; boundary=I;\r\n \
+protocol=\"application/pgp-encrypted\"\r\n\r\n--I\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n--I--\r\n--O--\r\n";
+    for raw in [smime, forward] {
+        for strip in [false, true] {
+            assert_eq!(
+                run_with(raw, strip, &cast().2).unwrap_err(),
+                RewriteError::Encrypted
+            );
+        }
+    }
+    assert_eq!(RewriteError::Encrypted.status(), (550, [5, 6, 1]));
+}
+
+#[test]
+fn rule10_what_cannot_be_checked_is_refused() {
+    let head = "From: joe@real.example\r\nTo: ann@mail.example\r\nMIME-Version: 1.0\r\n";
+    let cases = [
+        ("Content-Type: message/partial; id=\"x@y\"; number=1\r\n\r\nFrom: joe@real.example\r\n\r\nhi\r\n", Uncheckable::Partial),
+        ("Content-Type: message/external-body; access-type=URL; URL=\"http://x.example/\"\r\n\r\n\r\n", Uncheckable::ExternalBody),
+        ("Content-Type: message/http\r\n\r\nGET / HTTP/1.1\r\n", Uncheckable::MediaType("message/http".into())),
+        ("Content-Type: text/plain; charset=x-martian\r\n\r\nJoe\r\n", Uncheckable::Charset("x-martian".into())),
+        ("Content-Type: text/plain\r\nContent-Transfer-Encoding: x-gzip64\r\n\r\nH4sI\r\n", Uncheckable::TransferEncoding("x-gzip64".into())),
+        ("Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\nSm9l*IFNtaXRo\r\n", Uncheckable::Undecodable),
+        ("Content-Type: multipart/mixed; boundary=\"a\"\r\n\r\n--b\r\n\r\nSm9l\r\n--b--\r\n", Uncheckable::Structure),
+        ("Content-Type: text/plain\r\nContent-Type: multipart/mixed; boundary=a\r\n\r\n--a\r\n\r\nx\r\n--a--\r\n", Uncheckable::Header("Content-Type")),
+    ];
+    for (rest, why) in cases {
+        let raw = format!("{head}{rest}");
+        assert_eq!(
+            run(&raw).unwrap_err(),
+            RewriteError::Uncheckable(why.clone()),
+            "{raw}"
+        );
+        assert!(!RewriteError::Uncheckable(why).to_string().contains('@'));
+    }
+}
+
+#[test]
+fn rule10_ordinary_oddities_still_pass() {
+    let head = "From: joe@real.example\r\nTo: ann@mail.example\r\nMIME-Version: 1.0\r\n";
+    for rest in [
+        "Content-Type: text/plain; charset=unknown-8bit\r\n\r\nhi\r\n",
+        "Content-Type: text/plain; charset=\"\"\r\nContent-Transfer-Encoding: 8BIT\r\n\r\nhi\r\n",
+        "Content-Type: multipart/mixed; boundary=a\r\n\r\n",
+        "Content-Type: text/plain; charset*=us-ascii'en'utf-8\r\n\r\nhi\r\n",
+        "Content-Type: multipart/mixed; boundary=a\r\n\r\n--a\r\nContent-Type: image/png\r\nContent-Transfer-Encoding: x-custom\r\n\r\nxx\r\n--a--\r\n",
+        "Content-Type: message/rfc822\r\n\r\n",
+    ] {
+        let raw = format!("{head}{rest}");
+        assert!(run(&raw).is_ok(), "{raw}: {:?}", run(&raw).err());
+    }
+}
+
+#[test]
+fn rule10_nesting_is_bounded() {
+    let mut raw = String::from("From: joe@real.example\r\nTo: ann@mail.example\r\n");
+    for i in 0..60 {
+        raw.push_str(&format!(
+            "Content-Type: multipart/mixed; boundary=b{i}\r\n\r\n--b{i}\r\n"
+        ));
+    }
+    raw.push_str("Content-Type: text/plain\r\n\r\nhi\r\n");
+    assert_eq!(
+        run(&raw).unwrap_err(),
+        RewriteError::Uncheckable(Uncheckable::TooDeep)
+    );
+}
