@@ -13,7 +13,7 @@
 //! Record headers hold the recipient's real address and are sealed with the service key,
 //! so the spool shows no address in clear. One `serve` at a time: the spool is locked.
 
-mod record;
+pub(crate) mod record;
 mod writer;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
