@@ -2,6 +2,7 @@
 //! [`session`] per connection, and hands finished transactions to [`crate::remail`].
 //! STARTTLS is offered when a certificate is configured; the certificate is reloaded on SIGHUP.
 
+pub mod data;
 pub mod reply;
 mod session;
 
@@ -98,6 +99,16 @@ impl Intake {
             tracing::warn!("SMTP sessions still open after 30 s; closing them");
         }
     }
+}
+
+/// Runs one SMTP session over any byte stream, as if a client at `peer` had connected: the
+/// real session code, for fuzzing and in-memory tests. Returns when the session ends.
+#[doc(hidden)]
+pub async fn run_session<S>(intake: Arc<Intake>, stream: S, peer: std::net::SocketAddr)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    session::run(intake, stream, peer).await;
 }
 
 async fn refuse_busy(mut stream: tokio::net::TcpStream) {

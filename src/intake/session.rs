@@ -9,11 +9,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use smtp_proto::request::receiver::{DataReceiver, DummyDataReceiver, RequestReceiver};
+use smtp_proto::request::receiver::RequestReceiver;
 use smtp_proto::{Error as ProtoError, Request};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 
+use super::data::{BareLineEnd, DataEnd, DataReceiver};
 use super::reply::Reply;
 use super::Intake;
 use crate::policy::{Recipient, Sender};
@@ -35,9 +35,8 @@ enum Mode {
     Command(usize),
     /// The rest of an over-long command line, discarded up to its end.
     SkipLine,
+    /// Message data, up to `<CR><LF>.<CR><LF>` only ([`super::data`]).
     Data(DataReceiver),
-    /// The message is over the size limit: read it to the end and refuse it.
-    DataDiscard(DummyDataReceiver),
 }
 
 /// What handling a command asks the I/O loop to do next.
@@ -56,12 +55,15 @@ struct Session {
     sender: Option<Sender>,
     mail_from: String,
     recipients: Vec<Recipient>,
-    message: Vec<u8>,
     spf: Option<SpfCheck>,
     errors: u32,
 }
 
-pub(super) async fn run(intake: Arc<Intake>, stream: TcpStream, peer: SocketAddr) {
+/// Runs one session over `stream` (TCP, or any byte stream) from the client at `peer`.
+pub(super) async fn run<S>(intake: Arc<Intake>, stream: S, peer: SocketAddr)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let mut session = Session {
         id: crate::keys::random_hex(4),
         intake,
@@ -71,7 +73,6 @@ pub(super) async fn run(intake: Arc<Intake>, stream: TcpStream, peer: SocketAddr
         sender: None,
         mail_from: String::new(),
         recipients: Vec::new(),
-        message: Vec::new(),
         spf: None,
         errors: 0,
     };
@@ -166,22 +167,14 @@ impl Session {
                         Next::Continue
                     }
                     Mode::Data(data) => {
-                        let done = data.ingest(&mut bytes, &mut self.message);
-                        if done {
-                            mode = Mode::Command(0);
-                            let reply = self.finish_message().await;
-                            reply.write(&mut out);
-                        } else if self.message.len() > self.intake.config.smtp.max_message_size {
-                            mode = Mode::DataDiscard(DummyDataReceiver::new_data(data));
-                            self.message = Vec::new();
-                        }
-                        Next::Continue
-                    }
-                    Mode::DataDiscard(data) => {
-                        if data.ingest(&mut bytes) {
-                            mode = Mode::Command(0);
-                            self.reset();
-                            self.size_refusal().write(&mut out);
+                        let rest = bytes.as_slice();
+                        match data.ingest(rest) {
+                            None => bytes = [].iter(),
+                            Some((used, end)) => {
+                                bytes = rest[used..].iter();
+                                mode = Mode::Command(0);
+                                self.end_of_data(end).await.write(&mut out);
+                            }
                         }
                         Next::Continue
                     }
@@ -283,8 +276,7 @@ impl Session {
             Request::Rcpt { to } => self.rcpt(to).await,
             Request::Data => match self.data_ready() {
                 Ok(reply) => {
-                    *mode = Mode::Data(DataReceiver::new());
-                    self.message = Vec::with_capacity(8 * 1024);
+                    *mode = Mode::Data(DataReceiver::new(self.intake.config.smtp.max_message_size));
                     reply
                 }
                 Err(reply) => reply,
@@ -409,7 +401,23 @@ impl Session {
         ))
     }
 
-    async fn finish_message(&mut self) -> Reply {
+    /// The reply at the end of data: the message goes on, or is refused as a whole.
+    async fn end_of_data(&mut self, end: DataEnd) -> Reply {
+        match end {
+            DataEnd::Message(message) => self.finish_message(message).await,
+            DataEnd::TooBig => {
+                self.reset();
+                self.size_refusal()
+            }
+            DataEnd::BareLineEnd(kind) => {
+                self.reset();
+                tracing::info!(session = %self.id, bare = ?kind, "refused a message with a bare line end");
+                bare_line_end_refusal(kind)
+            }
+        }
+    }
+
+    async fn finish_message(&mut self, message: Vec<u8>) -> Reply {
         let tx = Transaction {
             session: self.id.clone(),
             peer: self.peer.ip(),
@@ -417,7 +425,7 @@ impl Session {
             mail_from: std::mem::take(&mut self.mail_from),
             sender: self.sender.take().expect("DATA needs MAIL"),
             recipients: std::mem::take(&mut self.recipients),
-            message: Arc::new(std::mem::take(&mut self.message)),
+            message: Arc::new(message),
             spf: self.spf.take(),
         };
         if let Err(refusal) = self.intake.policy.authenticate(&tx).await {
@@ -444,9 +452,25 @@ impl Session {
         self.sender = None;
         self.mail_from.clear();
         self.recipients.clear();
-        self.message = Vec::new();
         self.spf = None;
     }
+}
+
+/// The refusal of a message with a bare CR or LF (which is how every smuggling look-alike
+/// of `<CR><LF>.<CR><LF>` reaches us; see [`super::data`]).
+fn bare_line_end_refusal(kind: BareLineEnd) -> Reply {
+    let what = match kind {
+        BareLineEnd::Lf => "a bare LF (a line end without CR)",
+        BareLineEnd::Cr => "a bare CR (a CR not followed by LF)",
+    };
+    Reply::new(
+        550,
+        [5, 6, 0],
+        format!(
+            "Message refused: it contains {what}.\n\
+             Lines in SMTP mail must end with CR LF (RFC 5321 section 2.3.8); nothing of it was accepted."
+        ),
+    )
 }
 
 fn same_recipient(a: &Recipient, b: &Recipient) -> bool {
