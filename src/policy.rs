@@ -147,7 +147,7 @@ impl Policy {
         {
             return Ok(Recipient::Postmaster);
         }
-        if local.len() > 2 && local[..2].eq_ignore_ascii_case("b+") {
+        if local.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("b+")) {
             let token =
                 BounceToken::verify(local, self.members.keys(), now_unix()).ok_or_else(|| {
                     Reply::new(
