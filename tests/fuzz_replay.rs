@@ -18,7 +18,11 @@ fn every_corpus_file_of_every_target_passes() {
             .filter(|p| p.is_file())
             .collect();
         files.sort();
-        assert!(files.len() >= 5, "corpus of {target} has only {} files", files.len());
+        assert!(
+            files.len() >= 5,
+            "corpus of {target} has only {} files",
+            files.len()
+        );
         for file in &files {
             let data = std::fs::read(file).unwrap();
             let ran = std::panic::catch_unwind(|| remailer::fuzzing::run(target, &data));

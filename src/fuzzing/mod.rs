@@ -4,6 +4,7 @@
 //! and panics when an invariant of that code does not hold; a panic is what the fuzzer (and
 //! the replay) reports. Not part of the service's API.
 
+mod smtp;
 mod spool;
 
 use std::sync::LazyLock;
@@ -15,10 +16,18 @@ use crate::bounce::BounceToken;
 use crate::keys::Keys;
 use crate::rewrite::{self, Context, Lookup, Member};
 
+pub use smtp::{data_end, session as smtp_session};
 pub use spool::spool_recovery;
 
 /// The names of the fuzz targets, as in `fuzz/fuzz_targets/` and `fuzz/corpus/`.
-pub const TARGETS: &[&str] = &["rewrite", "dsn", "bounce_token", "spool_recovery"];
+pub const TARGETS: &[&str] = &[
+    "rewrite",
+    "dsn",
+    "bounce_token",
+    "spool_recovery",
+    "data_end",
+    "smtp_session",
+];
 
 /// Runs the entry point of the fuzz target `name` on `data`; false for an unknown name.
 pub fn run(name: &str, data: &[u8]) -> bool {
@@ -27,6 +36,8 @@ pub fn run(name: &str, data: &[u8]) -> bool {
         "dsn" => dsn(data),
         "bounce_token" => bounce_token(data),
         "spool_recovery" => spool_recovery(data),
+        "data_end" => data_end(data),
+        "smtp_session" => smtp_session(data),
         _ => return false,
     }
     true
@@ -106,10 +117,20 @@ fn contains_address(text: &[u8], addr: &[u8]) -> bool {
     text.windows(addr.len()).enumerate().any(|(i, w)| {
         w.eq_ignore_ascii_case(addr)
             && (i == 0 || !local(text[i - 1]))
-            && text
-                .get(i + addr.len())
-                .is_none_or(|&b| !domain(b) && !(b == b'.' && text.get(i + addr.len() + 1).is_some_and(|&c| domain(c))))
+            && whole_after(&text[i + addr.len()..], domain)
     })
+}
+
+/// True when `rest` does not continue the domain before it: no domain byte, no `.` and a
+/// domain byte, and no quoted-printable soft line break (`=` CRLF), after which the word may
+/// go on.
+fn whole_after(rest: &[u8], domain: impl Fn(u8) -> bool) -> bool {
+    match rest {
+        [] => true,
+        [b'=', b'\r', b'\n', ..] => false,
+        [b'.', next, ..] => !domain(*next),
+        [b, ..] => !domain(*b),
+    }
 }
 
 /// `dsn::classify` and `dsn::is_auto_submitted` on arbitrary bytes. Invariants: no panic;

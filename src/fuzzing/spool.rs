@@ -24,8 +24,14 @@ static OTHER_KEYS: LazyLock<Keys> = LazyLock::new(|| Keys::from_master([8; 32]))
 
 /// Ids are drawn from a small set so that copies and done marks collide.
 const IDS: &[&str] = &[
-    "0000000000010aa", "0000000000020bb", "0000000000030cc", "0000000000040dd",
-    "00000000000500", "zz", "a\rb", "",
+    "0000000000010aa",
+    "0000000000020bb",
+    "0000000000030cc",
+    "0000000000040dd",
+    "00000000000500",
+    "zz",
+    "a\rb",
+    "",
 ];
 
 /// Reads the recipe; past the end every read is zero.
@@ -118,11 +124,14 @@ fn build_segment(r: &mut Recipe) -> Segment {
                 false
             }
             2 => {
+                // A torn write is only ever the last thing in a segment (nothing follows it:
+                // the bytes after it could complete it again).
                 let mut rec = Vec::new();
                 record::encode(&entry(r), &SPOOL_KEYS, &mut rec);
                 let cut = 1 + r.byte() as usize % rec.len();
                 seg.bytes.extend_from_slice(&rec[..rec.len() - cut]);
-                true
+                seg.broken = true;
+                break;
             }
             3 => {
                 let mut rec = Vec::new();
@@ -169,7 +178,9 @@ fn build_segment(r: &mut Recipe) -> Segment {
     for _ in 0..marks {
         match r.byte() % 3 {
             0 => seg.done.push(r.text(20)),
-            _ => seg.done.push(IDS[r.byte() as usize % IDS.len()].to_string()),
+            _ => seg
+                .done
+                .push(IDS[r.byte() as usize % IDS.len()].to_string()),
         }
     }
     seg
@@ -282,7 +293,11 @@ fn check(dir: &Path, segments: &BTreeMap<u64, Segment>) {
         assert_entries(&first, want, "first open");
         for (n, seg) in segments {
             if let Ok(meta) = fs::metadata(seg_path(dir, *n, "log")) {
-                assert_eq!(meta.len(), seg.valid_len as u64, "segment {n} was not cut to its valid prefix");
+                assert_eq!(
+                    meta.len(),
+                    seg.valid_len as u64,
+                    "segment {n} was not cut to its valid prefix"
+                );
             }
         }
     }
@@ -302,7 +317,9 @@ fn check(dir: &Path, segments: &BTreeMap<u64, Segment>) {
         },
         message: Arc::new(b"Subject: new\r\n\r\nnew\r\n".to_vec()),
     };
-    spool.store(std::slice::from_ref(&new)).expect("store after recovery");
+    spool
+        .store(std::slice::from_ref(&new))
+        .expect("store after recovery");
     drop(spool);
     let mut want = again;
     want.insert(new.id.clone(), new);
