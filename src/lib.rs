@@ -21,6 +21,8 @@ pub mod delivery;
 pub mod dkim;
 pub mod dns_records;
 pub mod dsn;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod intake;
 pub mod keys;
 pub mod members;

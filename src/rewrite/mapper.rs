@@ -112,6 +112,12 @@ impl<'m> Mapper<'m> {
     pub fn map_header_address(&mut self, addr: &str) -> Option<Mapped> {
         let addr = addr.trim();
         if self.is_service_address(addr) {
+            // Kept as written only when it is a plain address: mail-parser hands over
+            // whatever stood before `@DOMAIN` (spaces, other addresses, host names...).
+            let local = &addr[..addr.len() - self.at_domain.len()];
+            if !is_dot_atom(local) {
+                return None;
+            }
             let address = addr.to_ascii_lowercase();
             let name = self
                 .members
@@ -379,6 +385,18 @@ fn match_words(text: &str, start: usize, words: &[String]) -> Option<usize> {
         pos += w.len();
     }
     (!inside_word(text, pos)).then_some(pos)
+}
+
+/// An RFC 5322 `dot-atom-text` local part of at most 64 bytes.
+fn is_dot_atom(local: &str) -> bool {
+    !local.is_empty()
+        && local.len() <= 64
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && local
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+/=?^_`{|}~.-".contains(&b))
 }
 
 #[cfg(test)]

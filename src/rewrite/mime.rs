@@ -233,7 +233,7 @@ impl<'m> Writer<'m> {
         out: &mut Vec<u8>,
     ) -> Result<(), RewriteError> {
         let ct = part.content_type();
-        let sub = ct.and_then(|c| c.subtype()).unwrap_or("mixed");
+        let sub = token(ct.and_then(|c| c.subtype()), "mixed");
         if children.is_empty() {
             return self.write_empty(part, out);
         }
@@ -246,11 +246,7 @@ impl<'m> Writer<'m> {
             attrs.push(("start".into(), format!("<{new}>").into()));
         }
         attrs.push(("boundary".into(), boundary.clone().into()));
-        write_content_type(
-            out,
-            format!("multipart/{}", sub.to_ascii_lowercase()),
-            attrs,
-        );
+        write_content_type(out, format!("multipart/{sub}"), attrs);
         self.write_common(part, out);
         out.extend_from_slice(b"\r\n");
         for &child in children {
@@ -341,11 +337,11 @@ impl<'m> Writer<'m> {
         if let Some(text) = textual(ct, data) {
             return self.write_text_part(part, text, None, out);
         }
-        let c_type = match ct {
+        let c_type = match ct.filter(|c| is_token(c.ctype())) {
             Some(c) => format!(
                 "{}/{}",
                 c.ctype().to_ascii_lowercase(),
-                c.subtype().unwrap_or("octet-stream").to_ascii_lowercase()
+                token(c.subtype(), "octet-stream")
             ),
             None => "application/octet-stream".to_string(),
         };
@@ -364,11 +360,7 @@ impl<'m> Writer<'m> {
         nested: &Message<'_>,
         out: &mut Vec<u8>,
     ) -> Result<(), RewriteError> {
-        let sub = part
-            .content_type()
-            .and_then(|c| c.subtype())
-            .unwrap_or("rfc822")
-            .to_ascii_lowercase();
+        let sub = token(part.content_type().and_then(|c| c.subtype()), "rfc822");
         write_content_type(out, format!("message/{sub}"), Vec::new());
         self.write_common(part, out);
         out.extend_from_slice(b"\r\n");
@@ -386,7 +378,7 @@ impl<'m> Writer<'m> {
             write_content_type_named(
                 out,
                 "Content-Disposition",
-                cd.ctype().to_ascii_lowercase(),
+                token(Some(cd.ctype()), "attachment"),
                 attrs,
             );
         }
@@ -418,7 +410,10 @@ impl<'m> Writer<'m> {
         let mut kept = Vec::with_capacity(attrs.len());
         for a in attrs {
             let name = a.name.to_ascii_lowercase();
-            if skip.contains(&name.as_str()) || kept.iter().any(|(n, _)| *n == name) {
+            if !is_token(&name)
+                || skip.contains(&name.as_str())
+                || kept.iter().any(|(n, _)| *n == name)
+            {
                 continue;
             }
             let value = self.map.replace(&a.value).into_owned();
@@ -459,14 +454,29 @@ impl<'m> Writer<'m> {
     }
 }
 
-/// The lower-case type and subtype of a text part (text/plain when it has none).
+/// The lower-case type and subtype of a text part (text/plain when it has none or when
+/// they are not tokens).
 fn text_type(ct: Option<&ContentType<'_>>) -> (String, String) {
-    let ty = ct.map(|c| c.ctype()).unwrap_or("text").to_ascii_lowercase();
-    let sub = ct
-        .and_then(|c| c.subtype())
-        .unwrap_or("plain")
-        .to_ascii_lowercase();
+    let ty = token(ct.map(|c| c.ctype()), "text");
+    let sub = token(ct.and_then(|c| c.subtype()), "plain");
     (ty, sub)
+}
+
+/// True for an RFC 2045 `token` (what a media type, subtype, disposition or parameter name
+/// is): printable ASCII without spaces or specials. Anything else (mail-parser takes whatever
+/// stands before the `/` or `=`) could carry an address or a host name and is not copied.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 127
+        && s.bytes()
+            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?=".contains(&b))
+}
+
+/// `s` in lower case when it is a token, else `default`.
+fn token(s: Option<&str>, default: &str) -> String {
+    s.filter(|s| is_token(s))
+        .unwrap_or(default)
+        .to_ascii_lowercase()
 }
 
 fn is_folded(ct: Option<&ContentType<'_>>) -> bool {

@@ -536,3 +536,24 @@ fn rule10_nesting_is_bounded() {
         RewriteError::Uncheckable(Uncheckable::TooDeep)
     );
 }
+
+/// Found by the `rewrite` fuzz target: mail-parser takes whatever stands before `/` as the
+/// media type and whatever stands before `@DOMAIN` as the address, and both were copied.
+#[test]
+fn malformed_content_types_and_service_addresses_carry_no_real_address() {
+    let raw = "From: joe@real.example\r\n\
+To: Ann <x joe@real.example y.ann@remailer.test>, ann@remailer.test\r\n\
+Subject: s\r\n\
+Content-Type: a<joe@real.example>b/plain; x<ann@mail.example>=1\r\n\
+Content-Disposition: in<carol@corp.example>line\r\n\
+\r\n\
+body\r\n";
+    let (out, _) = run(raw).unwrap();
+    for real in ["joe@real.example", "ann@mail.example", "carol@corp.example"] {
+        assert!(!out.to_lowercase().contains(real), "{real} in:\n{out}");
+    }
+    assert!(
+        out.contains("To: <ann@remailer.test>") || out.contains("To: ann@remailer.test"),
+        "{out}"
+    );
+}

@@ -13,7 +13,7 @@
 //! Record headers hold the recipient's real address and are sealed with the service key,
 //! so the spool shows no address in clear. One `serve` at a time: the spool is locked.
 
-mod record;
+pub(crate) mod record;
 mod writer;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -110,8 +110,19 @@ impl Index {
 
     /// Marks the record of `id` in `segment` done; deletes the segment when it is empty.
     fn retire(&mut self, id: &str, segment: u64) {
-        let Some(seg) = self.segments.get_mut(&segment) else {
+        if !self.mark_done(id, segment) {
             return;
+        }
+        if let Some(seg) = self.segments.get_mut(&segment) {
+            seg.live = seg.live.saturating_sub(1);
+        }
+        self.collect(segment);
+    }
+
+    /// Appends `id` to the done file of `segment` (false when the segment is unknown).
+    fn mark_done(&mut self, id: &str, segment: u64) -> bool {
+        let Some(seg) = self.segments.get_mut(&segment) else {
+            return false;
         };
         if seg.done.is_none() {
             let path = done_path(&self.dir, segment);
@@ -120,8 +131,7 @@ impl Index {
         if let Some(f) = seg.done.as_mut() {
             let _ = f.write_all(format!("{id}\n").as_bytes());
         }
-        seg.live = seg.live.saturating_sub(1);
-        self.collect(segment);
+        true
     }
 
     fn collect(&mut self, segment: u64) {
@@ -342,6 +352,8 @@ fn recover(dir: &Path, keys: &Keys) -> Result<(Vec<Entry>, Index, u64), SpoolErr
     let found = segments(dir)?;
     let last = found.last().map(|(n, _)| *n).unwrap_or(0);
     let mut latest: HashMap<String, (u64, Entry)> = HashMap::new();
+    // Every segment that holds a copy of an id not marked done there.
+    let mut copies: HashMap<String, Vec<u64>> = HashMap::new();
     for (n, path) in &found {
         let bytes = fs::read(path).map_err(io_err(path))?;
         let (entries, valid) = record::decode_all(&bytes, keys);
@@ -364,6 +376,7 @@ fn recover(dir: &Path, keys: &Keys) -> Result<(Vec<Entry>, Index, u64), SpoolErr
             if done.contains(&e.id) {
                 latest.remove(&e.id);
             } else {
+                copies.entry(e.id.clone()).or_default().push(*n);
                 latest.insert(e.id.clone(), (*n, e));
             }
         }
@@ -382,6 +395,7 @@ fn recover(dir: &Path, keys: &Keys) -> Result<(Vec<Entry>, Index, u64), SpoolErr
             },
         );
     }
+    retire_stale_copies(&mut index, &copies, &latest);
     let mut entries = Vec::with_capacity(latest.len());
     for (id, (n, e)) in latest {
         index.add(id, n);
@@ -392,6 +406,24 @@ fn recover(dir: &Path, keys: &Keys) -> Result<(Vec<Entry>, Index, u64), SpoolErr
     }
     entries.sort_by(|a, b| a.id.cmp(&b.id));
     Ok((entries, index, last))
+}
+
+/// Marks done every copy that recovery did not hand back: one superseded by a later copy,
+/// or one whose id a later segment marked done. Without this, deleting the later segment
+/// (once all its records are done) would bring the stale copy back at the next start.
+fn retire_stale_copies(
+    index: &mut Index,
+    copies: &HashMap<String, Vec<u64>>,
+    latest: &HashMap<String, (u64, Entry)>,
+) {
+    for (id, segments) in copies {
+        let live = latest.get(id).map(|(n, _)| *n);
+        for &n in segments {
+            if Some(n) != live {
+                index.mark_done(id, n);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
