@@ -184,13 +184,21 @@ impl World {
                     .expect("delivery");
             // Stopped before it starts: every queued entry's task returns at once.
             delivery.shutdown().await;
-            let remail = Remail::new(config.clone(), members.clone(), keys, spool, delivery, dkim);
             let auth = SenderAuthenticator::new(
                 &config.dns,
                 config.policy.sender_auth,
                 &config.hostname(),
             )
             .expect("sender auth");
+            let remail = Remail::new(
+                config.clone(),
+                members.clone(),
+                keys,
+                spool,
+                delivery,
+                dkim,
+                auth.clone(),
+            );
             let policy = Policy::new(members, &config.web.public_url, auth, true);
             Arc::new(Intake::new(config.clone(), policy, remail, None))
         });
