@@ -121,18 +121,31 @@ async fn remailed_mail_has_crlf_only_and_correct_dot_stuffing_on_the_wire() {
     assert!(ok, "dkimpy: {report}\n{}", d.text());
 }
 
+/// Raw bare CRs and LFs never get as far as a forward: intake refuses them at the end of DATA
+/// (they are how SMTP smuggling hides a second transaction). A forward of clean mail with
+/// dot lines is CRLF-only and dot-stuffed on the wire.
 #[tokio::test]
-async fn a_postmaster_forward_of_raw_bare_crs_and_lfs_has_crlf_only_on_the_wire() {
+async fn a_postmaster_forward_has_crlf_only_on_the_wire_and_raw_bare_crs_never_reach_it() {
     let sink = Sink::start(SinkMode::Accept).await;
     let svc = Service::start(sink.port, "policy.postmaster = \"ops@operator.example\"").await;
-    let data = "From: <someone@outside.example>\r\nTo: <postmaster@remailer.test>\r\n\
-                Subject: raw breaks\r\n\r\nbare CR\rhere, CR CR LF\r\r\nthere, bare LF\nand\r\n\
-                .dots at a line start\r\nend.\rafter\r\n";
+    let head = "From: <someone@outside.example>\r\nTo: <postmaster@remailer.test>\r\n\
+                Subject: raw breaks\r\n\r\n";
+    let raw = format!("{head}bare CR\rhere, CR CR LF\r\r\nthere, bare LF\nand\r\nend.\r\n");
     let r = send(
         &svc,
         "someone@outside.example",
         "postmaster@remailer.test",
-        data,
+        &raw,
+    )
+    .await;
+    assert_eq!(r.code, 550, "{r:?}");
+    assert!(r.text.contains("5.6.0"), "{r:?}");
+    let data = format!("{head}clean line\r\n.dots at a line start\r\n..two dots\r\nend.\r\n");
+    let r = send(
+        &svc,
+        "someone@outside.example",
+        "postmaster@remailer.test",
+        &data,
     )
     .await;
     assert_eq!(r.code, 250, "{r:?}");

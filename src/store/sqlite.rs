@@ -12,8 +12,7 @@ use sqlx::Row;
 
 use super::{
     AliasRecord, AliasState, BounceReport, BounceTally, NameStatus, PendingKind, PendingRecord,
-    SendCounter, Store,
-    StoreError, ThreadLink,
+    SendCounter, Store, StoreError, ThreadLink,
 };
 use crate::address::AliasName;
 

@@ -78,7 +78,7 @@ impl Browser {
         require(CHROMIUM, "chromium");
         require(CHROMEDRIVER, "chromium-driver");
         let profile = tempfile::tempdir().unwrap();
-        let port = free_port();
+        let port = crate::harness::free_port();
         let log = profile.path().join("chromedriver.log");
         let driver = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
@@ -419,14 +419,6 @@ pub fn screenshot_dir() -> PathBuf {
         .nth(2)
         .expect("target dir above the binary")
         .join("web-screenshots")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Chromium headless as root, no network of its own, JavaScript off, a fresh profile.

@@ -21,12 +21,29 @@ pub use {
 use std::time::{Duration, Instant};
 
 /// A free TCP port on 127.0.0.1 (bound and released).
+///
+/// Ports come from 20000–31999, below Linux's ephemeral range (32768–60999), so the
+/// outgoing connections of parallel tests (which take ephemeral ports) can never occupy a
+/// port between the moment it is chosen here and the moment the service binds it. Each
+/// process walks the range from its own offset and never hands out a port twice.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const BASE: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7_919) % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..SPAN {
+        let port = (BASE + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {BASE}..{}", BASE + SPAN);
 }
 
 /// Polls `f` until it returns Some, or panics after `timeout`.
