@@ -184,7 +184,22 @@ impl Browser {
     /// `NN-name-WIDTH.png`, and returns what the browser saw.
     pub async fn check_page(&mut self, name: &str) -> Page {
         let url = self.client.current_url().await.unwrap().to_string();
-        let (requests, document) = self.drain_network().await;
+        // A click may return before the response of the page it submitted is logged: read
+        // the log until the page's document response is in it (bounded: 10 s).
+        let (mut requests, mut document) = self.drain_network().await;
+        for _ in 0..100 {
+            if document.is_some() && requests.iter().any(|r| same_page(r, &url)) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            let (more, doc) = self.drain_network().await;
+            for r in more {
+                if !requests.contains(&r) {
+                    requests.push(r);
+                }
+            }
+            document = doc.or(document);
+        }
         let ctx = format!("page {name} ({url})");
         assert!(
             requests.iter().any(|r| same_page(r, &url)),
