@@ -169,12 +169,7 @@ async fn every_route_answers_with_the_security_headers() {
         ),
         (
             "POST /register big",
-            web.post_raw(
-                "/register",
-                "application/x-www-form-urlencoded",
-                vec![b'a'; 200_000],
-            )
-            .await,
+            web.post_oversized("/register", vec![b'a'; 200_000]).await,
             413,
         ),
         (
