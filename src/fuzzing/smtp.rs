@@ -4,10 +4,9 @@
 //! spool, SQLite store) kept in memory: data under `/dev/shm`, sender authentication off, and
 //! delivery stopped before it starts (no network at all; accepted mail stays in the spool).
 
-use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -114,9 +113,9 @@ struct World {
 
 const GENERATION: usize = 500;
 
-thread_local! {
-    static WORLD: RefCell<Option<World>> = const { RefCell::new(None) };
-}
+/// A static, not a thread-local: a thread-local's destructor runs at exit, after tokio's own
+/// thread-locals are gone, and dropping the runtime there panics. A static is never dropped.
+static WORLD: Mutex<Option<World>> = Mutex::new(None);
 
 /// Where the persistent keys live and each generation's data goes.
 fn base_dir() -> PathBuf {
@@ -231,8 +230,8 @@ pub fn session(data: &[u8]) {
     let Some((&split, input)) = data.split_first() else {
         return;
     };
-    let output = WORLD.with(|slot| {
-        let mut slot = slot.borrow_mut();
+    let output = {
+        let mut slot = WORLD.lock().unwrap_or_else(|e| e.into_inner());
         if slot.as_ref().is_none_or(|w| w.sessions >= GENERATION) {
             static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
             *slot = None;
@@ -242,16 +241,23 @@ pub fn session(data: &[u8]) {
         let world = slot.as_mut().expect("world");
         world.sessions += 1;
         let intake = world.intake.clone().expect("a live world");
+        // Each session from its own client address, so the per-client refusal limit
+        // (`smtp.max_refusals_per_client`) never turns a later input away at the greeting.
+        let peer = peer_address(world.sessions);
         world
             .runtime
-            .block_on(converse(intake, split, input.to_vec()))
-    });
+            .block_on(converse(intake, peer, split, input.to_vec()))
+    };
     check_replies(&output);
 }
 
-async fn converse(intake: Arc<Intake>, split: u8, input: Vec<u8>) -> Vec<u8> {
+fn peer_address(session: usize) -> SocketAddr {
+    let [_, a, b, c] = u32::try_from(session).unwrap_or(u32::MAX).to_be_bytes();
+    SocketAddr::from(([10, a, b, c], 40000))
+}
+
+async fn converse(intake: Arc<Intake>, peer: SocketAddr, split: u8, input: Vec<u8>) -> Vec<u8> {
     let (client, server) = tokio::io::duplex(64 * 1024);
-    let peer: SocketAddr = "192.0.2.10:40000".parse().expect("address");
     let session = tokio::spawn(crate::intake::run_session(intake, server, peer));
     let (mut read, mut write) = tokio::io::split(client);
     let writer = tokio::spawn(async move {
