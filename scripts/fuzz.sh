@@ -3,8 +3,8 @@
 #
 #   scripts/fuzz.sh                      every target, 60 s each, one after the other
 #   scripts/fuzz.sh TARGET [SECONDS]     one target (see fuzz/fuzz_targets/)
-#   MERGE=1 scripts/fuzz.sh TARGET S     then merge what it found into fuzz/corpus/TARGET
-#                                        (minimised: only inputs that add coverage)
+#   MERGE=1 scripts/fuzz.sh TARGET S     then add what it found to fuzz/corpus/TARGET (only
+#                                        inputs that add coverage beyond the committed seeds)
 #   JOBS=2 ...                           libFuzzer worker processes (default 1)
 #
 # Works on a stable toolchain: cargo-fuzz needs a few -Z flags, allowed here by
@@ -40,9 +40,9 @@ for t in $targets; do
     -print_final_stats=1 "${parallel[@]}" \
     -artifact_prefix="artifacts/$t/" "work/$t" "corpus/$t"
   if [ "${MERGE:-0}" = 1 ]; then
-    mkdir -p "work/$t.merged"
+    # Additive: the committed seeds stay; only inputs that add coverage beyond them are copied
+    # in. A long run can add thousands: commit a few that matter, not the lot.
     nice -n 19 "$bin" -merge=1 -rss_limit_mb=2048 -timeout=10 -max_len=65536 \
-      "work/$t.merged" "corpus/$t" "work/$t"
-    rm -rf "corpus/$t" && mv "work/$t.merged" "corpus/$t"
+      "corpus/$t" "work/$t"
   fi
 done
