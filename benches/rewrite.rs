@@ -62,6 +62,18 @@ fn run_all(cast: &Cast, msgs: &[Vec<u8>]) -> usize {
 fn bench(c: &mut Criterion) {
     let cast = Cast::new();
     let msgs = corpus();
+    // `REWRITE_ROUNDS=N`: only N plain rounds over the corpus, for a profiler or an
+    // instruction count (`perf stat -e instructions`), which machine load does not change.
+    if let Some(n) = std::env::var("REWRITE_ROUNDS")
+        .ok()
+        .and_then(|n| n.parse::<u32>().ok())
+    {
+        for _ in 0..n {
+            black_box(run_all(&cast, black_box(&msgs)));
+        }
+        eprintln!("{n} rounds over {} messages", msgs.len());
+        std::process::exit(0);
+    }
     let total: usize = msgs.iter().map(Vec::len).sum();
 
     let mut g = c.benchmark_group("rewrite");

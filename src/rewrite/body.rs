@@ -28,32 +28,43 @@ impl TextEncoding {
     }
 }
 
-/// Picks the encoding for `text`.
+/// Picks the encoding for `text`, in one pass over its bytes.
 pub fn choose_encoding(text: &str) -> TextEncoding {
     let bytes = text.as_bytes();
-    let non_ascii = bytes.iter().filter(|b| !b.is_ascii()).count();
+    let mut non_ascii = 0usize;
+    // Anything that 7bit cannot carry as it is: a control byte, a bare CR, a long line.
+    let mut needs_qp = false;
+    let mut line_start = 0usize;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b >= 0x80 {
+            non_ascii += 1;
+        } else if b < 0x20 {
+            match b {
+                b'\n' => {
+                    let end = if i > line_start && bytes[i - 1] == b'\r' {
+                        i - 1
+                    } else {
+                        i
+                    };
+                    // RFC 5322 §2.1.1: lines may be up to 998 octets.
+                    needs_qp |= end - line_start > 998;
+                    line_start = i + 1;
+                }
+                b'\r' => needs_qp |= bytes.get(i + 1) != Some(&b'\n'),
+                b'\t' => {}
+                _ => needs_qp = true,
+            }
+        }
+    }
     if non_ascii * 4 > bytes.len() {
         return TextEncoding::Base64;
     }
-    // RFC 5322 §2.1.1: lines may be up to 998 octets; 7bit keeps plain text byte for byte.
-    let short_lines = text
-        .split('\n')
-        .all(|l| l.trim_end_matches('\r').len() <= 998);
-    let plain = bytes
-        .iter()
-        .all(|&b| b.is_ascii() && (b >= 0x20 || matches!(b, b'\r' | b'\n' | b'\t')));
-    if non_ascii == 0 && plain && short_lines && !has_bare_cr(bytes) {
+    let last = bytes.len() - line_start;
+    if non_ascii == 0 && !needs_qp && last <= 998 {
         TextEncoding::SevenBit
     } else {
         TextEncoding::QuotedPrintable
     }
-}
-
-fn has_bare_cr(bytes: &[u8]) -> bool {
-    bytes
-        .iter()
-        .enumerate()
-        .any(|(i, &b)| b == b'\r' && bytes.get(i + 1) != Some(&b'\n'))
 }
 
 /// Writes `text` in `encoding`, CRLF line ends, ending with CRLF.

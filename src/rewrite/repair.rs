@@ -38,10 +38,7 @@ fn first_body_line(raw: &[u8], start: usize, end: usize) -> Option<usize> {
     let mut pos = start;
     let mut first = true;
     while pos < end {
-        let stop = raw[pos..end]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(end, |p| pos + p);
+        let stop = memchr::memchr(b'\n', &raw[pos..end]).map_or(end, |p| pos + p);
         let line = raw[pos..stop]
             .strip_suffix(b"\r")
             .unwrap_or(&raw[pos..stop]);
@@ -121,7 +118,7 @@ fn lost_part(
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+    memchr::memmem::find(haystack, needle)
 }
 
 /// `raw` with the missing blank lines inserted, or None when `msg` (parsed from `raw`) needs
