@@ -225,7 +225,7 @@ fn unix_ms(t: SystemTime) -> u128 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pool_releases_a_batch_shuffled_in_one_tick() {
-    const N: usize = 8;
+    const N: usize = 10;
     const TICK_MS: u128 = 2000;
     let (svc, sink) = setup(
         SinkMode::Accept,
@@ -262,16 +262,22 @@ async fn a_pool_releases_a_batch_shuffled_in_one_tick() {
         let (first, last) = (*times.iter().min().unwrap(), *times.iter().max().unwrap());
         assert!(first >= tick, "released before its tick: {first} < {tick}");
         assert!(last < tick + TICK_MS, "all in the same tick: {times:?}");
-        let order: Vec<String> = batch
+        let order: Vec<usize> = batch
             .iter()
             .map(|d| {
                 let s = d.header("Subject").unwrap();
-                s[..s.rfind('-').unwrap()].to_string()
+                let name = &s[..s.rfind('-').unwrap()];
+                sent_order.iter().position(|o| o == name).unwrap()
             })
             .collect();
-        orders.push(order);
-        let distinct: std::collections::HashSet<_> = orders.iter().collect();
-        if distinct.len() >= 2 && orders.iter().any(|o| *o != sent_order) {
+        // Scheduling jitter alone swaps a few neighbours; a shuffle of 10 has 22.5
+        // inversions on average (fewer than 12 in about 3% of shuffles).
+        let inversions = (0..N)
+            .flat_map(|i| (i + 1..N).map(move |j| (i, j)))
+            .filter(|&(i, j)| order[i] > order[j])
+            .count();
+        orders.push((order, inversions));
+        if inversions >= 12 {
             return;
         }
         assert!(round < 3, "never shuffled: {orders:?}");
