@@ -93,7 +93,10 @@ async fn retry_state_survives_kill_9_and_the_next_attempt_waits_for_its_time() {
     no_real_address(&show);
     let list = ok(&svc, &["queue", "list"]);
     let line = list.lines().find(|l| l.starts_with(&id)).expect("listed");
-    assert!(line.contains(" 2 ") && line.contains("server replied 451"), "{list}");
+    assert!(
+        line.contains(" 2 ") && line.contains("server replied 451"),
+        "{list}"
+    );
     no_real_address(&list);
 
     svc.spawn().await;
@@ -141,7 +144,11 @@ async fn queue_show_and_delete_while_serving_and_offline() {
     let got = wait_for("the other message, flushed", T, || sink.delivered().pop()).await;
     assert_eq!(got.header("Subject").as_deref(), Some("second"));
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(sink.attempts(), attempts + 1, "the deleted one was not tried");
+    assert_eq!(
+        sink.attempts(),
+        attempts + 1,
+        "the deleted one was not tried"
+    );
     assert!(svc.log().contains("deleted from the queue"));
     let list = ok(&svc, &["queue", "list"]);
     assert!(list.ends_with("0 queued\n"), "{list}");
@@ -149,7 +156,10 @@ async fn queue_show_and_delete_while_serving_and_offline() {
     for args in [["queue", "show", &first], ["queue", "delete", &first]] {
         let (code, out, err) = svc.cli(&args);
         assert_eq!(code, 1, "{args:?}: {out}{err}");
-        assert!(err.contains(&format!("no queued message with id {first}")), "{err}");
+        assert!(
+            err.contains(&format!("no queued message with id {first}")),
+            "{err}"
+        );
     }
     for args in [["queue", "show", "zz!"], ["queue", "delete", "../x"]] {
         let (code, _, err) = svc.cli(&args);
@@ -180,7 +190,10 @@ async fn a_random_delay_stays_in_its_bounds() {
     let mut c = Client::connect(svc.smtp_port).await;
     let mut sent = Vec::new();
     for n in 0..6 {
-        sent.push((format!("delay-{n}"), send(&mut c, &format!("delay-{n}")).await));
+        sent.push((
+            format!("delay-{n}"),
+            send(&mut c, &format!("delay-{n}")).await,
+        ));
     }
     c.cmd("QUIT").await;
     let list = ok(&svc, &["queue", "list"]);
@@ -200,7 +213,10 @@ async fn a_random_delay_stays_in_its_bounds() {
         let early = d.at.duration_since(*before).unwrap_or_default();
         let late = d.at.duration_since(*after).unwrap_or_default();
         assert!(early >= Duration::from_secs(2), "{subject} after {early:?}");
-        assert!(late <= Duration::from_millis(5500), "{subject} after {late:?}");
+        assert!(
+            late <= Duration::from_millis(5500),
+            "{subject} after {late:?}"
+        );
     }
 }
 
@@ -214,7 +230,10 @@ async fn a_delayed_message_keeps_its_release_time_across_kill_9() {
     svc.spawn().await;
     let d = wait_for("the delayed message", T, || sink.delivered().pop()).await;
     let waited = d.at.duration_since(before).unwrap();
-    assert!(waited >= Duration::from_secs(5), "released early: {waited:?}");
+    assert!(
+        waited >= Duration::from_secs(5),
+        "released early: {waited:?}"
+    );
     let late = d.at.duration_since(after).unwrap();
     assert!(late <= Duration::from_millis(7500), "{late:?}");
 }
