@@ -161,8 +161,10 @@ impl Index {
         let Some(seg) = self.segments.get_mut(&segment) else {
             return false;
         };
+        // After a failed write, start on a new line: the failure may have left half a line.
+        let mut lines = if seg.unwritten.is_empty() { "" } else { "\n" }.to_string();
         seg.unwritten.push(id.to_string());
-        let lines: String = seg.unwritten.iter().map(|id| format!("{id}\n")).collect();
+        lines.extend(seg.unwritten.iter().map(|id| format!("{id}\n")));
         if let Err(e) = append(&mut seg.done, &path, lines.as_bytes()) {
             tracing::error!(segment, queue_id = %id, error = %e, pending = seg.unwritten.len(),
                 "could not write a done mark; a restart before the next mark delivers it again");
