@@ -253,7 +253,8 @@ async fn a_pool_releases_a_batch_shuffled_in_one_tick() {
     .await;
     let sent_order: Vec<String> = (0..N).map(|n| format!("pool-{n}")).collect();
     let mut orders = Vec::new();
-    for round in 0..4 {
+    const ROUNDS: usize = 5;
+    for round in 0..ROUNDS {
         // Start right after a tick (ticks are multiples of the interval since the epoch).
         wait_for("just after a tick", T, || {
             (unix_ms(SystemTime::now()) % TICK_MS < 200).then_some(())
@@ -267,7 +268,8 @@ async fn a_pool_releases_a_batch_shuffled_in_one_tick() {
         c.cmd("QUIT").await;
         let end = unix_ms(SystemTime::now());
         let tick = (start / TICK_MS + 1) * TICK_MS;
-        assert!(end < tick, "the batch was sent within one interval");
+        // (on a slow machine the batch may straddle a tick: then this round proves nothing)
+        let straddled = end >= tick;
         let batch = wait_for("the batch", T, || {
             let got: Vec<_> = sink
                 .delivered()
@@ -277,6 +279,9 @@ async fn a_pool_releases_a_batch_shuffled_in_one_tick() {
             (got.len() == N).then_some(got)
         })
         .await;
+        if straddled {
+            continue;
+        }
         let times: Vec<u128> = batch.iter().map(|d| unix_ms(d.at)).collect();
         let (first, last) = (*times.iter().min().unwrap(), *times.iter().max().unwrap());
         assert!(first >= tick, "released before its tick: {first} < {tick}");
@@ -299,6 +304,6 @@ async fn a_pool_releases_a_batch_shuffled_in_one_tick() {
         if inversions >= 12 {
             return;
         }
-        assert!(round < 3, "never shuffled: {orders:?}");
     }
+    panic!("never shuffled in {ROUNDS} rounds: {orders:?}");
 }
