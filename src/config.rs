@@ -191,6 +191,71 @@ pub struct DeliveryConfig {
     pub mx_port: u16,
     /// Destination domains that must be reached over TLS (else the message is deferred).
     pub require_tls: Vec<String>,
+    /// `"MIN..MAX"` (`5m..2h`): each remailed message waits a uniform random time in this
+    /// range before its first attempt (against timing correlation). Absent: no delay.
+    pub delay: Option<DelayRange>,
+    /// Seconds (or a duration such as `"10m"`) between pool releases: held messages leave
+    /// in shuffled batches at each tick. 0 or absent: no pooling.
+    #[serde(deserialize_with = "seconds_or_duration")]
+    pub pool_interval: u64,
+}
+
+/// A range of delays, in seconds (`delivery.delay`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct DelayRange {
+    pub min: u64,
+    pub max: u64,
+}
+
+impl TryFrom<String> for DelayRange {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        let bad = |why: &str| {
+            format!("delivery.delay {text:?}: {why}; expected MIN..MAX such as \"5m..2h\" (units s, m, h, d)")
+        };
+        let (min, max) = text.split_once("..").ok_or_else(|| bad("no \"..\""))?;
+        let min = parse_duration(min).map_err(|e| bad(&e))?;
+        let max = parse_duration(max).map_err(|e| bad(&e))?;
+        if min > max {
+            return Err(bad("the minimum is larger than the maximum"));
+        }
+        Ok(DelayRange { min, max })
+    }
+}
+
+/// `90`, `90s`, `5m`, `2h`, `1d` as seconds.
+pub fn parse_duration(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{t:?} is not a number of seconds or a duration"))?;
+    let scale = match unit.trim() {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        other => return Err(format!("unknown unit {other:?} in {t:?}")),
+    };
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("{t:?} is too long"))
+}
+
+fn seconds_or_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Value {
+        Seconds(u64),
+        Text(String),
+    }
+    match Value::deserialize(d)? {
+        Value::Seconds(n) => Ok(n),
+        Value::Text(t) => parse_duration(&t)
+            .map_err(|e| serde::de::Error::custom(format!("delivery.pool_interval: {e}"))),
+    }
 }
 
 impl Default for DeliveryConfig {
@@ -205,6 +270,8 @@ impl Default for DeliveryConfig {
             timeout: 60,
             mx_port: 25,
             require_tls: Vec::new(),
+            delay: None,
+            pool_interval: 0,
         }
     }
 }
@@ -389,6 +456,12 @@ impl Config {
                 "delivery.per_destination and workers must be >= 1".into(),
             ));
         }
+        let d = &self.delivery;
+        if d.delay.is_some_and(|r| r.max >= d.max_age) || d.pool_interval >= d.max_age {
+            return Err(ConfigError::Invalid(
+                "delivery.delay and delivery.pool_interval must stay below delivery.max_age".into(),
+            ));
+        }
         if self.web.one_way_max_body == 0 || self.web.one_way_max_body > 1024 * 1024 {
             return Err(ConfigError::Invalid(
                 "web.one_way_max_body must be between 1 and 1048576 bytes".into(),
@@ -463,6 +536,37 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn delay_and_pool_interval_parse_or_fail_clearly() {
+        let base = "domain = \"r.example\"\n[delivery]\n";
+        let c = Config::parse(&format!(
+            "{base}delay = \"5m..2h\"\npool_interval = \"10m\""
+        ))
+        .unwrap();
+        assert_eq!(
+            c.delivery.delay,
+            Some(DelayRange {
+                min: 300,
+                max: 7200
+            })
+        );
+        assert_eq!(c.delivery.pool_interval, 600);
+        let c = Config::parse(&format!("{base}pool_interval = 30")).unwrap();
+        assert_eq!(c.delivery.pool_interval, 30);
+        for (bad, says) in [
+            ("delay = \"2h..5m\"", "larger than the maximum"),
+            ("delay = \"5m\"", "expected MIN..MAX"),
+            ("delay = \"5x..1h\"", "unknown unit"),
+            ("pool_interval = \"soon\"", "not a number"),
+            ("delay = \"1s..6d\"", "below delivery.max_age"),
+        ] {
+            let e = Config::parse(&format!("{base}{bad}"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn design_example_parses() {

@@ -29,6 +29,7 @@ pub mod members;
 pub mod notices;
 pub mod oneway;
 pub mod policy;
+pub mod queue_view;
 pub mod remail;
 pub mod rewrite;
 pub mod sender_auth;

@@ -12,6 +12,7 @@ use remailer::config::Config;
 use remailer::dkim::DkimKeys;
 use remailer::dns_records::{self, CheckStatus};
 use remailer::oneway::OptOuts;
+use remailer::queue_view;
 use remailer::service;
 use remailer::spool::Spool;
 
@@ -97,9 +98,19 @@ enum OptOutCommand {
 
 #[derive(Subcommand)]
 enum QueueCommand {
-    /// List queued deliveries.
+    /// List queued deliveries: attempts, next attempt, release time, last error.
     List,
-    /// Retry every deferred delivery now.
+    /// Show one queued delivery: envelope (aliases only), size, times, every attempt.
+    Show {
+        /// The queue id (as `queue list` prints it).
+        id: String,
+    },
+    /// Delete one queued delivery for good (also while the service runs).
+    Delete {
+        /// The queue id (as `queue list` prints it).
+        id: String,
+    },
+    /// Retry every deferred delivery now (messages held by delivery.delay stay held).
     Flush,
 }
 
@@ -294,31 +305,55 @@ async fn queue(config: &Config, cmd: QueueCommand) -> Result<()> {
             let (keys, _) = service::open_members(config).await?;
             let entries = Spool::inspect(&config.data_dir.join("spool"), &keys)?;
             let now = remailer::store::now_unix();
-            println!("{:<26} {:>8} {:<7} RECIPIENT", "QUEUE-ID", "AGE-S", "KIND");
+            println!("{}", queue_view::list_header());
             for e in &entries {
-                println!(
-                    "{:<26} {:>8} {:<7} {}",
-                    e.id,
-                    now - e.envelope.created,
-                    format!("{:?}", e.envelope.kind).to_lowercase(),
-                    e.envelope
-                        .recipient_alias
-                        .as_deref()
-                        .unwrap_or("(member notice)")
-                );
+                println!("{}", queue_view::list_line(e, now));
             }
             println!("{} queued", entries.len());
         }
-        QueueCommand::Flush => {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        QueueCommand::Show { id } => {
+            check_queue_id(&id)?;
+            let (keys, members) = service::open_members(config).await?;
+            let entries = Spool::inspect(&config.data_dir.join("spool"), &keys)?;
+            let Some(e) = entries.into_iter().find(|e| e.id == id) else {
+                bail!("no queued message with id {id} (delivered, deleted or never queued)");
+            };
+            let sender = match e.envelope.sender_id {
+                Some(sid) => members.by_id(sid).await?.map(|m| m.member.alias.address()),
+                None => None,
+            };
+            let now = remailer::store::now_unix();
+            print!("{}", queue_view::show(&e, sender.as_deref(), now));
+        }
+        QueueCommand::Delete { id } => {
+            check_queue_id(&id)?;
             let path = service::control_socket(config);
-            let mut stream = tokio::net::UnixStream::connect(&path).await.with_context(|| {
+            match tokio::net::UnixStream::connect(&path).await {
+                Ok(stream) => {
+                    let answer = control(stream, &format!("delete {id}")).await?;
+                    if !answer.starts_with("ok") {
+                        bail!("{}", answer.trim_start_matches("error: "));
+                    }
+                    println!("{answer}");
+                }
+                Err(_) => {
+                    let (keys, _) = service::open_members(config).await?;
+                    let dir = config.data_dir.join("spool");
+                    if !Spool::delete_offline(&dir, &keys, &id)? {
+                        bail!(
+                            "no queued message with id {id} (delivered, deleted or never queued)"
+                        );
+                    }
+                    println!("ok: deleted {id}");
+                }
+            }
+        }
+        QueueCommand::Flush => {
+            let path = service::control_socket(config);
+            let stream = tokio::net::UnixStream::connect(&path).await.with_context(|| {
                 format!("the service is not running (no control socket at {}); the queue is retried when it starts", path.display())
             })?;
-            stream.write_all(b"flush\n").await?;
-            let mut answer = String::new();
-            stream.read_to_string(&mut answer).await?;
-            let answer = answer.trim();
+            let answer = control(stream, "flush").await?;
             if answer.starts_with("ok") {
                 println!("{answer}");
             } else {
@@ -327,4 +362,20 @@ async fn queue(config: &Config, cmd: QueueCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn check_queue_id(id: &str) -> Result<()> {
+    if !queue_view::valid_id(id) {
+        bail!("{id:?} is not a queue id (hex digits, as `remailer queue list` prints them)");
+    }
+    Ok(())
+}
+
+/// Sends one command over the control socket and returns the service's one-line answer.
+async fn control(mut stream: tokio::net::UnixStream, command: &str) -> Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(format!("{command}\n").as_bytes()).await?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await?;
+    Ok(answer.trim().to_string())
 }

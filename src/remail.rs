@@ -16,6 +16,7 @@ use crate::address::{Domain, RealAddress};
 use crate::bounce::BounceToken;
 use crate::bounces::{Bounces, Outcome};
 use crate::config::Config;
+use crate::delivery::schedule::{now_ms, Schedule};
 use crate::delivery::Delivery;
 use crate::dkim::DkimKeys;
 use crate::intake::reply::Reply;
@@ -152,6 +153,7 @@ impl Remail {
             dkim: self.dkim.clone(),
             spool: self.spool.clone(),
             strip_signatures: self.config.policy.strip_signatures,
+            schedule: Schedule::new(&self.config.delivery),
             sender: sender.clone(),
             recipients: to.iter().map(|m| (*m).clone()).collect(),
             snapshot,
@@ -361,6 +363,8 @@ struct Job {
     dkim: Arc<DkimKeys>,
     spool: Arc<Spool>,
     strip_signatures: bool,
+    /// Release times (`delivery.delay`, `delivery.pool_interval`), chosen before the 250.
+    schedule: Schedule,
     sender: MemberEntry,
     recipients: Vec<MemberEntry>,
     snapshot: Lookup,
@@ -408,8 +412,10 @@ impl Job {
                     recipient_alias: Some(rcpt.member.alias.address()),
                     sender_id: Some(self.sender.id),
                     created: now,
+                    release_ms: self.schedule.release_at(now_ms()),
                 },
                 message: message.clone(),
+                history: Vec::new(),
             })
             .collect();
         self.spool.store(&entries).map_err(local_error)?;

@@ -228,7 +228,8 @@ async fn wait_for_signals(signals: Signals, config: &Config, intake: &Intake) {
     }
 }
 
-/// The control socket: one command per connection (`flush`), answered with one line.
+/// The control socket: one command per connection (`flush`, `delete ID`), answered with
+/// one line.
 fn spawn_control(
     config: &Config,
     delivery: Delivery,
@@ -246,12 +247,19 @@ fn spawn_control(
                 let (read, mut write) = stream.into_split();
                 let mut line = String::new();
                 let _ = BufReader::new(read).take(256).read_line(&mut line).await;
-                let answer = match line.trim() {
-                    "flush" => {
+                let answer = match line.trim().split_once(' ') {
+                    None if line.trim() == "flush" => {
                         delivery.flush();
-                        "ok: retrying every deferred message now\n"
+                        "ok: retrying every deferred message now\n".to_string()
                     }
-                    _ => "error: unknown command\n",
+                    Some(("delete", id)) if crate::queue_view::valid_id(id) => {
+                        if delivery.delete(id) {
+                            format!("ok: deleted {id}\n")
+                        } else {
+                            format!("error: no queued message with id {id} (delivered, deleted or never queued)\n")
+                        }
+                    }
+                    _ => "error: unknown command\n".to_string(),
                 };
                 let _ = write.write_all(answer.as_bytes()).await;
             });

@@ -3,9 +3,15 @@
 //! which the sender gets a notice, and a notice at once on a permanent 5xx. Concurrency is
 //! bounded overall (`delivery.workers`) and per destination (`delivery.per_destination`).
 //! The spool file is removed only after the destination accepted the message.
+//!
+//! Each deferral is persisted with the entry (attempt number, next-attempt time, a safe
+//! error text: [`crate::spool::retry`]); a recovered entry waits for its persisted
+//! next-attempt time. A message with a release time ([`schedule`]) waits for it; with
+//! pooling, held messages leave in a shuffled batch at each pool tick.
 
 mod client;
 mod route;
+pub mod schedule;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,10 +26,15 @@ use crate::config::Config;
 use crate::dkim::DkimKeys;
 use crate::members::Members;
 use crate::notices::{self, Undelivered};
+use crate::spool::retry::{safe_error, Attempt};
 use crate::spool::{Entry, Envelope, Kind, Spool};
 use crate::store::now_unix;
 use client::{Dialer, Pool};
 use route::Router;
+use schedule::{now_ms, Schedule};
+
+/// At most this many attempts of one entry are kept (and rewritten when it moves).
+const HISTORY_MAX: usize = 50;
 
 /// Why an attempt failed, without any remote text that could name an address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +62,9 @@ struct Inner {
     flush: Notify,
     stop: CancellationToken,
     tasks: TaskTracker,
+    schedule: Schedule,
+    /// Pooled entries waiting for their release tick.
+    held: Mutex<Vec<Entry>>,
 }
 
 impl Delivery {
@@ -84,6 +98,8 @@ impl Delivery {
                 flush: Notify::new(),
                 stop: CancellationToken::new(),
                 tasks: TaskTracker::new(),
+                schedule: Schedule::new(d),
+                held: Mutex::new(Vec::new()),
                 router,
                 dialer,
                 dkim,
@@ -94,20 +110,100 @@ impl Delivery {
         })
     }
 
-    /// Starts delivering these (already durable) entries.
+    /// Starts delivering these (already durable) entries; with pooling, an entry that has
+    /// a release time and no attempt yet waits for the pool tick of its release time.
     pub fn enqueue(&self, entries: Vec<Entry>) {
         for entry in entries {
-            let me = self.clone();
-            self.inner.tasks.spawn(async move { me.run(entry).await });
+            if self.inner.schedule.pooled()
+                && entry.envelope.release_ms.is_some()
+                && entry.history.is_empty()
+            {
+                self.inner.held.lock().expect("held lock").push(entry);
+            } else {
+                self.spawn(entry);
+            }
         }
     }
 
-    /// Picks up what the spool found queued at start (after a crash or restart).
+    fn spawn(&self, entry: Entry) {
+        let me = self.clone();
+        self.inner.tasks.spawn(async move { me.run(entry).await });
+    }
+
+    /// Picks up what the spool found queued at start (after a crash or restart), and
+    /// starts the pool ticks when pooling is on.
     pub fn resume(&self) -> usize {
+        if self.inner.schedule.pooled() {
+            let me = self.clone();
+            self.inner
+                .tasks
+                .spawn(async move { me.release_pool().await });
+        }
         let entries = self.inner.spool.take_recovered();
         let n = entries.len();
         self.enqueue(entries);
         n
+    }
+
+    /// At each pool tick, releases the held entries that are due, in a shuffled order.
+    async fn release_pool(&self) {
+        use rand::seq::SliceRandom;
+        let schedule = self.inner.schedule;
+        loop {
+            let tick = schedule.tick_after(now_ms());
+            if !self.sleep_until(tick, false).await {
+                return;
+            }
+            let mut due: Vec<Entry> = {
+                let mut held = self.inner.held.lock().expect("held lock");
+                let (due, wait) = std::mem::take(&mut *held)
+                    .into_iter()
+                    .partition(|e| e.envelope.release_ms.is_some_and(|t| t <= tick));
+                *held = wait;
+                due
+            };
+            if due.is_empty() {
+                continue;
+            }
+            due.shuffle(&mut rand::thread_rng());
+            tracing::info!(released = due.len(), "pool tick: releasing held messages");
+            for entry in due {
+                self.spawn(entry);
+            }
+        }
+    }
+
+    /// Sleeps until the wall clock reaches `at_ms` (never earlier). False when the service
+    /// stops meanwhile; with `flushable`, `queue flush` ends the wait early.
+    async fn sleep_until(&self, at_ms: i64, flushable: bool) -> bool {
+        loop {
+            let left = at_ms - now_ms();
+            if left <= 0 {
+                return true;
+            }
+            let flush = async {
+                if flushable {
+                    self.inner.flush.notified().await
+                } else {
+                    std::future::pending().await
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(left as u64)) => {}
+                _ = flush => return true,
+                _ = self.inner.stop.cancelled() => return false,
+            }
+        }
+    }
+
+    /// Deletes a queued entry for good (`remailer queue delete`); false for an unknown id.
+    pub fn delete(&self, id: &str) -> bool {
+        self.inner
+            .held
+            .lock()
+            .expect("held lock")
+            .retain(|e| e.id != id);
+        self.inner.spool.delete(id)
     }
 
     /// Ends every waiting retry now (`remailer queue flush`).
@@ -127,14 +223,26 @@ impl Delivery {
         }
     }
 
-    async fn run(&self, entry: Entry) {
+    async fn run(&self, mut entry: Entry) {
         let inner = &self.inner;
-        let mut attempts: u32 = 0;
+        if let Some(release) = entry.envelope.release_ms {
+            if !self.sleep_until(release, false).await {
+                return;
+            }
+        }
         loop {
+            if let Some(next) = entry.history.last().map(|a| a.next_ms) {
+                if !self.sleep_until(next, true).await {
+                    return;
+                }
+            }
+            if !inner.spool.is_queued(&entry.id) {
+                return; // deleted by the operator meanwhile
+            }
             let Some(result) = self.attempt(&entry).await else {
                 return;
             };
-            attempts += 1;
+            let attempts = entry.history.last().map_or(0, |a| a.n) + 1;
             let reason = match result {
                 Ok(()) => {
                     inner.spool.remove(&entry.id);
@@ -157,14 +265,26 @@ impl Delivery {
             let delay = backoff(&inner.config, attempts)
                 .min(Duration::from_secs((max_age - age).max(1) as u64));
             tracing::info!(queue_id = %entry.id, attempts, reason = %reason, retry_in_s = delay.as_secs(), "deferred");
-            if let Err(e) = inner.spool.relocate(&entry).await {
-                tracing::warn!(queue_id = %entry.id, error = %e, "could not move a waiting message forward in the spool");
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = inner.flush.notified() => {}
-                _ = inner.stop.cancelled() => return,
-            }
+            self.note_deferral(&mut entry, attempts, &reason, delay)
+                .await;
+        }
+    }
+
+    /// Adds the deferral to the entry's history and persists it (a failure is logged: a
+    /// restart would then retry it sooner than planned).
+    async fn note_deferral(&self, entry: &mut Entry, n: u32, reason: &str, delay: Duration) {
+        let now = now_ms();
+        entry.history.push(Attempt {
+            n,
+            at_ms: now,
+            next_ms: now + delay.as_millis() as i64,
+            error: safe_error(reason),
+        });
+        if entry.history.len() > HISTORY_MAX {
+            entry.history.remove(0);
+        }
+        if let Err(e) = self.inner.spool.note_attempt(entry).await {
+            tracing::error!(queue_id = %entry.id, error = %e, "could not persist the retry state; a restart retries this message sooner");
         }
     }
 
@@ -279,19 +399,34 @@ impl Delivery {
     }
 
     /// Signs and queues a message from the service to a member (null envelope sender).
+    /// Notices are not delayed: their timing follows the service's own events (a refusal,
+    /// a registration), and a confirmation must arrive while its link is valid.
     pub async fn queue_notice(&self, to: &RealAddress, message: Vec<u8>) -> Result<(), String> {
-        self.queue_signed(String::new(), to, message)
+        self.queue_service_mail(String::new(), to, message, None)
             .await
             .map(drop)
     }
 
-    /// Signs and queues a message the service writes, with envelope sender `mail_from`
-    /// (empty for the null sender); returns its queue id. Its failure notifies nobody.
+    /// Signs and queues a one-way letter, with envelope sender `mail_from`; returns its
+    /// queue id. It is delayed and pooled like a remailed message. Its failure notifies
+    /// nobody.
     pub async fn queue_signed(
         &self,
         mail_from: String,
         to: &RealAddress,
         message: Vec<u8>,
+    ) -> Result<String, String> {
+        let release = self.inner.schedule.release_at(now_ms());
+        self.queue_service_mail(mail_from, to, message, release)
+            .await
+    }
+
+    async fn queue_service_mail(
+        &self,
+        mail_from: String,
+        to: &RealAddress,
+        message: Vec<u8>,
+        release_ms: Option<i64>,
     ) -> Result<String, String> {
         let signed = crate::wire::seal(&self.inner.dkim, &message).map_err(|e| e.to_string())?;
         let entry = Entry {
@@ -303,8 +438,10 @@ impl Delivery {
                 recipient_alias: None,
                 sender_id: None,
                 created: now_unix(),
+                release_ms,
             },
             message: Arc::new(signed),
+            history: Vec::new(),
         };
         let spool = self.inner.spool.clone();
         let entries = tokio::task::spawn_blocking(move || {

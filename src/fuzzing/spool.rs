@@ -87,11 +87,13 @@ fn entry(r: &mut Recipe) -> Entry {
         recipient_alias: (flags & 2 != 0).then(|| r.text(20)),
         sender_id: (flags & 4 != 0).then(|| i64::from(r.byte()) - 128),
         created: i64::from_le_bytes([r.byte(), r.byte(), 0, 0, 0, 0, 0, r.byte()]),
+        release_ms: None,
     };
     Entry {
         id,
         envelope,
         message: Arc::new(r.bytes(255).to_vec()),
+        history: Vec::new(),
     }
 }
 
@@ -314,8 +316,10 @@ fn check(dir: &Path, segments: &BTreeMap<u64, Segment>) {
             recipient_alias: None,
             sender_id: None,
             created: 0,
+            release_ms: None,
         },
         message: Arc::new(b"Subject: new\r\n\r\nnew\r\n".to_vec()),
+        history: Vec::new(),
     };
     spool
         .store(std::slice::from_ref(&new))

@@ -10,10 +10,16 @@
 //! back: a torn record at the end is cut off (it was never acknowledged) and every record not
 //! marked done is handed back for delivery.
 //!
+//! A deferred attempt appends its retry state (attempt number, next-attempt time, a safe
+//! error text) to `seg-N.retry` ([`retry`]), sealed; recovery hands it back with the entry so
+//! a restart continues each backoff. `remailer queue delete` tombstones an id: a copy the
+//! writer is still committing is marked done as soon as it lands.
+//!
 //! Record headers hold the recipient's real address and are sealed with the service key,
 //! so the spool shows no address in clear. One `serve` at a time: the spool is locked.
 
 pub(crate) mod record;
+pub mod retry;
 mod writer;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -73,6 +79,10 @@ pub struct Envelope {
     pub sender_id: Option<i64>,
     /// Unix seconds when the message was accepted.
     pub created: i64,
+    /// Unix milliseconds before which it must not be delivered (`delivery.delay` and
+    /// `delivery.pool_interval`), chosen when it was accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_ms: Option<i64>,
 }
 
 /// A queued delivery.
@@ -81,6 +91,20 @@ pub struct Entry {
     pub id: String,
     pub envelope: Envelope,
     pub message: Arc<Vec<u8>>,
+    /// The attempts that deferred it so far (oldest first), as persisted.
+    pub history: Vec<retry::Attempt>,
+}
+
+impl Entry {
+    /// A new entry with no attempts yet.
+    pub fn new(id: String, envelope: Envelope, message: Arc<Vec<u8>>) -> Self {
+        Entry {
+            id,
+            envelope,
+            message,
+            history: Vec::new(),
+        }
+    }
 }
 
 /// Where each live record is, and how many live records each segment holds.
@@ -88,6 +112,8 @@ pub struct Index {
     dir: PathBuf,
     location: HashMap<String, u64>,
     segments: BTreeMap<u64, Segment>,
+    /// Ids deleted by `remailer queue delete`: a copy stored later is marked done at once.
+    deleted: HashSet<String>,
 }
 
 #[derive(Default)]
@@ -95,10 +121,18 @@ struct Segment {
     live: usize,
     sealed: bool,
     done: Option<File>,
+    /// Done marks whose write failed; written again with the next mark.
+    unwritten: Vec<String>,
+    retry: Option<File>,
 }
 
 impl Index {
     fn add(&mut self, id: String, segment: u64) {
+        self.segments.entry(segment).or_default();
+        if self.deleted.contains(&id) {
+            self.mark_done(&id, segment);
+            return;
+        }
         self.segments.entry(segment).or_default().live += 1;
         self.location.insert(id, segment);
     }
@@ -119,19 +153,32 @@ impl Index {
         self.collect(segment);
     }
 
-    /// Appends `id` to the done file of `segment` (false when the segment is unknown).
+    /// Appends `id` to the done file of `segment` (false when the segment is unknown). A
+    /// failed write is logged and kept to be written with the next mark; until then a
+    /// restart would deliver the entry again (at least once, never lost).
     fn mark_done(&mut self, id: &str, segment: u64) -> bool {
+        let path = done_path(&self.dir, segment);
         let Some(seg) = self.segments.get_mut(&segment) else {
             return false;
         };
-        if seg.done.is_none() {
-            let path = done_path(&self.dir, segment);
-            seg.done = OpenOptions::new().create(true).append(true).open(path).ok();
+        // After a failed write, start on a new line: the failure may have left half a line.
+        let mut lines = if seg.unwritten.is_empty() { "" } else { "\n" }.to_string();
+        seg.unwritten.push(id.to_string());
+        lines.extend(seg.unwritten.iter().map(|id| format!("{id}\n")));
+        if let Err(e) = append(&mut seg.done, &path, lines.as_bytes()) {
+            tracing::error!(segment, queue_id = %id, error = %e, pending = seg.unwritten.len(),
+                "could not write a done mark; a restart before the next mark delivers it again");
+            return true;
         }
-        if let Some(f) = seg.done.as_mut() {
-            let _ = f.write_all(format!("{id}\n").as_bytes());
-        }
+        seg.unwritten.clear();
         true
+    }
+
+    /// Appends a retry line for an entry in `segment`.
+    fn append_retry(&mut self, segment: u64, lines: &[u8]) -> std::io::Result<()> {
+        let path = retry_path(&self.dir, segment);
+        let seg = self.segments.entry(segment).or_default();
+        append(&mut seg.retry, &path, lines)
     }
 
     fn collect(&mut self, segment: u64) {
@@ -140,6 +187,7 @@ impl Index {
                 self.segments.remove(&segment);
                 let _ = fs::remove_file(segment_path(&self.dir, segment));
                 let _ = fs::remove_file(done_path(&self.dir, segment));
+                let _ = fs::remove_file(retry_path(&self.dir, segment));
             }
         }
     }
@@ -151,6 +199,23 @@ fn segment_path(dir: &Path, n: u64) -> PathBuf {
 
 fn done_path(dir: &Path, n: u64) -> PathBuf {
     dir.join(format!("seg-{n:08}.done"))
+}
+
+fn retry_path(dir: &Path, n: u64) -> PathBuf {
+    dir.join(format!("seg-{n:08}.retry"))
+}
+
+/// Appends `bytes` to the file in `slot` (opened on first use); a failed write closes it,
+/// so the next write reopens it.
+fn append(slot: &mut Option<File>, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if slot.is_none() {
+        *slot = Some(OpenOptions::new().create(true).append(true).open(path)?);
+    }
+    let result = slot.as_mut().map_or(Ok(()), |f| f.write_all(bytes));
+    if result.is_err() {
+        *slot = None;
+    }
+    result
 }
 
 /// A segment this large is sealed and a new one started.
@@ -245,31 +310,101 @@ impl Spool {
         }
     }
 
+    /// Deletes a queued entry for good (`remailer queue delete`); false when no entry has
+    /// this id. A delivery attempt already under way is not interrupted.
+    pub fn delete(&self, id: &str) -> bool {
+        let mut index = self.index.lock().expect("index lock");
+        let Some(segment) = index.location.remove(id) else {
+            return false;
+        };
+        index.deleted.insert(id.to_string());
+        index.retire(id, segment);
+        tracing::info!(queue_id = %id, "deleted from the queue by the operator");
+        true
+    }
+
+    /// Whether `id` is still queued (not delivered, given up or deleted).
+    pub fn is_queued(&self, id: &str) -> bool {
+        self.index
+            .lock()
+            .expect("index lock")
+            .location
+            .contains_key(id)
+    }
+
+    /// Persists the entry's latest attempt (the last of `entry.history`), moving the entry
+    /// forward first when its segment is no longer the active one ([`Spool::relocate`]).
+    pub async fn note_attempt(&self, entry: &Entry) -> Result<(), SpoolError> {
+        let moved = self.relocate(entry).await?;
+        let attempts = if moved {
+            &entry.history[..]
+        } else {
+            &entry.history[entry.history.len().saturating_sub(1)..]
+        };
+        let lines: Vec<u8> = attempts
+            .iter()
+            .flat_map(|a| retry::encode(&entry.id, a, &self.keys))
+            .collect();
+        let mut index = self.index.lock().expect("index lock");
+        let Some(&segment) = index.location.get(&entry.id) else {
+            return Ok(()); // delivered or deleted meanwhile
+        };
+        index
+            .append_retry(segment, &lines)
+            .map_err(io_err(&retry_path(&index.dir, segment)))
+    }
+
     /// Copies a waiting entry forward when its segment is no longer the active one, so old
-    /// segments can be deleted while a few messages wait for retries.
-    pub async fn relocate(&self, entry: &Entry) -> Result<(), SpoolError> {
+    /// segments can be deleted while a few messages wait for retries. True when it moved.
+    pub async fn relocate(&self, entry: &Entry) -> Result<bool, SpoolError> {
         let old = {
             let index = self.index.lock().expect("index lock");
             match index.location.get(&entry.id) {
                 Some(&seg) if index.segments.get(&seg).is_some_and(|s| s.sealed) => seg,
-                _ => return Ok(()),
+                _ => return Ok(false),
             }
         };
         self.store_async(std::slice::from_ref(entry)).await?;
-        self.index
-            .lock()
-            .expect("index lock")
-            .retire(&entry.id, old);
-        Ok(())
+        let mut index = self.index.lock().expect("index lock");
+        if !index.deleted.contains(&entry.id) {
+            // (a delete meanwhile already retired the old copy)
+            index.retire(&entry.id, old);
+        }
+        Ok(true)
+    }
+
+    /// Deletes `id` while no `serve` runs (it holds the spool lock; then the control socket
+    /// is the way): marks every copy done. False when no entry has this id.
+    pub fn delete_offline(dir: &Path, keys: &Keys, id: &str) -> Result<bool, SpoolError> {
+        let _lock = lock(dir)?;
+        let mut found = false;
+        for (n, path) in segments(dir)? {
+            let bytes = fs::read(&path).map_err(io_err(&path))?;
+            if read_done(dir, n).contains(id) {
+                continue;
+            }
+            if record::decode_all(&bytes, keys)
+                .0
+                .iter()
+                .any(|e| e.id == id)
+            {
+                let done = done_path(dir, n);
+                append(&mut None, &done, format!("{id}\n").as_bytes()).map_err(io_err(&done))?;
+                found = true;
+            }
+        }
+        Ok(found)
     }
 
     /// Reads what is queued without changing anything (for `remailer queue list`, also while
     /// the service runs).
     pub fn inspect(dir: &Path, keys: &Keys) -> Result<Vec<Entry>, SpoolError> {
         let mut live: BTreeMap<String, Entry> = BTreeMap::new();
+        let mut histories = HashMap::new();
         for (n, path) in segments(dir)? {
             let bytes = fs::read(&path).map_err(io_err(&path))?;
             let done = read_done(dir, n);
+            retry::read(&retry_path(dir, n), keys, &mut histories);
             for e in record::decode_all(&bytes, keys).0 {
                 if done.contains(&e.id) {
                     live.remove(&e.id);
@@ -278,7 +413,9 @@ impl Spool {
                 }
             }
         }
-        Ok(live.into_values().collect())
+        let mut entries: Vec<Entry> = live.into_values().collect();
+        attach_histories(&mut entries, histories);
+        Ok(entries)
     }
 }
 
@@ -354,7 +491,9 @@ fn recover(dir: &Path, keys: &Keys) -> Result<(Vec<Entry>, Index, u64), SpoolErr
     let mut latest: HashMap<String, (u64, Entry)> = HashMap::new();
     // Every segment that holds a copy of an id not marked done there.
     let mut copies: HashMap<String, Vec<u64>> = HashMap::new();
+    let mut histories = HashMap::new();
     for (n, path) in &found {
+        retry::read(&retry_path(dir, *n), keys, &mut histories);
         let bytes = fs::read(path).map_err(io_err(path))?;
         let (entries, valid) = record::decode_all(&bytes, keys);
         if valid < bytes.len() {
@@ -385,6 +524,7 @@ fn recover(dir: &Path, keys: &Keys) -> Result<(Vec<Entry>, Index, u64), SpoolErr
         dir: dir.to_path_buf(),
         location: HashMap::new(),
         segments: BTreeMap::new(),
+        deleted: HashSet::new(),
     };
     for (n, _) in &found {
         index.segments.insert(
@@ -405,7 +545,18 @@ fn recover(dir: &Path, keys: &Keys) -> Result<(Vec<Entry>, Index, u64), SpoolErr
         index.collect(*n);
     }
     entries.sort_by(|a, b| a.id.cmp(&b.id));
+    attach_histories(&mut entries, histories);
     Ok((entries, index, last))
+}
+
+/// Gives each entry the attempts persisted for it, in order.
+fn attach_histories(entries: &mut [Entry], mut histories: HashMap<String, Vec<retry::Attempt>>) {
+    for e in entries {
+        if let Some(mut h) = histories.remove(&e.id) {
+            retry::normalise(&mut h);
+            e.history = h;
+        }
+    }
 }
 
 /// Marks done every copy that recovery did not hand back: one superseded by a later copy,

@@ -76,6 +76,7 @@ pub fn decode(bytes: &[u8], keys: &Keys) -> Decoded {
         id: h.id,
         envelope: h.envelope,
         message: std::sync::Arc::new(body.to_vec()),
+        history: Vec::new(),
     };
     Decoded::Record(Box::new(entry), total)
 }

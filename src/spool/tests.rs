@@ -14,8 +14,10 @@ fn entry(n: usize) -> Entry {
             recipient_alias: Some("ann@remailer.test".into()),
             sender_id: Some(1),
             created: 1,
+            release_ms: None,
         },
         message: Arc::new(format!("Subject: {n}\r\n\r\nbody {n}\r\n").into_bytes()),
+        history: Vec::new(),
     }
 }
 
@@ -216,4 +218,74 @@ fn a_stale_copy_does_not_come_back_after_its_newer_copy_is_done() {
         let back: Vec<String> = spool.take_recovered().into_iter().map(|e| e.id).collect();
         assert_eq!(back, vec![b.id.clone()], "the delivered message came back");
     }
+}
+
+fn attempt(n: u32) -> retry::Attempt {
+    retry::Attempt {
+        n,
+        at_ms: 1000 * i64::from(n),
+        next_ms: 1000 * i64::from(n) + 500,
+        error: format!("451 4.3.0 try {n}"),
+    }
+}
+
+#[tokio::test]
+async fn retry_state_comes_back_after_reopen_also_after_the_entry_moved() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut waiting = entry(1);
+    {
+        // every batch seals its segment, so each attempt moves the entry forward
+        let spool = Spool::open_with_segment_size(dir.path(), keys(), 1).unwrap();
+        spool
+            .store_async(std::slice::from_ref(&waiting))
+            .await
+            .unwrap();
+        for n in 1..=3 {
+            waiting.history.push(attempt(n));
+            spool.note_attempt(&waiting).await.unwrap();
+        }
+    }
+    let inspected = Spool::inspect(dir.path(), &keys()).unwrap();
+    assert_eq!(inspected[0].history, waiting.history);
+    let spool = Spool::open(dir.path(), keys()).unwrap();
+    let back = spool.take_recovered();
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].history, waiting.history, "every attempt, in order");
+    for name in fs::read_dir(dir.path()).unwrap().flatten() {
+        let raw = fs::read(name.path()).unwrap();
+        assert!(!String::from_utf8_lossy(&raw).contains("try 3"), "sealed");
+    }
+}
+
+#[tokio::test]
+async fn a_deleted_entry_never_comes_back_even_when_it_was_moving() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (entry(1), entry(2));
+    {
+        let spool = Spool::open_with_segment_size(dir.path(), keys(), 1).unwrap();
+        spool.store_async(&[a.clone(), b.clone()]).await.unwrap();
+        assert!(spool.is_queued(&a.id));
+        assert!(spool.delete(&a.id));
+        assert!(!spool.is_queued(&a.id));
+        assert!(!spool.delete(&a.id), "only once");
+        // a copy that lands after the delete (a relocation in flight) is marked done
+        spool.store_async(std::slice::from_ref(&a)).await.unwrap();
+        assert!(!spool.is_queued(&a.id));
+    }
+    let spool = Spool::open(dir.path(), keys()).unwrap();
+    let ids: Vec<String> = spool.take_recovered().into_iter().map(|e| e.id).collect();
+    assert_eq!(ids, vec![b.id.clone()]);
+    drop(spool);
+    assert!(Spool::delete_offline(dir.path(), &keys(), &b.id).unwrap());
+    assert!(!Spool::delete_offline(dir.path(), &keys(), &b.id).unwrap());
+    assert!(Spool::inspect(dir.path(), &keys()).unwrap().is_empty());
+    let spool = Spool::open(dir.path(), keys()).unwrap();
+    assert!(spool.take_recovered().is_empty());
+    assert!(
+        matches!(
+            Spool::delete_offline(dir.path(), &keys(), &b.id),
+            Err(SpoolError::Locked(_))
+        ),
+        "not while a serve holds the spool"
+    );
 }

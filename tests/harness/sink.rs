@@ -25,6 +25,8 @@ pub struct Delivered {
     pub raw: Vec<u8>,
     /// The transaction happened inside a STARTTLS session.
     pub tls: bool,
+    /// When the sink answered the end of DATA.
+    pub at: std::time::SystemTime,
 }
 
 impl Delivered {
@@ -88,6 +90,8 @@ struct State {
     mode: SinkMode,
     delivered: Vec<Delivered>,
     attempts: usize,
+    /// When each end of DATA was answered (deferred or delivered).
+    attempt_times: Vec<std::time::SystemTime>,
     connections: usize,
     starttls: usize,
 }
@@ -116,6 +120,7 @@ impl Sink {
             mode,
             delivered: Vec::new(),
             attempts: 0,
+            attempt_times: Vec::new(),
             connections: 0,
             starttls: 0,
         }));
@@ -178,6 +183,11 @@ impl Sink {
     pub fn attempts(&self) -> usize {
         self.state.lock().unwrap().attempts
     }
+
+    /// When each attempt (end of DATA, deferred or delivered) was answered.
+    pub fn attempt_times(&self) -> Vec<std::time::SystemTime> {
+        self.state.lock().unwrap().attempt_times.clone()
+    }
 }
 
 async fn session(mut stream: TcpStream, state: Arc<Mutex<State>>, tls: SinkTls) {
@@ -230,6 +240,7 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
                     data = None;
                     let mut st = state.lock().unwrap();
                     st.attempts += 1;
+                    st.attempt_times.push(std::time::SystemTime::now());
                     if let (SinkMode::Defer(n), false) = (st.mode, from.is_empty()) {
                         st.mode = if n > 1 {
                             SinkMode::Defer(n - 1)
@@ -244,6 +255,7 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
                             data: std::mem::take(&mut body),
                             raw: std::mem::take(&mut raw),
                             tls: in_tls,
+                            at: std::time::SystemTime::now(),
                         };
                         st.delivered.push(d);
                         out.extend_from_slice(b"250 2.0.0 ok\r\n");
