@@ -21,7 +21,7 @@ use crate::dkim::DkimKeys;
 use crate::members::Members;
 use crate::notices::{self, Undelivered};
 use crate::spool::{Entry, Envelope, Kind, Spool};
-use crate::store::now_unix;
+use crate::store::{now_unix, SendOutcome};
 use client::{Dialer, Pool};
 use route::Router;
 
@@ -131,7 +131,8 @@ impl Delivery {
         let inner = &self.inner;
         let mut attempts: u32 = 0;
         loop {
-            let Some(result) = self.attempt(&entry).await else {
+            let mut server = String::new();
+            let Some(result) = self.attempt(&entry, &mut server).await else {
                 return;
             };
             attempts += 1;
@@ -139,10 +140,11 @@ impl Delivery {
                 Ok(()) => {
                     inner.spool.remove(&entry.id);
                     tracing::info!(queue_id = %entry.id, attempts, "delivered");
-                    return;
+                    return self.record_outcome(&entry, SendOutcome::Delivered).await;
                 }
                 Err(Failure::Permanent(why)) => {
-                    tracing::info!(queue_id = %entry.id, attempts, reason = %why, "delivery failed permanently");
+                    tracing::info!(queue_id = %entry.id, attempts, server = %server, reason = %why, "delivery failed permanently");
+                    self.record_outcome(&entry, SendOutcome::Failed).await;
                     return self.give_up(&entry, Undelivered::Refused).await;
                 }
                 Err(Failure::Temporary(why)) => why,
@@ -151,12 +153,13 @@ impl Delivery {
             let max_age = inner.config.delivery.max_age as i64;
             if age >= max_age {
                 let days = inner.config.delivery.max_age.div_ceil(86_400);
-                tracing::info!(queue_id = %entry.id, attempts, reason = %reason, "giving up: too old");
+                tracing::info!(queue_id = %entry.id, attempts, server = %server, reason = %reason, "giving up: too old");
+                self.record_outcome(&entry, SendOutcome::Expired).await;
                 return self.give_up(&entry, Undelivered::Expired { days }).await;
             }
             let delay = backoff(&inner.config, attempts)
                 .min(Duration::from_secs((max_age - age).max(1) as u64));
-            tracing::info!(queue_id = %entry.id, attempts, reason = %reason, retry_in_s = delay.as_secs(), "deferred");
+            tracing::info!(queue_id = %entry.id, attempts, server = %server, reason = %reason, retry_in_s = delay.as_secs(), "deferred");
             if let Err(e) = inner.spool.relocate(&entry).await {
                 tracing::warn!(queue_id = %entry.id, error = %e, "could not move a waiting message forward in the spool");
             }
@@ -168,9 +171,21 @@ impl Delivery {
         }
     }
 
+    /// With `privacy.send_log` on, sets how a member's message ended in the send log.
+    async fn record_outcome(&self, entry: &Entry, outcome: SendOutcome) {
+        if !self.inner.config.privacy.send_log || entry.envelope.kind != Kind::Remail {
+            return;
+        }
+        let store = self.inner.members.store();
+        if let Err(e) = store.set_send_outcome(&entry.id, outcome).await {
+            tracing::warn!(queue_id = %entry.id, error = %e, "could not update the send log");
+        }
+    }
+
     /// Waits for a delivery slot (None when shutting down meanwhile), then makes one attempt;
-    /// an attempt that has started is not interrupted (its own timeouts bound it).
-    async fn attempt(&self, entry: &Entry) -> Option<Result<(), Failure>> {
+    /// an attempt that has started is not interrupted (its own timeouts bound it). `server`
+    /// is set to the last server tried, as a log line may show it (see [`server_label`]).
+    async fn attempt(&self, entry: &Entry, server: &mut String) -> Option<Result<(), Failure>> {
         let rcpt_domain = entry
             .envelope
             .rcpt
@@ -182,7 +197,7 @@ impl Delivery {
             p = self.permits(&dest) => p,
             _ = self.inner.stop.cancelled() => return None,
         };
-        Some(self.try_targets(entry, rcpt_domain, &dest).await)
+        Some(self.try_targets(entry, rcpt_domain, &dest, server).await)
     }
 
     async fn try_targets(
@@ -190,6 +205,7 @@ impl Delivery {
         entry: &Entry,
         rcpt_domain: &str,
         dest: &str,
+        server: &mut String,
     ) -> Result<(), Failure> {
         let inner = &self.inner;
         let env = &entry.envelope;
@@ -211,6 +227,7 @@ impl Delivery {
         }
         let mut last = Failure::Temporary("no mail server to try".into());
         for target in inner.router.targets(rcpt_domain).await? {
+            *server = server_label(inner.config.delivery.relay.is_some(), &target);
             let mut open = match inner.dialer.open(&target, require_tls).await {
                 Ok(open) => open,
                 Err(e) => {
@@ -318,6 +335,16 @@ impl Delivery {
         let id = entries[0].id.clone();
         self.enqueue(entries);
         Ok(id)
+    }
+}
+
+/// A server as log lines show it: the relay (the operator's own) as configured; an MX host
+/// as its keyed tag ([`crate::logtag`]), since its name tells the member's provider.
+fn server_label(relay: bool, target: &route::Target) -> String {
+    if relay {
+        format!("{}:{}", target.name, target.addr.port())
+    } else {
+        format!("{}:{}", crate::logtag::host(&target.name), target.addr.port())
     }
 }
 
