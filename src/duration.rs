@@ -22,7 +22,9 @@ pub enum DurationError {
 pub fn parse_secs(text: &str) -> Result<u64, DurationError> {
     let t = text.trim();
     let malformed = || DurationError::Malformed(text.to_string());
-    let split = t.find(|c: char| !c.is_ascii_digit()).ok_or_else(malformed)?;
+    let split = t
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(malformed)?;
     let (digits, unit) = t.split_at(split);
     if digits.is_empty() || digits.len() > 12 {
         return Err(malformed());
@@ -35,7 +37,9 @@ pub fn parse_secs(text: &str) -> Result<u64, DurationError> {
         "d" => 86_400,
         _ => return Err(malformed()),
     };
-    let secs = n.checked_mul(unit_secs).ok_or_else(|| DurationError::TooLong(text.into()))?;
+    let secs = n
+        .checked_mul(unit_secs)
+        .ok_or_else(|| DurationError::TooLong(text.into()))?;
     if secs == 0 {
         Err(DurationError::Zero(text.to_string()))
     } else if secs > MAX_SECS {
@@ -60,14 +64,19 @@ mod tests {
         assert_eq!(parse_secs("30m"), Ok(1800));
         assert_eq!(parse_secs("2h"), Ok(7200));
         assert_eq!(parse_secs(" 7d "), Ok(7 * 86_400));
-        for bad in ["", "d", "7", "7 d", "1.5h", "-1d", "7days", "7D", "1y", "abc"] {
+        for bad in [
+            "", "d", "7", "7 d", "1.5h", "-1d", "7days", "7D", "1y", "abc",
+        ] {
             assert!(
                 matches!(parse_secs(bad), Err(DurationError::Malformed(_))),
                 "{bad}"
             );
         }
         assert!(matches!(parse_secs("0d"), Err(DurationError::Zero(_))));
-        assert!(matches!(parse_secs("3651d"), Err(DurationError::TooLong(_))));
+        assert!(matches!(
+            parse_secs("3651d"),
+            Err(DurationError::TooLong(_))
+        ));
         assert!(matches!(
             parse_secs("999999999999d"),
             Err(DurationError::TooLong(_))

@@ -79,7 +79,8 @@ fn is_word_byte(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '@' | '+')
 }
 
-/// `text` with every DNS name in it replaced by its tag, and every address by `(address)`:
+/// `text` with every DNS name in it replaced by its tag, and every address by `(address)`
+/// (also with `log.show_domains`):
 /// for texts written for an SMTP reply (which may name the client's own domain) that also go
 /// to a log line. A word is a DNS name when it holds a dot between two non-empty labels and a
 /// letter.
@@ -105,11 +106,7 @@ fn scrub_word(word: &str) -> String {
     let lead = &word[..word.find(core).unwrap_or(0)];
     let trail = &word[lead.len() + core.len()..];
     let replaced = if core.contains('@') {
-        if tagger().show {
-            core.to_string()
-        } else {
-            "(address)".to_string()
-        }
+        "(address)".to_string() // never an address, even with show_domains
     } else if looks_like_domain(core) {
         domain(core).to_string()
     } else {
@@ -146,7 +143,13 @@ mod tests {
         for gone in ["good.test", "evil.test", "joe@"] {
             assert!(!s.contains(gone), "{s}");
         }
-        assert!(s.contains(&format!("failed for {}: SPF", domain("good.test"))), "{s}");
-        assert!(s.contains("(address)") && s.contains("1.0") && s.ends_with("Try again."), "{s}");
+        assert!(
+            s.contains(&format!("failed for {}: SPF", domain("good.test"))),
+            "{s}"
+        );
+        assert!(
+            s.contains("(address)") && s.contains("1.0") && s.ends_with("Try again."),
+            "{s}"
+        );
     }
 }

@@ -193,7 +193,12 @@ impl Policy {
                 return Err(expired_alias());
             }
             Some(entry) => entry,
-            None if self.members.name_expired(&name).await.map_err(temp_failure)? => {
+            None if self
+                .members
+                .name_expired(&name)
+                .await
+                .map_err(temp_failure)? =>
+            {
                 return Err(expired_alias())
             }
             None => return Err(no_such_alias()),

@@ -77,8 +77,10 @@ impl Remail {
         dkim: Arc<DkimKeys>,
         auth: SenderAuthenticator,
     ) -> Self {
-        let threads =
-            spawn_thread_recorder(members.clone(), config.privacy.send_log_days as i64 * 86_400);
+        let threads = spawn_thread_recorder(
+            members.clone(),
+            config.privacy.send_log_days as i64 * 86_400,
+        );
         let bounces = Bounces::new(
             members.clone(),
             delivery.clone(),

@@ -344,7 +344,11 @@ fn server_label(relay: bool, target: &route::Target) -> String {
     if relay {
         format!("{}:{}", target.name, target.addr.port())
     } else {
-        format!("{}:{}", crate::logtag::host(&target.name), target.addr.port())
+        format!(
+            "{}:{}",
+            crate::logtag::host(&target.name),
+            target.addr.port()
+        )
     }
 }
 

@@ -285,8 +285,11 @@ pub trait Store: Send + Sync {
     /// Records queued messages (their outcome is `queued`).
     async fn log_sends(&self, entries: &[SendLogEntry]) -> Result<(), StoreError>;
     /// Sets how the delivery of `queue_id` ended; false when it is not in the log.
-    async fn set_send_outcome(&self, queue_id: &str, outcome: SendOutcome)
-        -> Result<bool, StoreError>;
+    async fn set_send_outcome(
+        &self,
+        queue_id: &str,
+        outcome: SendOutcome,
+    ) -> Result<bool, StoreError>;
     /// Entries made at or after `since`, with `alias` as sender or recipient when given,
     /// oldest first, at most `limit`.
     async fn send_log(

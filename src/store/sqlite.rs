@@ -63,8 +63,8 @@ impl SqliteStore {
         .bind(name.as_str())
         .bind(now)
         .bind(expired)
-            .execute(&mut *tx)
-            .await?;
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("DELETE FROM pending WHERE alias = ?")
             .bind(name.as_str())
             .execute(&mut *tx)

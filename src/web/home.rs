@@ -61,7 +61,7 @@ fn send_log_notice(privacy: &crate::config::PrivacyConfig) -> maud::Markup {
     if privacy.send_log {
         let days = privacy.send_log_days;
         html! {
-            p#send-log {
+            p id="send-log" {
                 strong { "This service keeps a send log." } " For every message it remails it records the time, "
                 "the sender's alias, the recipient's alias, the size and whether it was delivered, and keeps this for "
                 (days) " day" @if days != 1 { "s" } ", then deletes it. The log holds aliases only, never a real address, "
@@ -71,7 +71,7 @@ fn send_log_notice(privacy: &crate::config::PrivacyConfig) -> maud::Markup {
         }
     } else {
         html! {
-            p#send-log {
+            p id="send-log" {
                 strong { "This service keeps no send log." } " Once a message is delivered, nothing records which alias "
                 "wrote to which, or when. The operational log names queue ids and counts, never an address, "
                 "an alias pair or a mail domain."

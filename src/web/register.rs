@@ -61,7 +61,11 @@ fn expiry(raw: &str, errors: &mut Errors) -> Option<i64> {
 
 fn expiry_field(value: &str, errors: &Errors) -> maud::Markup {
     let error = errors.get("expires");
-    let value = if value.trim().is_empty() { "never" } else { value.trim() };
+    let value = if value.trim().is_empty() {
+        "never"
+    } else {
+        value.trim()
+    };
     html! {
         label for="expires" { "Alias expires" }
         span.hint id="expires-hint" { "An expired alias is refused and removed with everything held for it; its name is never given out again." }
@@ -164,8 +168,11 @@ async fn register(
     if !errors.is_empty() {
         return register_page(&web, &f, &errors, StatusCode::UNPROCESSABLE_ENTITY).into_response();
     }
-    match web.signup.request_register(&alias, &real, display, lifetime)
-        .await {
+    match web
+        .signup
+        .request_register(&alias, &real, display, lifetime)
+        .await
+    {
         Ok(()) => check_mailbox("registration").into_response(),
         Err(e @ (SignupError::Taken | SignupError::Pending | SignupError::Removed)) => {
             errors.add("alias", e.to_string());
