@@ -92,7 +92,7 @@ enum AliasCommand {
     },
     /// Remove an alias and what is held for it; the name is never given out again.
     Remove { name: String },
-    /// List aliases with their real addresses, state and expiry.
+    /// List aliases with their real addresses and state, and the expiry of those that expire.
     List,
     /// Reactivate an alias that was paused after hard bounces.
     Activate { name: String },
@@ -216,13 +216,17 @@ async fn alias(config: &Config, cmd: AliasCommand) -> Result<()> {
         }
         AliasCommand::List => {
             for e in members.list().await? {
+                // A fourth column only for an alias that expires: the first three stay
+                // as they were for scripts that read the state as the last column.
                 let expiry = match e.expires_at {
-                    Some(at) if at <= remailer::store::now_unix() => format!("expired {}", utc(at)),
-                    Some(at) => format!("expires {}", utc(at)),
-                    None => "never expires".into(),
+                    Some(at) if at <= remailer::store::now_unix() => {
+                        format!("\texpired {}", utc(at))
+                    }
+                    Some(at) => format!("\texpires {}", utc(at)),
+                    None => String::new(),
                 };
                 println!(
-                    "{}\t{}\t{}\t{expiry}",
+                    "{}\t{}\t{}{expiry}",
                     e.member.alias,
                     e.member.real.expose(),
                     e.state.as_str()
