@@ -264,7 +264,9 @@ impl Members {
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let text = String::from_utf8(opened)
             .map_err(|_| StoreError::Corrupt("sealed address is not UTF-8".into()))?;
-        let real = RealAddress::parse_any(&text)?;
+        // The parse error would name the address's domain, and errors reach log lines.
+        let real = RealAddress::parse_any(&text)
+            .map_err(|_| StoreError::Corrupt("a sealed address does not parse".into()))?;
         Ok(MemberEntry {
             id: r.id,
             member: Member {

@@ -277,7 +277,7 @@ async fn an_expired_alias_is_refused_retired_and_never_given_out_again() {
         ("carl", "carl@real.example"),
         ("dan", "dan@real.example"),
     ] {
-        let (code, out, err) = svc.cli(&["alias", "add", name, real, "--expires", "3s"]);
+        let (code, out, err) = svc.cli(&["alias", "add", name, real, "--expires", "5s"]);
         assert_eq!(code, 0, "{err}");
         assert!(out.contains("expires 20"), "{out}");
     }
@@ -306,7 +306,7 @@ async fn an_expired_alias_is_refused_retired_and_never_given_out_again() {
 
     // before the expiry, mail goes through
     assert_eq!(rcpt(&svc, JOE, "bob@remailer.test").await.code, 250);
-    tokio::time::sleep(Duration::from_millis(3500)).await;
+    tokio::time::sleep(Duration::from_millis(5500)).await;
 
     // after it: 550 5.1.1 saying it has expired, at once and afterwards
     for _ in 0..2 {
