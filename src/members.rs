@@ -412,6 +412,50 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn expired_aliases_are_retired_once_and_their_names_never_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = members(dir.path()).await;
+        let d = m.domain().clone();
+        let now = now_unix();
+        let add = |name: &str, until: Option<i64>| {
+            let m = m.clone();
+            let d = d.clone();
+            let name = name.to_string();
+            async move {
+                let real = RealAddress::parse(&format!("{name}@mail.example"), &d).unwrap();
+                m.add_until(&Alias::parse(&name, &d).unwrap(), &real, until)
+                    .await
+            }
+        };
+        add("old", Some(now - 1)).await.unwrap();
+        add("soon", Some(now + 3600)).await.unwrap();
+        add("always", None).await.unwrap();
+        let name = |n: &str| AliasName::parse(n).unwrap();
+        let old = m.by_alias(&name("old")).await.unwrap().unwrap();
+        assert!(old.expired(now) && old.expires_at == Some(now - 1));
+        assert!(!m
+            .by_alias(&name("soon"))
+            .await
+            .unwrap()
+            .unwrap()
+            .expired(now));
+
+        assert_eq!(m.expire_due().await.unwrap(), 1);
+        assert_eq!(m.expire_due().await.unwrap(), 0);
+        assert!(m.by_alias(&name("old")).await.unwrap().is_none());
+        assert!(m.name_expired(&name("old")).await.unwrap());
+        assert!(!m.name_expired(&name("soon")).await.unwrap());
+        assert!(matches!(
+            add("old", None).await,
+            Err(MembersError::Store(StoreError::AliasRetired))
+        ));
+        // a plain removal is not an expiry
+        m.remove(&name("always")).await.unwrap();
+        assert!(!m.name_expired(&name("always")).await.unwrap());
+        assert!(!m.expire(&name("always")).await.unwrap());
+    }
+
+    #[tokio::test]
     async fn concurrent_reports_for_one_token_count_once() {
         let dir = tempfile::tempdir().unwrap();
         let m = members(dir.path()).await;
