@@ -131,7 +131,7 @@ impl Delivery {
         let inner = &self.inner;
         let mut attempts: u32 = 0;
         loop {
-            let mut server = String::new();
+            let mut server = String::from("-");
             let Some(result) = self.attempt(&entry, &mut server).await else {
                 return;
             };
@@ -214,6 +214,7 @@ impl Delivery {
             .iter()
             .any(|d| d.eq_ignore_ascii_case(rcpt_domain));
         if let Some(mut open) = inner.pool.take(dest, require_tls) {
+            *server = "(a reused connection)".into();
             match client::send(&mut open.conn, &env.mail_from, &env.rcpt, &entry.message).await {
                 Ok(()) => {
                     inner
