@@ -246,6 +246,30 @@ async fn the_send_log_holds_aliases_only_is_filtered_and_purged() {
 }
 
 #[tokio::test]
+async fn a_message_given_up_as_too_old_is_logged_as_expired() {
+    let sink = Sink::start(SinkMode::Defer(1000)).await;
+    let svc = Service::start(sink.port, "privacy.send_log = true\ndelivery.max_age = 4").await;
+    svc.add_alias("ann", ANN);
+    svc.add_alias("joe", JOE);
+    assert_eq!(send(&svc, JOE, "ann@remailer.test").await.code, 250);
+    let (_, out, _) = svc.cli(&["log"]);
+    assert!(
+        out.contains(" queued") && out.contains("1 entries"),
+        "{out}"
+    );
+    let out = wait_for("the expired outcome", Duration::from_secs(20), || {
+        let (_, out, _) = svc.cli(&["log"]);
+        out.contains(" expired").then_some(out)
+    })
+    .await;
+    assert!(
+        out.contains("joe@remailer.test") && out.contains("ann@remailer.test"),
+        "{out}"
+    );
+    assert!(sink.attempts() >= 1);
+}
+
+#[tokio::test]
 async fn an_expired_alias_is_refused_retired_and_never_given_out_again() {
     let sink = Sink::start(SinkMode::Accept).await;
     let mut svc = Service::start(sink.port, "").await;
