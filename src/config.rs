@@ -44,6 +44,8 @@ pub struct Config {
     pub dkim: DkimConfig,
     #[serde(default)]
     pub privacy: PrivacyConfig,
+    #[serde(default)]
+    pub log: LogConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -349,14 +351,30 @@ impl Default for DkimConfig {
 pub struct PrivacyConfig {
     /// Days a Message-ID mapping (for threading) is kept.
     pub thread_map_days: u64,
+    /// Keep a send log (time, queue id, sender and recipient alias, size, outcome; aliases
+    /// only). Off by default; `remailer log` reads it.
+    pub send_log: bool,
+    /// Days a send-log entry is kept before it is purged.
+    pub send_log_days: u64,
 }
 
 impl Default for PrivacyConfig {
     fn default() -> Self {
         PrivacyConfig {
             thread_map_days: 90,
+            send_log: false,
+            send_log_days: 7,
         }
     }
+}
+
+/// `[log]`: what operational log lines may show.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Show real domains (of senders, From headers, MX hosts) instead of their keyed tags.
+    /// For debugging only: the service warns loudly at start.
+    pub show_domains: bool,
 }
 
 mod defaults {
@@ -380,6 +398,7 @@ impl Config {
             policy: PolicyConfig::default(),
             dkim: DkimConfig::default(),
             privacy: PrivacyConfig::default(),
+            log: LogConfig::default(),
         }
     }
 
@@ -482,6 +501,11 @@ impl Config {
         {
             return Err(ConfigError::Invalid(
                 "web.token_hours, web.request_timeout and web.max_connections must be >= 1, web.max_body >= 1024, web.max_header_bytes >= 8192".into(),
+            ));
+        }
+        if self.privacy.send_log_days == 0 || self.privacy.send_log_days > 3650 {
+            return Err(ConfigError::Invalid(
+                "privacy.send_log_days must be between 1 and 3650".into(),
             ));
         }
         if let Some(url) = &self.store.url {

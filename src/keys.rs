@@ -2,7 +2,7 @@
 //! first start, never in the database) and the keys derived from it for each purpose:
 //! sealing real addresses (XChaCha20-Poly1305), the keyed lookup hash of an address, opaque
 //! thread IDs, the marker on mail the service sent, bounce-address tokens, and the opt-out
-//! hash, opt-out links and send counts of the one-way form.
+//! hash, opt-out links and send counts of the one-way form, and the tags domains are logged as.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -59,6 +59,8 @@ pub enum Purpose {
     MailLimit,
     /// The in-memory key of a web client's address.
     Client,
+    /// The tag a domain is logged as (see [`crate::logtag`]).
+    LogTag,
 }
 
 impl Purpose {
@@ -77,6 +79,7 @@ impl Purpose {
             Purpose::Csrf => b"remailer/csrf/v1",
             Purpose::MailLimit => b"remailer/mail-limit/v1",
             Purpose::Client => b"remailer/client/v1",
+            Purpose::LogTag => b"remailer/log-tag/v1",
         }
     }
 }

@@ -21,10 +21,12 @@ pub mod delivery;
 pub mod dkim;
 pub mod dns_records;
 pub mod dsn;
+pub mod duration;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod intake;
 pub mod keys;
+pub mod logtag;
 pub mod members;
 pub mod notices;
 pub mod oneway;

@@ -1,5 +1,5 @@
 //! The `remailer` binary: `serve` runs the service (SMTP and the web forms); `alias`, `queue`,
-//! `opt-out` and `dns` are the admin commands (ARCHITECTURE.md §5). Errors reach the user as
+//! `opt-out`, `log` (the optional send log) and `dns` are the admin commands (ARCHITECTURE.md §5). Errors reach the user as
 //! one `error:` line and a non-zero exit code.
 
 use std::path::PathBuf;
@@ -57,6 +57,16 @@ enum Command {
     /// Addresses that receive no one-way mail (stored only as keyed hashes).
     #[command(subcommand)]
     OptOut(OptOutCommand),
+    /// Read the send log (privacy.send_log): time, queue id, sender and recipient alias,
+    /// size and outcome; aliases only.
+    Log {
+        /// Only entries with this alias (NAME or NAME@DOMAIN) as sender or recipient.
+        #[arg(long, value_name = "NAME")]
+        alias: Option<String>,
+        /// Only entries from the last DURATION (a number and s, m, h or d: 30m, 2h, 7d).
+        #[arg(long, value_name = "DURATION", value_parser = remailer::duration::clap_secs)]
+        since: Option<u64>,
+    },
     /// Print the DNS records to publish (zone-file lines); `dns check` verifies them.
     Dns {
         #[command(subcommand)]
@@ -73,10 +83,17 @@ enum DnsCommand {
 #[derive(Subcommand)]
 enum AliasCommand {
     /// Bind NAME (local part or NAME@DOMAIN) to REAL_ADDRESS; active at once.
-    Add { name: String, real_address: String },
+    Add {
+        name: String,
+        real_address: String,
+        /// The alias expires after DURATION (a number and s, m, h or d: 30d): then it is
+        /// refused, and removed like `alias remove`. Default: never.
+        #[arg(long, value_name = "DURATION", value_parser = remailer::duration::clap_secs)]
+        expires: Option<u64>,
+    },
     /// Remove an alias and what is held for it; the name is never given out again.
     Remove { name: String },
-    /// List aliases with their real addresses.
+    /// List aliases with their real addresses and state, and the expiry of those that expire.
     List,
     /// Reactivate an alias that was paused after hard bounces.
     Activate { name: String },
@@ -170,6 +187,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Alias(cmd) => alias(&config, cmd).await,
         Command::Queue(cmd) => queue(&config, cmd).await,
         Command::OptOut(cmd) => opt_out(&config, cmd).await,
+        Command::Log { alias, since } => send_log(&config, alias, since).await,
         Command::Dns { command } => dns(&config, command).await,
     }
 }
@@ -178,11 +196,19 @@ async fn alias(config: &Config, cmd: AliasCommand) -> Result<()> {
     let (_keys, members) = service::open_members(config).await?;
     let domain = config.domain();
     match cmd {
-        AliasCommand::Add { name, real_address } => {
+        AliasCommand::Add {
+            name,
+            real_address,
+            expires,
+        } => {
             let alias = Alias::parse(&name, &domain)?;
             let real = RealAddress::parse(&real_address, &domain).context("real address")?;
-            members.add(&alias, &real).await?;
-            println!("added {alias}");
+            let until = expires.map(|secs| remailer::store::now_unix() + secs as i64);
+            members.add_until(&alias, &real, until).await?;
+            match until {
+                Some(at) => println!("added {alias}, expires {}", utc(at)),
+                None => println!("added {alias}"),
+            }
         }
         AliasCommand::Remove { name } => {
             let alias = Alias::parse(&name, &domain)?;
@@ -201,8 +227,17 @@ async fn alias(config: &Config, cmd: AliasCommand) -> Result<()> {
         }
         AliasCommand::List => {
             for e in members.list().await? {
+                // A fourth column only for an alias that expires: the first three stay
+                // as they were for scripts that read the state as the last column.
+                let expiry = match e.expires_at {
+                    Some(at) if at <= remailer::store::now_unix() => {
+                        format!("\texpired {}", utc(at))
+                    }
+                    Some(at) => format!("\texpires {}", utc(at)),
+                    None => String::new(),
+                };
                 println!(
-                    "{}\t{}\t{}",
+                    "{}\t{}\t{}{expiry}",
                     e.member.alias,
                     e.member.real.expose(),
                     e.state.as_str()
@@ -238,6 +273,54 @@ async fn alias(config: &Config, cmd: AliasCommand) -> Result<()> {
             println!("added {added} aliases");
         }
     }
+    Ok(())
+}
+
+/// Unix seconds as `2026-12-01T13:00:00Z`.
+fn utc(secs: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| secs.to_string())
+}
+
+/// Most send-log entries `remailer log` prints at once.
+const LOG_LIMIT: i64 = 100_000;
+
+async fn send_log(config: &Config, alias: Option<String>, since: Option<u64>) -> Result<()> {
+    if !config.privacy.send_log {
+        eprintln!("note: privacy.send_log is off: no messages are recorded (entries made while it was on stay until privacy.send_log_days has passed)");
+    }
+    let (_keys, members) = service::open_members(config).await?;
+    let domain = config.domain();
+    let name = match &alias {
+        Some(a) => Some(Alias::parse(a, &domain)?.name.to_string()),
+        None => None,
+    };
+    let from = since.map_or(0, |s| remailer::store::now_unix() - s as i64);
+    let entries = members
+        .store()
+        .send_log(name.as_deref(), from, LOG_LIMIT)
+        .await?;
+    println!(
+        "{:<20} {:<26} {:<30} {:<30} {:>9} OUTCOME",
+        "TIME", "QUEUE-ID", "SENDER", "RECIPIENT", "SIZE"
+    );
+    for e in &entries {
+        println!(
+            "{:<20} {:<26} {:<30} {:<30} {:>9} {}",
+            utc(e.at),
+            e.queue_id,
+            format!("{}@{domain}", e.sender_alias),
+            format!("{}@{domain}", e.recipient_alias),
+            e.size,
+            e.outcome.as_str()
+        );
+    }
+    println!("{} entries", entries.len());
     Ok(())
 }
 

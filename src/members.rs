@@ -40,6 +40,15 @@ pub struct MemberEntry {
     pub member: Member,
     pub state: AliasState,
     pub created_at: i64,
+    /// Unix seconds from which the alias is expired; None: never.
+    pub expires_at: Option<i64>,
+}
+
+impl MemberEntry {
+    /// Whether the alias has expired at `now` (it is then refused and retired).
+    pub fn expired(&self, now: i64) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
 }
 
 /// How long a lookup result is reused.
@@ -88,9 +97,19 @@ impl Members {
     /// Binds a new active alias to a real address. A name that was removed is never given
     /// out again, and one held by a pending web registration is not given to someone else.
     pub async fn add(&self, alias: &Alias, real: &RealAddress) -> Result<(), MembersError> {
+        self.add_until(alias, real, None).await
+    }
+
+    /// [`Members::add`] for an alias that expires at `expires_at` (Unix seconds), if given.
+    pub async fn add_until(
+        &self,
+        alias: &Alias,
+        real: &RealAddress,
+        expires_at: Option<i64>,
+    ) -> Result<(), MembersError> {
         match self.store.name_status(&alias.name, now_unix()).await? {
             NameStatus::Pending => Err(MembersError::AliasPending(alias.name.to_string())),
-            _ => self.add_confirmed(alias, real, None).await,
+            _ => self.add_confirmed(alias, real, None, expires_at).await,
         }
     }
 
@@ -100,6 +119,7 @@ impl Members {
         alias: &Alias,
         real: &RealAddress,
         display_name: Option<String>,
+        expires_at: Option<i64>,
     ) -> Result<(), MembersError> {
         if self.domain.covers(real.domain()) {
             return Err(MembersError::AddressIsAlias);
@@ -112,6 +132,7 @@ impl Members {
             display_name,
             state: AliasState::Active,
             created_at: now_unix(),
+            expires_at,
         };
         self.store.insert_alias(&rec).await?;
         self.clear_cache();
@@ -162,6 +183,31 @@ impl Members {
         } else {
             Err(MembersError::NoSuchAlias(name.to_string()))
         }
+    }
+
+    /// Retires an expired alias like a removal (the name is never given out again, and
+    /// remembered as expired); false when it was already gone.
+    pub async fn expire(&self, name: &AliasName) -> Result<bool, MembersError> {
+        let retired = self.store.retire_expired_alias(name, now_unix()).await?;
+        self.clear_cache();
+        if retired {
+            tracing::info!(alias = %name, "expired alias retired");
+        }
+        Ok(retired)
+    }
+
+    /// Retires every alias whose expiry has passed (the periodic purge); returns how many.
+    pub async fn expire_due(&self) -> Result<usize, MembersError> {
+        let retired = self.store.retire_expired_aliases(now_unix()).await?;
+        if !retired.is_empty() {
+            self.clear_cache();
+        }
+        Ok(retired.len())
+    }
+
+    /// Whether `name` was retired because it expired.
+    pub async fn name_expired(&self, name: &AliasName) -> Result<bool, MembersError> {
+        Ok(self.store.name_expired(name).await?)
     }
 
     /// Records a failure report for a token (see [`Store::record_bounce`]); a pause clears
@@ -218,7 +264,9 @@ impl Members {
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let text = String::from_utf8(opened)
             .map_err(|_| StoreError::Corrupt("sealed address is not UTF-8".into()))?;
-        let real = RealAddress::parse_any(&text)?;
+        // The parse error would name the address's domain, and errors reach log lines.
+        let real = RealAddress::parse_any(&text)
+            .map_err(|_| StoreError::Corrupt("a sealed address does not parse".into()))?;
         Ok(MemberEntry {
             id: r.id,
             member: Member {
@@ -228,6 +276,7 @@ impl Members {
             },
             state: r.state,
             created_at: r.created_at,
+            expires_at: r.expires_at,
         })
     }
 }
@@ -360,6 +409,50 @@ mod tests {
                 days: 2
             }
         );
+    }
+
+    #[tokio::test]
+    async fn expired_aliases_are_retired_once_and_their_names_never_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = members(dir.path()).await;
+        let d = m.domain().clone();
+        let now = now_unix();
+        let add = |name: &str, until: Option<i64>| {
+            let m = m.clone();
+            let d = d.clone();
+            let name = name.to_string();
+            async move {
+                let real = RealAddress::parse(&format!("{name}@mail.example"), &d).unwrap();
+                m.add_until(&Alias::parse(&name, &d).unwrap(), &real, until)
+                    .await
+            }
+        };
+        add("old", Some(now - 1)).await.unwrap();
+        add("soon", Some(now + 3600)).await.unwrap();
+        add("always", None).await.unwrap();
+        let name = |n: &str| AliasName::parse(n).unwrap();
+        let old = m.by_alias(&name("old")).await.unwrap().unwrap();
+        assert!(old.expired(now) && old.expires_at == Some(now - 1));
+        assert!(!m
+            .by_alias(&name("soon"))
+            .await
+            .unwrap()
+            .unwrap()
+            .expired(now));
+
+        assert_eq!(m.expire_due().await.unwrap(), 1);
+        assert_eq!(m.expire_due().await.unwrap(), 0);
+        assert!(m.by_alias(&name("old")).await.unwrap().is_none());
+        assert!(m.name_expired(&name("old")).await.unwrap());
+        assert!(!m.name_expired(&name("soon")).await.unwrap());
+        assert!(matches!(
+            add("old", None).await,
+            Err(MembersError::Store(StoreError::AliasRetired))
+        ));
+        // a plain removal is not an expiry
+        m.remove(&name("always")).await.unwrap();
+        assert!(!m.name_expired(&name("always")).await.unwrap());
+        assert!(!m.expire(&name("always")).await.unwrap());
     }
 
     #[tokio::test]

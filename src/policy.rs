@@ -6,6 +6,9 @@
 //!   this same answer for every name at DOMAIN, existing, paused or unknown, and no alias is
 //!   even looked up for them: RCPT tells outsiders nothing about which aliases exist (only
 //!   members learn `550 5.1.1 no such alias`);
+//! - an alias whose expiry has passed is refused to members with `550 5.1.1` saying it has
+//!   expired, and retired on first sight like a removal; an expired member's mail is treated
+//!   as an unregistered sender's;
 //! - a member may not write to their own alias; bounces go only to bounce addresses;
 //! - `no-reply@DOMAIN` (the sender of one-way mail) accepts nothing, with an explanation;
 //! - the message must really come from the member's address: SPF at MAIL FROM, DKIM and
@@ -127,6 +130,16 @@ impl Policy {
         let real = RealAddress::parse_any(address)
             .map_err(|_| Reply::new(553, [5, 1, 7], "Sender address is not a valid mailbox"))?;
         match self.members.by_real(&real).await.map_err(temp_failure)? {
+            Some(entry) if entry.expired(now_unix()) => {
+                // An expired member is no member: retired now, and treated as unregistered.
+                self.members
+                    .expire(&entry.member.alias.name)
+                    .await
+                    .map_err(temp_failure)?;
+                Ok(Sender::Outsider {
+                    domain: real.domain().to_string(),
+                })
+            }
             Some(entry) => Ok(Sender::Member(Box::new(entry))),
             None => Ok(Sender::Outsider {
                 domain: real.domain().to_string(),
@@ -174,12 +187,22 @@ impl Policy {
             Sender::Outsider { domain } => return Err(self.unregistered(domain)),
         };
         let name = AliasName::parse(local).map_err(|_| no_such_alias())?;
-        let entry = self
-            .members
-            .by_alias(&name)
-            .await
-            .map_err(temp_failure)?
-            .ok_or_else(no_such_alias)?;
+        let entry = match self.members.by_alias(&name).await.map_err(temp_failure)? {
+            Some(entry) if entry.expired(now_unix()) => {
+                self.members.expire(&name).await.map_err(temp_failure)?;
+                return Err(expired_alias());
+            }
+            Some(entry) => entry,
+            None if self
+                .members
+                .name_expired(&name)
+                .await
+                .map_err(temp_failure)? =>
+            {
+                return Err(expired_alias())
+            }
+            None => return Err(no_such_alias()),
+        };
         if entry.state != AliasState::Active {
             return Err(Reply::new(
                 550,
@@ -206,7 +229,7 @@ impl Policy {
 
     /// The refusal an unregistered sender gets: what the service is and where to register.
     fn unregistered(&self, domain: &str) -> Reply {
-        tracing::info!(sender_domain = %domain, "refused unregistered sender");
+        tracing::info!(sender_domain = %crate::logtag::domain(domain), "refused unregistered sender");
         Reply::new(
             550,
             [5, 7, 1],
@@ -236,6 +259,15 @@ fn no_reply() -> Reply {
         [5, 7, 1],
         "This address only sends messages written in this service's anonymous web form.\n\
          It accepts no mail: the sender of such a message is unknown, and cannot be replied to.",
+    )
+}
+
+/// The refusal for an alias whose expiry has passed (it is retired; the name is never reused).
+fn expired_alias() -> Reply {
+    Reply::new(
+        550,
+        [5, 1, 1],
+        "This alias has expired and accepts no mail; its name is never given to anyone else",
     )
 }
 

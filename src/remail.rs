@@ -26,7 +26,7 @@ use crate::policy::{Recipient, Sender};
 use crate::rewrite::{self, Lookup, Member, RewriteError};
 use crate::sender_auth::{SenderAuthenticator, Verdict};
 use crate::spool::{Entry, Envelope, Kind, Spool};
-use crate::store::{now_unix, Store, ThreadLink};
+use crate::store::{now_unix, SendLogEntry, SendOutcome, ThreadLink};
 
 /// At most this many distinct addresses found in a message are looked up (bounds the work a
 /// message can cause); later ones are left as they are.
@@ -78,7 +78,10 @@ impl Remail {
         dkim: Arc<DkimKeys>,
         auth: SenderAuthenticator,
     ) -> Self {
-        let threads = spawn_thread_recorder(members.store().clone());
+        let threads = spawn_thread_recorder(
+            members.clone(),
+            config.privacy.send_log_days as i64 * 86_400,
+        );
         let bounces = Bounces::new(
             members.clone(),
             delivery.clone(),
@@ -173,8 +176,33 @@ impl Remail {
         self.record_thread(sender.id, rewritten_ids);
         let first = entries[0].id.clone();
         tracing::info!(session = %tx.session, queue_id = %first, recipients = entries.len(), size = entries[0].message.len(), "queued");
+        self.log_sends(sender, to, &entries).await;
         self.delivery.enqueue(entries);
         Ok(Some(first))
+    }
+
+    /// With `privacy.send_log` on, records each entry (aliases only) before delivery starts, so
+    /// its outcome can be set when delivery ends. The message is already durable: a failure
+    /// here costs only the log entry.
+    async fn log_sends(&self, sender: &MemberEntry, to: &[&MemberEntry], entries: &[Entry]) {
+        if !self.config.privacy.send_log {
+            return;
+        }
+        let rows: Vec<SendLogEntry> = entries
+            .iter()
+            .zip(to)
+            .map(|(e, rcpt)| SendLogEntry {
+                at: e.envelope.created,
+                queue_id: e.id.clone(),
+                sender_alias: sender.member.alias.name.to_string(),
+                recipient_alias: rcpt.member.alias.name.to_string(),
+                size: e.message.len() as i64,
+                outcome: SendOutcome::Queued,
+            })
+            .collect();
+        if let Err(e) = self.members.store().log_sends(&rows).await {
+            tracing::warn!(error = %e, entries = rows.len(), "could not write the send log");
+        }
     }
 
     /// Remembers issued → original Message-ID for threading, in the background (batched).
@@ -426,9 +454,11 @@ impl Job {
     }
 }
 
-/// Deletes expired thread links (the retention of `privacy.thread_map_days`) and the records
-/// of expired bounce tokens.
-async fn purge_expired(store: &dyn Store) {
+/// Deletes expired thread links (the retention of `privacy.thread_map_days`), the records
+/// of expired bounce tokens, send-log entries older than `privacy.send_log_days`
+/// (`send_log_secs`), and retires aliases whose expiry has passed.
+async fn purge_expired(members: &Members, send_log_secs: i64) {
+    let store = members.store();
     match store.purge_threads(now_unix()).await {
         Ok(n) if n > 0 => tracing::info!(removed = n, "expired thread links removed"),
         Ok(_) => {}
@@ -440,11 +470,25 @@ async fn purge_expired(store: &dyn Store) {
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "could not purge bounce records"),
     }
+    match store.purge_send_log(now_unix() - send_log_secs).await {
+        Ok(n) if n > 0 => tracing::info!(removed = n, "old send-log entries removed"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not purge the send log"),
+    }
+    match members.expire_due().await {
+        Ok(n) if n > 0 => tracing::info!(retired = n, "expired aliases retired"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not retire expired aliases"),
+    }
 }
 
-/// Writes thread links in batches, and every hour deletes expired thread links and bounce
-/// records ([`purge_expired`]). Ends when the [`Remail`] is dropped.
-fn spawn_thread_recorder(store: Arc<dyn Store>) -> tokio::sync::mpsc::UnboundedSender<ThreadLink> {
+/// Writes thread links in batches, and every hour runs [`purge_expired`] (also once at
+/// start). Ends when the [`Remail`] is dropped.
+fn spawn_thread_recorder(
+    members: Members,
+    send_log_secs: i64,
+) -> tokio::sync::mpsc::UnboundedSender<ThreadLink> {
+    let store = members.store().clone();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<ThreadLink>();
     tokio::spawn(async move {
         let mut purge = tokio::time::interval(std::time::Duration::from_secs(3600));
@@ -452,7 +496,7 @@ fn spawn_thread_recorder(store: Arc<dyn Store>) -> tokio::sync::mpsc::UnboundedS
             let first = tokio::select! {
                 link = rx.recv() => match link { Some(l) => l, None => return },
                 _ = purge.tick() => {
-                    purge_expired(store.as_ref()).await;
+                    purge_expired(&members, send_log_secs).await;
                     continue;
                 }
             };

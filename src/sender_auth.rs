@@ -30,6 +30,7 @@
 //! Reasons are written for the `550 5.7.1` reply: they say what failed and what the member can
 //! do, name only domains (never the full sender address), contain no CR/LF and at most
 //! [`MAX_REASON_LEN`] characters. Texts from the sender's DNS (SPF `exp=`) are never echoed.
+//! In log lines, the domains in them are keyed tags ([`crate::logtag`]).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -46,6 +47,7 @@ use mail_auth::{
 use thiserror::Error;
 
 use crate::config::{DnsConfig, SenderAuth};
+use crate::logtag;
 
 /// Longest reason text, so that `550 5.7.1 ` + reason fits one SMTP reply line (512 octets).
 pub const MAX_REASON_LEN: usize = 480;
@@ -159,7 +161,7 @@ impl SenderAuthenticator {
             SpfParameters::verify_mail_from(ip, helo, &self.hostname, mail_from)
         };
         let output = auth.verify_spf(params).await;
-        tracing::debug!(result = %output.result(), domain = output.domain(), "SPF checked");
+        tracing::debug!(result = %output.result(), domain = %logtag::domain(output.domain()), "SPF checked");
         SpfCheck {
             output: Some(Arc::new(output)),
         }
@@ -203,11 +205,20 @@ impl SenderAuthenticator {
     }
 }
 
+/// Logs the verdict with the domains in it as keyed tags ([`logtag`]): the reason texts are
+/// written for the client and name its domains.
 fn log_verdict(verdict: &Verdict, from_domain: &str) {
+    let tag = logtag::domain(from_domain);
     match verdict {
-        Verdict::Pass { method } => tracing::debug!(method, from_domain, "sender authenticated"),
-        Verdict::Fail { reason } => tracing::info!(reason, "sender not authenticated"),
-        Verdict::TempFail { reason } => tracing::warn!(reason, "sender check deferred"),
+        Verdict::Pass { method } => {
+            tracing::debug!(method, from_domain = %tag, "sender authenticated")
+        }
+        Verdict::Fail { reason } => {
+            tracing::info!(from_domain = %tag, reason = %logtag::scrub(reason), "sender not authenticated")
+        }
+        Verdict::TempFail { reason } => {
+            tracing::warn!(from_domain = %tag, reason = %logtag::scrub(reason), "sender check deferred")
+        }
     }
 }
 

@@ -107,6 +107,13 @@ pub async fn serve(config: Config) -> Result<(), ServiceError> {
         tracing::warn!("policy.sender_auth = \"none\": the From address is trusted as given; anyone who forges a member's address can write as that member's alias");
     }
     let (keys, members) = open_members(&config).await?;
+    crate::logtag::init(&keys, config.log.show_domains);
+    if config.log.show_domains {
+        tracing::warn!("log.show_domains = true: log lines name real domains (of senders and their mail servers) instead of keyed tags; this identifies members' providers. Use it only for debugging, and turn it off again");
+    }
+    if config.privacy.send_log {
+        tracing::info!(days = config.privacy.send_log_days, "privacy.send_log is on: each remailed message is recorded (time, queue id, sender and recipient alias, size, outcome)");
+    }
     let spool = Arc::new(Spool::open(&config.data_dir.join("spool"), keys.clone()).map_err(setup)?);
     let dkim = Arc::new(
         DkimKeys::load_or_create(&config.data_dir, &config.domain(), &config.dkim.selector)

@@ -28,7 +28,7 @@ use crate::members::Members;
 use crate::notices::{self, Undelivered};
 use crate::spool::retry::{safe_error, Attempt};
 use crate::spool::{Entry, Envelope, Kind, Spool};
-use crate::store::now_unix;
+use crate::store::{now_unix, SendOutcome};
 use client::{Dialer, Pool};
 use route::Router;
 use schedule::{now_ms, Schedule};
@@ -239,7 +239,8 @@ impl Delivery {
             if !inner.spool.is_queued(&entry.id) {
                 return; // deleted by the operator meanwhile
             }
-            let Some(result) = self.attempt(&entry).await else {
+            let mut server = String::from("-");
+            let Some(result) = self.attempt(&entry, &mut server).await else {
                 return;
             };
             let attempts = entry.history.last().map_or(0, |a| a.n) + 1;
@@ -247,10 +248,11 @@ impl Delivery {
                 Ok(()) => {
                     inner.spool.remove(&entry.id);
                     tracing::info!(queue_id = %entry.id, attempts, "delivered");
-                    return;
+                    return self.record_outcome(&entry, SendOutcome::Delivered).await;
                 }
                 Err(Failure::Permanent(why)) => {
-                    tracing::info!(queue_id = %entry.id, attempts, reason = %why, "delivery failed permanently");
+                    tracing::info!(queue_id = %entry.id, attempts, server = %server, reason = %why, "delivery failed permanently");
+                    self.record_outcome(&entry, SendOutcome::Failed).await;
                     return self.give_up(&entry, Undelivered::Refused).await;
                 }
                 Err(Failure::Temporary(why)) => why,
@@ -259,12 +261,13 @@ impl Delivery {
             let max_age = inner.config.delivery.max_age as i64;
             if age >= max_age {
                 let days = inner.config.delivery.max_age.div_ceil(86_400);
-                tracing::info!(queue_id = %entry.id, attempts, reason = %reason, "giving up: too old");
+                tracing::info!(queue_id = %entry.id, attempts, server = %server, reason = %reason, "giving up: too old");
+                self.record_outcome(&entry, SendOutcome::Expired).await;
                 return self.give_up(&entry, Undelivered::Expired { days }).await;
             }
             let delay = backoff(&inner.config, attempts)
                 .min(Duration::from_secs((max_age - age).max(1) as u64));
-            tracing::info!(queue_id = %entry.id, attempts, reason = %reason, retry_in_s = delay.as_secs(), "deferred");
+            tracing::info!(queue_id = %entry.id, attempts, server = %server, reason = %reason, retry_in_s = delay.as_secs(), "deferred");
             self.note_deferral(&mut entry, attempts, &reason, delay)
                 .await;
         }
@@ -288,9 +291,21 @@ impl Delivery {
         }
     }
 
+    /// With `privacy.send_log` on, sets how a member's message ended in the send log.
+    async fn record_outcome(&self, entry: &Entry, outcome: SendOutcome) {
+        if !self.inner.config.privacy.send_log || entry.envelope.kind != Kind::Remail {
+            return;
+        }
+        let store = self.inner.members.store();
+        if let Err(e) = store.set_send_outcome(&entry.id, outcome).await {
+            tracing::warn!(queue_id = %entry.id, error = %e, "could not update the send log");
+        }
+    }
+
     /// Waits for a delivery slot (None when shutting down meanwhile), then makes one attempt;
-    /// an attempt that has started is not interrupted (its own timeouts bound it).
-    async fn attempt(&self, entry: &Entry) -> Option<Result<(), Failure>> {
+    /// an attempt that has started is not interrupted (its own timeouts bound it). `server`
+    /// is set to the last server tried, as a log line may show it (see [`server_label`]).
+    async fn attempt(&self, entry: &Entry, server: &mut String) -> Option<Result<(), Failure>> {
         let rcpt_domain = entry
             .envelope
             .rcpt
@@ -302,7 +317,7 @@ impl Delivery {
             p = self.permits(&dest) => p,
             _ = self.inner.stop.cancelled() => return None,
         };
-        Some(self.try_targets(entry, rcpt_domain, &dest).await)
+        Some(self.try_targets(entry, rcpt_domain, &dest, server).await)
     }
 
     async fn try_targets(
@@ -310,6 +325,7 @@ impl Delivery {
         entry: &Entry,
         rcpt_domain: &str,
         dest: &str,
+        server: &mut String,
     ) -> Result<(), Failure> {
         let inner = &self.inner;
         let env = &entry.envelope;
@@ -318,6 +334,7 @@ impl Delivery {
             .iter()
             .any(|d| d.eq_ignore_ascii_case(rcpt_domain));
         if let Some(mut open) = inner.pool.take(dest, require_tls) {
+            *server = "(a reused connection)".into();
             match client::send(&mut open.conn, &env.mail_from, &env.rcpt, &entry.message).await {
                 Ok(()) => {
                     inner
@@ -331,6 +348,7 @@ impl Delivery {
         }
         let mut last = Failure::Temporary("no mail server to try".into());
         for target in inner.router.targets(rcpt_domain).await? {
+            *server = server_label(inner.config.delivery.relay.is_some(), &target);
             let mut open = match inner.dialer.open(&target, require_tls).await {
                 Ok(open) => open,
                 Err(e) => {
@@ -455,6 +473,20 @@ impl Delivery {
         let id = entries[0].id.clone();
         self.enqueue(entries);
         Ok(id)
+    }
+}
+
+/// A server as log lines show it: the relay (the operator's own) as configured; an MX host
+/// as its keyed tag ([`crate::logtag`]), since its name tells the member's provider.
+fn server_label(relay: bool, target: &route::Target) -> String {
+    if relay {
+        format!("{}:{}", target.name, target.addr.port())
+    } else {
+        format!(
+            "{}:{}",
+            crate::logtag::host(&target.name),
+            target.addr.port()
+        )
     }
 }
 

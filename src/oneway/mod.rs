@@ -289,7 +289,7 @@ impl OneWay {
             .await
             .map_err(temporary)?
             .ok_or_else(own)?;
-        if entry.state != AliasState::Active {
+        if entry.state != AliasState::Active || entry.expired(crate::store::now_unix()) {
             return Err(Refusal::AliasPaused);
         }
         Ok(Target {

@@ -54,6 +54,8 @@ impl From<MembersError> for SignupError {
 pub struct PendingView {
     pub kind: PendingKind,
     pub alias: Alias,
+    /// A registration's chosen lifetime in seconds (None: the alias never expires).
+    pub lifetime: Option<i64>,
 }
 
 /// What pressing the button did.
@@ -199,6 +201,7 @@ impl Signup {
         alias: &Alias,
         real: &RealAddress,
         display_name: Option<String>,
+        lifetime: Option<i64>,
     ) -> Result<(), SignupError> {
         self.check_name(alias).await?;
         if !self.may_mail(real).await? {
@@ -224,6 +227,7 @@ impl Signup {
             real_sealed: self.members.keys().seal(real.expose().as_bytes()),
             display_name,
             expires_at: now_unix() + self.ttl(),
+            lifetime,
         };
         match self.members.store().insert_pending(&rec, now_unix()).await {
             Err(StoreError::AliasTaken) => return Err(SignupError::Pending),
@@ -254,6 +258,7 @@ impl Signup {
             real_sealed: Vec::new(),
             display_name: None,
             expires_at: now_unix() + self.ttl(),
+            lifetime: None,
         };
         self.members
             .store()
@@ -281,6 +286,7 @@ impl Signup {
             .filter(|r| same(&r.token_hash, &hash))
             .map(|r| PendingView {
                 kind: r.kind,
+                lifetime: r.lifetime,
                 alias: Alias::new(r.alias, self.members.domain()),
             }))
     }
@@ -314,7 +320,12 @@ impl Signup {
             .map_err(|e| SignupError::Internal(e.to_string()))?;
         match self
             .members
-            .add_confirmed(&alias, &real, rec.display_name)
+            .add_confirmed(
+                &alias,
+                &real,
+                rec.display_name,
+                rec.lifetime.map(|secs| now_unix() + secs),
+            )
             .await
         {
             Ok(()) => {}

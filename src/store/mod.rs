@@ -111,6 +111,52 @@ pub struct AliasRecord {
     pub display_name: Option<String>,
     pub state: AliasState,
     pub created_at: i64,
+    /// Unix seconds after which the alias is expired (refused, then retired); None: never.
+    pub expires_at: Option<i64>,
+}
+
+/// How a send-log entry ended (`queued` until delivery ends).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendOutcome {
+    Queued,
+    Delivered,
+    Failed,
+    Expired,
+}
+
+impl SendOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SendOutcome::Queued => "queued",
+            SendOutcome::Delivered => "delivered",
+            SendOutcome::Failed => "failed",
+            SendOutcome::Expired => "expired",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "queued" => Ok(SendOutcome::Queued),
+            "delivered" => Ok(SendOutcome::Delivered),
+            "failed" => Ok(SendOutcome::Failed),
+            "expired" => Ok(SendOutcome::Expired),
+            other => Err(StoreError::Corrupt(format!("send outcome '{other}'"))),
+        }
+    }
+}
+
+/// One row of the optional send log: aliases only, never a real address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendLogEntry {
+    /// Unix seconds when the message was queued.
+    pub at: i64,
+    pub queue_id: String,
+    /// The name (local part) of the sender's alias.
+    pub sender_alias: String,
+    /// The name (local part) of the recipient's alias.
+    pub recipient_alias: String,
+    pub size: i64,
+    pub outcome: SendOutcome,
 }
 
 /// What a confirmation link does once followed.
@@ -149,6 +195,8 @@ pub struct PendingRecord {
     pub real_sealed: Vec<u8>,
     pub display_name: Option<String>,
     pub expires_at: i64,
+    /// A registration's chosen alias lifetime in seconds (None: never expires).
+    pub lifetime: Option<i64>,
 }
 
 /// Whether an alias name can be given out.
@@ -224,8 +272,35 @@ pub trait Store: Send + Sync {
         now: i64,
     ) -> Result<Option<PendingRecord>, StoreError>;
     /// Removes an alias and everything held for it (its bounce records, its thread links,
-    /// pending links) and records the name as removed, in one transaction; false when no such alias.
+    /// pending links, its send-log entries) and records the name as removed, in one transaction; false when no such alias.
     async fn retire_alias(&self, name: &AliasName, now: i64) -> Result<bool, StoreError>;
+    /// Like [`Store::retire_alias`], recording that the name went by expiry.
+    async fn retire_expired_alias(&self, name: &AliasName, now: i64) -> Result<bool, StoreError>;
+    /// Retires every alias whose `expires_at` has passed; returns their names.
+    async fn retire_expired_aliases(&self, now: i64) -> Result<Vec<AliasName>, StoreError>;
+    /// Whether `name` was retired because it expired.
+    async fn name_expired(&self, name: &AliasName) -> Result<bool, StoreError>;
+
+    // --- the optional send log (privacy.send_log) ---
+    /// Records queued messages (their outcome is `queued`).
+    async fn log_sends(&self, entries: &[SendLogEntry]) -> Result<(), StoreError>;
+    /// Sets how the delivery of `queue_id` ended; false when it is not in the log.
+    async fn set_send_outcome(
+        &self,
+        queue_id: &str,
+        outcome: SendOutcome,
+    ) -> Result<bool, StoreError>;
+    /// Entries made at or after `since`, with `alias` as sender or recipient when given,
+    /// oldest first, at most `limit`.
+    async fn send_log(
+        &self,
+        alias: Option<&str>,
+        since: i64,
+        limit: i64,
+    ) -> Result<Vec<SendLogEntry>, StoreError>;
+    /// Deletes entries made before `before`; returns how many.
+    async fn purge_send_log(&self, before: i64) -> Result<u64, StoreError>;
+
     /// Adds one to the counter `key` (kept until `expires_at`) and returns the new count.
     async fn count_mail(&self, key: &[u8], expires_at: i64) -> Result<i64, StoreError>;
     /// Deletes expired pending entries and mail counters; returns how many.

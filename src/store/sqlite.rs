@@ -12,7 +12,7 @@ use sqlx::Row;
 
 use super::{
     AliasRecord, AliasState, BounceReport, BounceTally, NameStatus, PendingKind, PendingRecord,
-    SendCounter, Store, StoreError, ThreadLink,
+    SendCounter, SendLogEntry, SendOutcome, Store, StoreError, ThreadLink,
 };
 use crate::address::AliasName;
 
@@ -34,18 +34,56 @@ impl SqliteStore {
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         Ok(SqliteStore { pool })
     }
+
+    /// Removes an alias and everything held for it and records the name as removed (by
+    /// expiry when `expired`), in one transaction.
+    async fn retire(&self, name: &AliasName, now: i64, expired: bool) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for statement in [
+            "DELETE FROM thread_map WHERE alias_id = (SELECT id FROM aliases WHERE name = ?)",
+            "DELETE FROM bounce_tokens WHERE alias_id = (SELECT id FROM aliases WHERE name = ?)",
+            "DELETE FROM send_log WHERE sender_alias = ?1 OR recipient_alias = ?1",
+        ] {
+            sqlx::query(statement)
+                .bind(name.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        let deleted = sqlx::query("DELETE FROM aliases WHERE name = ?")
+            .bind(name.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if deleted == 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT OR IGNORE INTO removed_aliases (name, removed_at, expired) VALUES (?, ?, ?)",
+        )
+        .bind(name.as_str())
+        .bind(now)
+        .bind(expired)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM pending WHERE alias = ?")
+            .bind(name.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
 }
 
 /// `SELECT` of every alias column, followed by the rest of the statement (kept `'static`).
 macro_rules! select_aliases {
     ($rest:literal) => {
-        concat!("SELECT id, name, real_hash, real_sealed, display_name, state, created_at FROM aliases ", $rest)
+        concat!("SELECT id, name, real_hash, real_sealed, display_name, state, created_at, expires_at FROM aliases ", $rest)
     };
 }
 
 macro_rules! pending_columns {
     () => {
-        "token_hash, kind, alias, real_hash, real_sealed, display_name, expires_at"
+        "token_hash, kind, alias, real_hash, real_sealed, display_name, expires_at, lifetime"
     };
 }
 
@@ -66,6 +104,7 @@ fn pending_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<PendingRecord, Stor
         real_sealed: row.try_get("real_sealed")?,
         display_name: row.try_get("display_name")?,
         expires_at: row.try_get("expires_at")?,
+        lifetime: row.try_get("lifetime")?,
     })
 }
 
@@ -79,6 +118,7 @@ fn alias_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<AliasRecord, StoreErr
         display_name: row.try_get("display_name")?,
         state: AliasState::parse(row.try_get::<&str, _>("state")?)?,
         created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
     })
 }
 
@@ -93,8 +133,8 @@ fn unique_violation(e: &sqlx::Error) -> Option<String> {
 impl Store for SqliteStore {
     async fn insert_alias(&self, rec: &AliasRecord) -> Result<(), StoreError> {
         let result = sqlx::query(
-            "INSERT INTO aliases (name, real_hash, real_sealed, display_name, state, created_at) \
-             SELECT ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM removed_aliases WHERE name = ?)",
+            "INSERT INTO aliases (name, real_hash, real_sealed, display_name, state, created_at, expires_at) \
+             SELECT ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM removed_aliases WHERE name = ?)",
         )
         .bind(rec.name.as_str())
         .bind(&rec.real_hash)
@@ -102,6 +142,7 @@ impl Store for SqliteStore {
         .bind(&rec.display_name)
         .bind(rec.state.as_str())
         .bind(rec.created_at)
+        .bind(rec.expires_at)
         .bind(rec.name.as_str())
         .execute(&self.pool)
         .await;
@@ -356,8 +397,8 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await?;
         let result = sqlx::query(
-            "INSERT INTO pending (token_hash, kind, alias, real_hash, real_sealed, display_name, expires_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO pending (token_hash, kind, alias, real_hash, real_sealed, display_name, expires_at, lifetime) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&rec.token_hash)
         .bind(rec.kind.as_str())
@@ -366,6 +407,7 @@ impl Store for SqliteStore {
         .bind(&rec.real_sealed)
         .bind(&rec.display_name)
         .bind(rec.expires_at)
+        .bind(rec.lifetime)
         .execute(&mut *tx)
         .await;
         match result {
@@ -407,35 +449,108 @@ impl Store for SqliteStore {
     }
 
     async fn retire_alias(&self, name: &AliasName, now: i64) -> Result<bool, StoreError> {
+        self.retire(name, now, false).await
+    }
+
+    async fn retire_expired_alias(&self, name: &AliasName, now: i64) -> Result<bool, StoreError> {
+        self.retire(name, now, true).await
+    }
+
+    async fn retire_expired_aliases(&self, now: i64) -> Result<Vec<AliasName>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT name FROM aliases WHERE expires_at IS NOT NULL AND expires_at <= ? LIMIT 10000",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut retired = Vec::new();
+        for row in rows {
+            let name: String = row.try_get(0)?;
+            let name = AliasName::parse(&name).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            if self.retire(&name, now, true).await? {
+                retired.push(name);
+            }
+        }
+        Ok(retired)
+    }
+
+    async fn name_expired(&self, name: &AliasName) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT 1 FROM removed_aliases WHERE name = ? AND expired = 1")
+            .bind(name.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    async fn log_sends(&self, entries: &[SendLogEntry]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        for statement in [
-            "DELETE FROM thread_map WHERE alias_id = (SELECT id FROM aliases WHERE name = ?)",
-            "DELETE FROM bounce_tokens WHERE alias_id = (SELECT id FROM aliases WHERE name = ?)",
-        ] {
-            sqlx::query(statement)
-                .bind(name.as_str())
-                .execute(&mut *tx)
-                .await?;
-        }
-        let deleted = sqlx::query("DELETE FROM aliases WHERE name = ?")
-            .bind(name.as_str())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if deleted == 0 {
-            return Ok(false);
-        }
-        sqlx::query("INSERT OR IGNORE INTO removed_aliases (name, removed_at) VALUES (?, ?)")
-            .bind(name.as_str())
-            .bind(now)
+        for e in entries {
+            sqlx::query(
+                "INSERT OR REPLACE INTO send_log (queue_id, at, sender_alias, recipient_alias, size, outcome) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&e.queue_id)
+            .bind(e.at)
+            .bind(&e.sender_alias)
+            .bind(&e.recipient_alias)
+            .bind(e.size)
+            .bind(e.outcome.as_str())
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM pending WHERE alias = ?")
-            .bind(name.as_str())
-            .execute(&mut *tx)
-            .await?;
+        }
         tx.commit().await?;
-        Ok(true)
+        Ok(())
+    }
+
+    async fn set_send_outcome(
+        &self,
+        queue_id: &str,
+        outcome: SendOutcome,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query("UPDATE send_log SET outcome = ? WHERE queue_id = ?")
+            .bind(outcome.as_str())
+            .bind(queue_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn send_log(
+        &self,
+        alias: Option<&str>,
+        since: i64,
+        limit: i64,
+    ) -> Result<Vec<SendLogEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT queue_id, at, sender_alias, recipient_alias, size, outcome FROM send_log \
+             WHERE at >= ?1 AND (?2 IS NULL OR sender_alias = ?2 OR recipient_alias = ?2) \
+             ORDER BY at, queue_id LIMIT ?3",
+        )
+        .bind(since)
+        .bind(alias)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(SendLogEntry {
+                    queue_id: row.try_get("queue_id")?,
+                    at: row.try_get("at")?,
+                    sender_alias: row.try_get("sender_alias")?,
+                    recipient_alias: row.try_get("recipient_alias")?,
+                    size: row.try_get("size")?,
+                    outcome: SendOutcome::parse(row.try_get::<&str, _>("outcome")?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn purge_send_log(&self, before: i64) -> Result<u64, StoreError> {
+        let r = sqlx::query("DELETE FROM send_log WHERE at < ?")
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
     }
 
     async fn count_mail(&self, key: &[u8], expires_at: i64) -> Result<i64, StoreError> {

@@ -43,7 +43,17 @@ fn ask(web: &State, token: &str, view: &PendingView) -> Page {
     let (title, text, button) = match view.kind {
         PendingKind::Register => (
             "Activate your alias",
-            format!("Press the button to activate the alias {} for the address this link was mailed to.", view.alias),
+            format!(
+                "Press the button to activate the alias {} for the address this link was mailed to.{}",
+                view.alias,
+                match view.lifetime {
+                    Some(secs) => format!(
+                        " It expires {} after activation: then it is refused and removed, and its name is never given out again.",
+                        days(secs)
+                    ),
+                    None => " It does not expire.".into(),
+                }
+            ),
             "Activate",
         ),
         PendingKind::Remove => (
@@ -103,6 +113,14 @@ async fn confirm(
         .into_response(),
         Ok(Confirmed::Invalid) => invalid().into_response(),
         Err(e) => failure(e),
+    }
+}
+
+/// "1 day", "30 days" (lifetimes on the form are whole days).
+fn days(secs: i64) -> String {
+    match secs / 86_400 {
+        1 => "1 day".into(),
+        n => format!("{n} days"),
     }
 }
 

@@ -38,6 +38,8 @@ async fn index(axum::extract::State(web): axum::extract::State<State>) -> Page {
                 "server's traffic (who could match times and sizes), or from recipients who recognise what you write, "
                 "your style, quoted text or the metadata of attachments. It is not a mixnet."
             }
+            h2 { "What is recorded about your mail" }
+            (send_log_notice(&web.config.privacy))
             h2 { "How to use an alias" }
             ol {
                 li { a href="/register" { "Register" } " an alias and your real address. You get a mail with a confirmation link; follow it and press the button." }
@@ -52,6 +54,30 @@ async fn index(axum::extract::State(web): axum::extract::State<State>) -> Page {
             }
         },
     )
+}
+
+/// Says plainly whether the send log is kept, and what that means for members.
+fn send_log_notice(privacy: &crate::config::PrivacyConfig) -> maud::Markup {
+    if privacy.send_log {
+        let days = privacy.send_log_days;
+        html! {
+            p id="send-log" {
+                strong { "This service keeps a send log." } " For every message it remails it records the time, "
+                "the sender's alias, the recipient's alias, the size and whether it was delivered, and keeps this for "
+                (days) " day" @if days != 1 { "s" } ", then deletes it. The log holds aliases only, never a real address, "
+                "but while an entry exists the operator, and anyone who seizes or breaks into the server, can see which "
+                "aliases wrote to which and when."
+            }
+        }
+    } else {
+        html! {
+            p id="send-log" {
+                strong { "This service keeps no send log." } " Once a message is delivered, nothing records which alias "
+                "wrote to which, or when. The operational log names queue ids and counts, never an address, "
+                "an alias pair or a mail domain."
+            }
+        }
+    }
 }
 
 async fn healthz() -> impl IntoResponse {

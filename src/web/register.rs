@@ -1,4 +1,5 @@
-//! `GET|POST /register` (fields `alias`, `address`, optional `display_name`) and
+//! `GET|POST /register` (fields `alias`, `address`, optional `display_name`, and `expires`:
+//! `1d`, `7d`, `30d` or `never`, the default; the alias expires that long after activation) and
 //! `GET|POST /remove` (field `address`). Bad fields come back with the reason next to the
 //! field and the form refilled (422; 409 for an alias that is taken, held or removed).
 //! Whatever the address, an accepted form answers "check your mailbox": nobody can find out
@@ -34,7 +35,47 @@ pub struct RegisterFields {
     pub alias: String,
     pub address: String,
     pub display_name: String,
+    pub expires: String,
     pub csrf: String,
+}
+
+/// The lifetimes the form offers (value, label); the first is the default.
+const EXPIRY_CHOICES: [(&str, &str); 4] = [
+    ("never", "Never"),
+    ("1d", "After 1 day"),
+    ("7d", "After 7 days"),
+    ("30d", "After 30 days"),
+];
+
+/// The chosen lifetime in seconds (None: never), or the reason it is not one offered.
+fn expiry(raw: &str, errors: &mut Errors) -> Option<i64> {
+    match raw.trim() {
+        "" | "never" => None,
+        v @ ("1d" | "7d" | "30d") => crate::duration::parse_secs(v).ok().map(|s| s as i64),
+        _ => {
+            errors.add("expires", "choose 1 day, 7 days, 30 days or never");
+            None
+        }
+    }
+}
+
+fn expiry_field(value: &str, errors: &Errors) -> maud::Markup {
+    let error = errors.get("expires");
+    let value = if value.trim().is_empty() {
+        "never"
+    } else {
+        value.trim()
+    };
+    html! {
+        label for="expires" { "Alias expires" }
+        span.hint id="expires-hint" { "An expired alias is refused and removed with everything held for it; its name is never given out again." }
+        @if let Some(e) = error { span.error id="expires-error" { (e) } }
+        select id="expires" name="expires" aria-invalid=[error.map(|_| "true")] {
+            @for (v, label) in EXPIRY_CHOICES {
+                option value=(v) selected[v == value] { (label) }
+            }
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -66,6 +107,7 @@ fn register_page(web: &State, f: &RegisterFields, errors: &Errors, status: Statu
                 (text_field(&Field { name: "alias", label: "Alias", kind: "text", value: &f.alias, hint: &alias_hint, required: true, max_len: 64 + 1 + domain.len() }, errors))
                 (text_field(&Field { name: "address", label: "Your real email address", kind: "email", value: &f.address, hint: "Never shown to anyone you write to.", required: true, max_len: 254 }, errors))
                 (text_field(&Field { name: "display_name", label: "Display name (optional)", kind: "text", value: &f.display_name, hint: "Shown next to your alias, e.g. \"Ann\". Leave empty for none.", required: false, max_len: DISPLAY_NAME_MAX }, errors))
+                (expiry_field(&f.expires, errors))
                 button type="submit" { "Register" }
             }
         },
@@ -119,13 +161,18 @@ async fn register(
     };
     let real = parse_address(&f.address, &domain, &mut errors);
     let display = display_name(&f.display_name, &mut errors);
+    let lifetime = expiry(&f.expires, &mut errors);
     let (Some(alias), Some(real)) = (alias, real) else {
         return register_page(&web, &f, &errors, StatusCode::UNPROCESSABLE_ENTITY).into_response();
     };
     if !errors.is_empty() {
         return register_page(&web, &f, &errors, StatusCode::UNPROCESSABLE_ENTITY).into_response();
     }
-    match web.signup.request_register(&alias, &real, display).await {
+    match web
+        .signup
+        .request_register(&alias, &real, display, lifetime)
+        .await
+    {
         Ok(()) => check_mailbox("registration").into_response(),
         Err(e @ (SignupError::Taken | SignupError::Pending | SignupError::Removed)) => {
             errors.add("alias", e.to_string());
