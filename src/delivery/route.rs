@@ -14,6 +14,24 @@ pub struct Target {
     pub name: String,
 }
 
+impl Target {
+    /// How a log line or failure reason names this target: a relay plainly as `host:port`;
+    /// an MX host through [`mx_host_for_log`], since it may name a member's domain.
+    pub fn for_log(&self, relay: bool) -> String {
+        if relay {
+            format!("relay {}:{}", self.name, self.addr.port())
+        } else {
+            format!("MX host {}", mx_host_for_log(&self.name, self.addr.port()))
+        }
+    }
+}
+
+/// The one place an MX host (which may be a member's own domain's) is written into a log
+/// line or failure reason.
+pub fn mx_host_for_log(host: &str, port: u16) -> String {
+    format!("{host}:{port}")
+}
+
 pub struct Router {
     relay: Option<String>,
     mx_port: u16,
@@ -27,6 +45,11 @@ impl Router {
             mx_port,
             resolver,
         }
+    }
+
+    /// True when everything goes to the configured relay.
+    pub fn is_relay(&self) -> bool {
+        self.relay.is_some()
     }
 
     /// The key deliveries are grouped by (for concurrency limits and connection reuse).
@@ -47,7 +70,7 @@ impl Router {
                 .to_string();
             let addrs = tokio::net::lookup_host(relay.as_str())
                 .await
-                .map_err(|e| Failure::Temporary(format!("relay lookup failed: {e}")))?;
+                .map_err(|e| Failure::Temporary(format!("relay {relay}: lookup failed: {e}")))?;
             return Ok(addrs
                 .map(|addr| Target {
                     addr,
