@@ -635,14 +635,19 @@ sender_auth = "dmarc"
         let c = Config::parse("domain = \"a.test\"\n[delivery]\nrelay = \"127.0.0.1\"\n").unwrap();
         assert_eq!(c.delivery.relay.as_deref(), Some("127.0.0.1:25"));
         assert_eq!(relay_with_port("[::1]").unwrap(), "[::1]:25");
-        assert_eq!(relay_with_port("smtp.example:587").unwrap(), "smtp.example:587");
-        assert!(relay_with_port("::1").unwrap_err().contains("[ADDRESS]:PORT"));
+        assert_eq!(
+            relay_with_port("smtp.example:587").unwrap(),
+            "smtp.example:587"
+        );
+        assert!(relay_with_port("::1")
+            .unwrap_err()
+            .contains("[ADDRESS]:PORT"));
         assert!(relay_with_port("h:0").is_err() && relay_with_port("h:x").is_err());
-        let err = Config::parse("domain = \"a.test\"\n[smtp]\nlisten = [\"127.0.0.1\"]\n")
-            .unwrap_err();
+        let err =
+            Config::parse("domain = \"a.test\"\n[smtp]\nlisten = [\"127.0.0.1\"]\n").unwrap_err();
         assert!(err.to_string().contains("has no port"), "{err}");
-        let c = Config::parse("domain = \"a.test\"\n[dns]\nnameservers = [\"127.0.0.1\"]\n")
-            .unwrap();
+        let c =
+            Config::parse("domain = \"a.test\"\n[dns]\nnameservers = [\"127.0.0.1\"]\n").unwrap();
         assert_eq!(c.dns.nameservers[0].port(), 53);
     }
 

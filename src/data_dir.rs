@@ -94,13 +94,31 @@ pub async fn open(
         Access::Create => create_private_dir(&config.data_dir)?,
         Access::Existing => not_set_up(config, db.as_deref())?,
     }
-    let key_file = Keys::path(&config.data_dir).display().to_string();
     let keys = Keys::load(&config.data_dir).map_err(|e| DataDirError::Key(e.to_string()))?;
     let store = match access {
         Access::Create => store::open(&url).await,
         Access::Existing => store::open_existing(&url).await,
     }
     .map_err(|e| DataDirError::Store(format!("{db_name}: {e}")))?;
+    match checked_keys(config, access, keys, store.as_ref(), &db_name).await {
+        Ok(keys) => Ok((Arc::new(keys), store)),
+        Err(e) => {
+            store.close().await; // leaves no -wal/-shm behind
+            Err(e)
+        }
+    }
+}
+
+/// The master key, checked against the store's fingerprint (recorded on first use), or
+/// created when none exists and nothing sealed does.
+async fn checked_keys(
+    config: &Config,
+    access: Access,
+    keys: Option<Keys>,
+    store: &dyn Store,
+    db_name: &str,
+) -> Result<Keys, DataDirError> {
+    let key_file = Keys::path(&config.data_dir).display().to_string();
     let recorded = store
         .key_fingerprint()
         .await
@@ -140,7 +158,7 @@ pub async fn open(
         Some(stored) if stored.as_slice() != fingerprint.as_slice() => {
             return Err(DataDirError::KeyMismatch {
                 key: key_file,
-                db: db_name,
+                db: db_name.to_string(),
             })
         }
         Some(_) => {}
@@ -150,7 +168,7 @@ pub async fn open(
             .map_err(|e| DataDirError::Store(e.to_string()))?,
         None => {}
     }
-    Ok((Arc::new(keys), store))
+    Ok(keys)
 }
 
 /// For read-only commands: an error saying what is missing when the data dir or the
@@ -175,4 +193,47 @@ fn not_set_up(config: &Config, db: Option<&Path>) -> Result<(), DataDirError> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &Path) -> Config {
+        let mut c = Config::local_defaults();
+        c.data_dir = dir.join("data");
+        c
+    }
+
+    #[tokio::test]
+    async fn spool_entries_alone_stop_a_new_key() {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = config(tmp.path());
+        std::fs::create_dir_all(spool_dir(&c)).unwrap();
+        std::fs::write(spool_dir(&c).join("seg-00000001.log"), b"sealed").unwrap();
+        let err = open(&c, Access::Create).await.err().expect("refused");
+        assert!(
+            matches!(&err, DataDirError::KeyMissing { holder, .. } if holder.contains("spool")),
+            "{err}"
+        );
+        assert!(!Keys::path(&c.data_dir).exists());
+    }
+
+    #[tokio::test]
+    async fn the_first_open_records_the_fingerprint_and_a_fresh_dir_gets_a_key() {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = config(tmp.path());
+        assert!(matches!(
+            open(&c, Access::Existing).await,
+            Err(DataDirError::NotSetUp(_))
+        ));
+        assert!(!c.data_dir.exists());
+        let (keys, store) = open(&c, Access::Create).await.unwrap();
+        assert_eq!(
+            store.key_fingerprint().await.unwrap().unwrap(),
+            keys.fingerprint().to_vec()
+        );
+        store.close().await;
+        assert!(open(&c, Access::Existing).await.is_ok());
+    }
 }

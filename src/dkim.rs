@@ -109,7 +109,11 @@ struct Named<K> {
 
 impl DkimKeys {
     /// Loads the two key files; `None` when either does not exist. Creates nothing.
-    pub fn load(data_dir: &Path, domain: &Domain, selector: &str) -> Result<Option<Self>, DkimError> {
+    pub fn load(
+        data_dir: &Path,
+        domain: &Domain,
+        selector: &str,
+    ) -> Result<Option<Self>, DkimError> {
         check_selector(selector)?;
         let dir = data_dir.join("dkim");
         let exists = |s: &str| dir.join(format!("{selector}-{s}.pem")).exists();
@@ -317,15 +321,15 @@ fn generate_rsa() -> Result<Vec<u8>, DkimError> {
 /// The DER prefix of an Ed25519 private key in PKCS#8 v1 (RFC 8410 §7): version 0, the
 /// algorithm id 1.3.101.112, and the 32-byte seed as an OCTET STRING in an OCTET STRING.
 const ED25519_V1_PREFIX: [u8; 16] = [
-    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
-    0x20,
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
 ];
 
 /// A new Ed25519 key as PKCS#8 v1 (`PRIVATE KEY`, RFC 8410), the form OpenSSL 3, OpenDKIM
 /// and rspamd read. aws-lc makes a v2 document (with the public key, RFC 5958); its seed is
 /// taken from the same place in both forms. Old v2 files are still read.
 fn generate_ed25519() -> Result<Vec<u8>, DkimError> {
-    let v2 = Ed25519Key::generate_pkcs8().map_err(|e| DkimError::Generate(format!("Ed25519: {e}")))?;
+    let v2 =
+        Ed25519Key::generate_pkcs8().map_err(|e| DkimError::Generate(format!("Ed25519: {e}")))?;
     ed25519_v1(&v2).ok_or_else(|| DkimError::Generate("Ed25519: unexpected PKCS#8 layout".into()))
 }
 

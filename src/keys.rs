@@ -113,8 +113,8 @@ impl Keys {
         if mode & 0o077 != 0 {
             return Err(KeyError::Permissions(path.display().to_string()));
         }
-        let bytes =
-            hex::decode(text.trim()).map_err(|_| KeyError::Malformed(path.display().to_string()))?;
+        let bytes = hex::decode(text.trim())
+            .map_err(|_| KeyError::Malformed(path.display().to_string()))?;
         let master: [u8; 32] = bytes
             .try_into()
             .map_err(|_| KeyError::Malformed(path.display().to_string()))?;

@@ -251,10 +251,14 @@ async fn backup(config: &Config, file: &std::path::Path) -> Result<()> {
     if file.exists() {
         bail!("{} exists already; give a new file name", file.display());
     }
-    service::open_members_existing(config).await?;
+    let (_, members) = service::open_members_existing(config).await?;
+    members.store().close().await;
     remailer::store::backup(&config.store_url(), file).await?;
     let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
-    println!("wrote {} ({size} bytes): a consistent copy of the database", file.display());
+    println!(
+        "wrote {} ({size} bytes): a consistent copy of the database",
+        file.display()
+    );
     println!(
         "it does NOT hold the master key: back up {} separately and keep it apart from the \
          database copies (without it the copy cannot be read, and it cannot be recreated); \
@@ -270,7 +274,13 @@ async fn alias(config: &Config, cmd: AliasCommand) -> Result<()> {
         AliasCommand::List => service::open_members_existing(config).await?,
         _ => service::open_members(config).await?,
     };
-    let domain = config.domain();
+    let result = alias_command(&members, cmd).await;
+    members.store().close().await;
+    result
+}
+
+async fn alias_command(members: &remailer::members::Members, cmd: AliasCommand) -> Result<()> {
+    let domain = members.domain().clone();
     match cmd {
         AliasCommand::Add { name, real_address } => {
             let alias = Alias::parse(&name, &domain)?;
@@ -310,7 +320,7 @@ async fn alias(config: &Config, cmd: AliasCommand) -> Result<()> {
                 std::fs::read_to_string(&file)
                     .with_context(|| format!("reading {}", file.display()))?
             };
-            import::run(&members, &text).await?;
+            import::run(members, &text).await?;
         }
     }
     Ok(())
@@ -323,7 +333,13 @@ async fn opt_out(config: &Config, cmd: OptOutCommand) -> Result<()> {
         }
         _ => service::open_members(config).await?,
     };
-    let list = OptOuts::new(members.store().clone(), keys);
+    let store = members.store().clone();
+    let result = opt_out_command(OptOuts::new(store.clone(), keys), cmd).await;
+    store.close().await;
+    result
+}
+
+async fn opt_out_command(list: OptOuts, cmd: OptOutCommand) -> Result<()> {
     let parse = |a: &str| RealAddress::parse_any(a).context("address");
     match cmd {
         OptOutCommand::Add { address } => {
@@ -359,15 +375,16 @@ async fn dns(config: &Config, create_keys: bool, command: Option<DnsCommand>) ->
         remailer::data_dir::create_private_dir(&config.data_dir)?;
         service::dkim_keys(config).await?
     } else {
-        DkimKeys::load(&config.data_dir, &config.domain(), &config.dkim.selector)?
-            .with_context(|| {
+        DkimKeys::load(&config.data_dir, &config.domain(), &config.dkim.selector)?.with_context(
+            || {
                 format!(
                     "there are no DKIM keys for selector '{}' in {} yet: `remailer serve` \
                      creates them when it starts, or run `remailer dns --create-keys`",
                     config.dkim.selector,
                     config.data_dir.join("dkim").display()
                 )
-            })?
+            },
+        )?
     };
     match command {
         None => print!(
@@ -393,7 +410,8 @@ async fn dns(config: &Config, create_keys: bool, command: Option<DnsCommand>) ->
 async fn queue(config: &Config, cmd: QueueCommand) -> Result<()> {
     match cmd {
         QueueCommand::List => {
-            let (keys, _) = service::open_members_existing(config).await?;
+            let (keys, members) = service::open_members_existing(config).await?;
+            members.store().close().await;
             let spool = remailer::data_dir::spool_dir(config);
             if !spool.is_dir() {
                 println!(

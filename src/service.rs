@@ -64,16 +64,17 @@ async fn open_members_with(
     config: &Config,
     access: Access,
 ) -> Result<(Arc<Keys>, Members), ServiceError> {
-    let (keys, store) = crate::data_dir::open(config, access)
-        .await
-        .map_err(setup)?;
+    let (keys, store) = crate::data_dir::open(config, access).await.map_err(setup)?;
     Ok((keys.clone(), Members::new(store, keys, config.domain())))
 }
 
 /// The first line `serve` logs: what it runs with.
 fn log_start(config: &Config) {
     let listeners = |v: &[std::net::SocketAddr]| {
-        v.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",")
+        v.iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
     };
     tracing::info!(
         config = %config.file.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "(none: local defaults)".into()),

@@ -59,10 +59,17 @@ fn print_settings(config: &Config) {
     println!("store:        {}", config.store_url());
     let smtp: Vec<String> = config.smtp.listen.iter().map(|a| a.to_string()).collect();
     println!("smtp listen:  {}", smtp.join(", "));
-    println!("web listen:   {} ({})", config.web.listen, config.web.public_url);
+    println!(
+        "web listen:   {} ({})",
+        config.web.listen, config.web.public_url
+    );
     println!(
         "relay:        {}",
-        config.delivery.relay.as_deref().unwrap_or("(none: MX lookup)")
+        config
+            .delivery
+            .relay
+            .as_deref()
+            .unwrap_or("(none: MX lookup)")
     );
     println!(
         "postmaster:   {}",
@@ -83,7 +90,10 @@ async fn check_data(config: &Config) -> bool {
         }
     }
     match data_dir::open(config, Access::Existing).await {
-        Ok(_) => println!("data dir, master key and store: ok"),
+        Ok((_, store)) => {
+            store.close().await;
+            println!("data dir, master key and store: ok")
+        }
         Err(DataDirError::NotSetUp(why)) => {
             println!("data dir: not set up yet: {why}");
             return ok && parent_writable(&config.data_dir);

@@ -69,11 +69,13 @@ fn parse(members: &Members, text: &str) -> (Vec<Line>, Vec<String>) {
             problems.push(format!("line {number}: expected NAME REAL_ADDRESS"));
             continue;
         };
-        let parsed = Alias::parse(name, domain).map_err(|e| e.to_string()).and_then(|alias| {
-            RealAddress::parse(real.trim(), domain)
-                .map(|real| (alias, real))
-                .map_err(|e| format!("real address: {e}"))
-        });
+        let parsed = Alias::parse(name, domain)
+            .map_err(|e| e.to_string())
+            .and_then(|alias| {
+                RealAddress::parse(real.trim(), domain)
+                    .map(|real| (alias, real))
+                    .map_err(|e| format!("real address: {e}"))
+            });
         let (alias, real) = match parsed {
             Ok(pair) => pair,
             Err(e) => {
@@ -106,11 +108,13 @@ fn parse(members: &Members, text: &str) -> (Vec<Line>, Vec<String>) {
 /// be added; `Ok(Err(why))`: it conflicts with the database.
 async fn check(members: &Members, line: &Line) -> Result<Result<bool, String>> {
     if let Some(entry) = members.by_alias(&line.alias.name).await? {
-        return Ok(if entry.member.real.normalized() == line.real.normalized() {
-            Ok(true)
-        } else {
-            Err("the alias is already taken (by another address)".into())
-        });
+        return Ok(
+            if entry.member.real.normalized() == line.real.normalized() {
+                Ok(true)
+            } else {
+                Err("the alias is already taken (by another address)".into())
+            },
+        );
     }
     if let Some(entry) = members.by_real(&line.real).await? {
         return Ok(Err(format!(

@@ -30,6 +30,9 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A database file could not be created (its path and the reason).
+    #[error("{0}")]
+    File(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,6 +242,10 @@ pub trait Store: Send + Sync {
     /// Whether the store holds anything sealed or hashed under the master key (aliases,
     /// pending confirmations, thread links, opt-outs, bounce records).
     async fn holds_sealed_data(&self) -> Result<bool, StoreError>;
+
+    /// Closes the store's connections cleanly (SQLite then removes its `-wal` and `-shm`
+    /// files), for commands that end right after.
+    async fn close(&self) {}
 }
 
 /// Opens the store named by `url` and brings its schema up to date.

@@ -69,8 +69,8 @@ fn create_private(path: &std::path::Path) -> Result<(), StoreError> {
     {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(StoreError::Corrupt(format!(
-            "cannot create the database {}: {e}",
+        Err(e) => Err(StoreError::File(format!(
+            "cannot create the database file {}: {e}",
             path.display()
         ))),
     }
@@ -520,6 +520,10 @@ impl Store for SqliteStore {
             .await?
             .rows_affected();
         Ok(a + b)
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
     }
 
     async fn key_fingerprint(&self) -> Result<Option<Vec<u8>>, StoreError> {
