@@ -4,7 +4,8 @@
 //!
 //! # Keys
 //! [`DkimKeys::load_or_create`] keeps the keys in `DATA_DIR/dkim/` (folder 0700, files 0600,
-//! PEM-encoded PKCS#8): `SELECTOR-rsa.pem` (RSA-2048) and `SELECTOR-ed.pem` (Ed25519). They are
+//! PEM-encoded PKCS#8 `PRIVATE KEY`; Ed25519 as PKCS#8 v1, RFC 8410, which OpenSSL 3, OpenDKIM
+//! and rspamd read; files written as v2 by earlier versions are still read): `SELECTOR-rsa.pem` (RSA-2048) and `SELECTOR-ed.pem` (Ed25519). They are
 //! made on first start and reloaded after; a key file readable by others is refused. The public
 //! halves are published at `SELECTOR-rsa._domainkey.DOMAIN` and `SELECTOR-ed._domainkey.DOMAIN`
 //! (see [`crate::dns_records`], printed by `remailer dns`). Keys are generated with aws-lc (the
@@ -19,8 +20,8 @@
 //!
 //! # Key rotation
 //! 1. Set a new `[dkim] selector` in the config (e.g. `remailer2026`).
-//! 2. Run `remailer dns`: it creates the new key pair (nothing is signed with it yet) and
-//!    prints its records. Publish the two new DKIM records next to the old ones.
+//! 2. Run `remailer dns --create-keys`: it creates the new key pair (nothing is signed with it
+//!    yet) and prints its records. Publish the two new DKIM records next to the old ones.
 //! 3. Once the new records resolve (wait at least their TTL), restart `remailer serve`; it now
 //!    signs with the new selector.
 //! 4. Keep the old records published for a week, so mail still queued or in transit with the

@@ -710,3 +710,47 @@ async fn missing_dkim_keys_with_published_records_are_warned_about() {
         svc.log()
     );
 }
+
+#[test]
+fn the_systemd_unit_verifies() {
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/contrib/remailer.service"
+    ))
+    .unwrap();
+    for line in [
+        "User=remailer",
+        "ProtectSystem=strict",
+        "StateDirectory=remailer",
+        "NoNewPrivileges=yes",
+        "AmbientCapabilities=CAP_NET_BIND_SERVICE",
+    ] {
+        assert!(unit.lines().any(|l| l == line), "{line}");
+    }
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("systemd-analyze is not installed: only the unit's contents were checked");
+        return;
+    }
+    // Verified with the binary under test in place of the installed path.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("remailer.service");
+    std::fs::write(
+        &path,
+        unit.replace("/usr/local/bin/remailer", env!("CARGO_BIN_EXE_remailer")),
+    )
+    .unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
