@@ -754,3 +754,36 @@ fn the_systemd_unit_verifies() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn an_mx_failure_names_the_address_tried_but_not_the_members_domain() {
+    let dns = support::dns_server::TestDns::start().await;
+    dns.add_mx("mail.example", 10, "mx1.mail.example");
+    dns.add_a("mx1.mail.example", std::net::Ipv4Addr::new(127, 0, 0, 1));
+    let dead = harness::free_port(); // nobody listens there
+    let extra = format!(
+        "dns.nameservers = [\"{}\"]\ndelivery.mx_port = {dead}\ndelivery.relay = \"\"",
+        dns.addr()
+    );
+    let svc = Service::start(0, &extra).await;
+    svc.add_alias("joe", JOE);
+    svc.add_alias("ann", ANN);
+    let mut c = Client::connect(svc.smtp_port).await;
+    let r = c
+        .send_mail(
+            JOE,
+            &["ann@remailer.test"],
+            &message(JOE, "ann@remailer.test", "mx"),
+        )
+        .await;
+    assert_eq!(r.code, 250);
+    let want = format!("MX host 127.0.0.1:{dead}:");
+    wait_for("a deferral naming the MX address", T, || {
+        svc.log()
+            .lines()
+            .any(|l| l.contains("deferred") && l.contains(&want))
+            .then_some(())
+    })
+    .await;
+    assert!(!svc.log().contains("mail.example"), "{}", svc.log());
+}

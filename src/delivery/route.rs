@@ -21,15 +21,17 @@ impl Target {
         if relay {
             format!("relay {}:{}", self.name, self.addr.port())
         } else {
-            format!("MX host {}", mx_host_for_log(&self.name, self.addr.port()))
+            format!("MX host {}", mx_host_for_log(&self.name, self.addr))
         }
     }
 }
 
-/// The one place an MX host (which may be a member's own domain's) is written into a log
-/// line or failure reason.
-pub fn mx_host_for_log(host: &str, port: u16) -> String {
-    format!("{host}:{port}")
+/// The one place an MX host is written into a log line or failure reason. Its name may be
+/// a member's own domain (`mx.real.example`), which no log line may name, so only the
+/// address and port tried are written; a keyed tag of `_host` (as for other domains in
+/// logs) belongs here.
+pub fn mx_host_for_log(_host: &str, addr: SocketAddr) -> String {
+    addr.to_string()
 }
 
 pub struct Router {
