@@ -25,13 +25,20 @@ pub enum AddressError {
     RealAtServiceDomain(String),
 }
 
-/// A DNS domain, stored in lower case without a trailing dot.
+/// A DNS domain, stored in lower case without a trailing dot, internationalised labels
+/// (U-labels, `bücher`) as their A-labels (`xn--bcher-kva`, RFC 5890), so that one domain has
+/// one spelling whichever way a client wrote it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Domain(String);
 
 impl Domain {
     pub fn parse(s: &str) -> Result<Self, AddressError> {
-        let d = s.trim().trim_end_matches('.').to_ascii_lowercase();
+        let trimmed = s.trim().trim_end_matches('.');
+        let d = if trimmed.is_ascii() {
+            trimmed.to_ascii_lowercase()
+        } else {
+            idna::domain_to_ascii(trimmed).map_err(|_| AddressError::BadDomain(s.to_string()))?
+        };
         let ok = !d.is_empty()
             && d.len() <= 253
             && d.split('.').all(|label| {
@@ -255,6 +262,21 @@ mod tests {
 
     fn dom() -> Domain {
         Domain::parse("remailer.test").unwrap()
+    }
+
+    #[test]
+    fn internationalised_domains_are_stored_as_a_labels() {
+        assert_eq!(
+            Domain::parse("Bücher.Example").unwrap().as_str(),
+            "xn--bcher-kva.example"
+        );
+        let a = RealAddress::parse_any("jöe@bücher.example").unwrap();
+        assert_eq!(a.expose(), "jöe@xn--bcher-kva.example");
+        assert_eq!(
+            a,
+            RealAddress::parse_any("jöe@xn--bcher-kva.example").unwrap()
+        );
+        assert!(Domain::parse("bü cher.example").is_err());
     }
 
     #[test]

@@ -25,6 +25,10 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// The file this config was read from (None for the local defaults); relative paths in
+    /// it are resolved against its folder.
+    #[serde(skip)]
+    pub file: Option<PathBuf>,
     pub domain: String,
     #[serde(default = "defaults::data_dir")]
     pub data_dir: PathBuf,
@@ -51,6 +55,7 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SmtpConfig {
+    #[serde(deserialize_with = "socket::listen_list")]
     pub listen: Vec<SocketAddr>,
     /// Name in the greeting and EHLO; defaults to `domain`.
     pub hostname: Option<String>,
@@ -105,6 +110,7 @@ impl Default for SmtpConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebConfig {
+    #[serde(deserialize_with = "socket::listen")]
     pub listen: SocketAddr,
     /// The address people use (clear-web `https://…` or an onion address); links in mails
     /// are `{public_url}/confirm/{token}`.
@@ -282,6 +288,7 @@ impl Default for DeliveryConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct DnsConfig {
     /// Resolvers (`ip:port`) for sender checks and MX lookups; the system's when empty.
+    #[serde(deserialize_with = "socket::nameservers")]
     pub nameservers: Vec<SocketAddr>,
 }
 
@@ -377,6 +384,92 @@ pub struct LogConfig {
     pub show_domains: bool,
 }
 
+/// `host:port` with the port defaulted to 25 (`host`, `1.2.3.4`, `[::1]`), or why it is not
+/// a relay address. A bare IPv6 address is refused (write `[::1]:25`).
+pub fn relay_with_port(relay: &str) -> Result<String, String> {
+    let bad = |why: &str| Err(format!("'{relay}' {why}"));
+    if relay.is_empty() || relay.contains(char::is_whitespace) {
+        return bad("is not host:port");
+    }
+    let (host, port) = if let Some(rest) = relay.strip_prefix('[') {
+        let Some((ip, after)) = rest.split_once(']') else {
+            return bad("has no closing ']'");
+        };
+        if ip.parse::<std::net::Ipv6Addr>().is_err() {
+            return bad("does not hold an IPv6 address between [ and ]");
+        }
+        match after {
+            "" => (format!("[{ip}]"), None),
+            p if p.starts_with(':') => (format!("[{ip}]"), Some(&p[1..])),
+            _ => return bad("is not [IPv6]:port"),
+        }
+    } else {
+        match relay.matches(':').count() {
+            0 => (relay.to_string(), None),
+            1 => {
+                let (h, p) = relay.split_once(':').expect("one colon");
+                (h.to_string(), Some(p))
+            }
+            _ => return bad("looks like a bare IPv6 address: write it as [ADDRESS]:PORT"),
+        }
+    };
+    if host.is_empty() || host == "[]" {
+        return bad("has no host");
+    }
+    let port = match port {
+        None => 25,
+        Some(p) => match p.parse::<u16>() {
+            Ok(n) if n > 0 => n,
+            _ => return bad("has a port that is not a number from 1 to 65535"),
+        },
+    };
+    Ok(format!("{host}:{port}"))
+}
+
+/// Socket addresses in the file, with messages that say what is wrong: a listen address
+/// needs its port; a name server's port defaults to 53.
+mod socket {
+    use std::net::{IpAddr, SocketAddr};
+
+    use serde::{de::Error, Deserialize, Deserializer};
+
+    pub fn parse(s: &str, default_port: Option<u16>) -> Result<SocketAddr, String> {
+        let s = s.trim();
+        if let Ok(addr) = s.parse::<SocketAddr>() {
+            return Ok(addr);
+        }
+        let bare = s.trim_start_matches('[').trim_end_matches(']');
+        match (bare.parse::<IpAddr>(), default_port) {
+            (Ok(ip), Some(port)) => Ok(SocketAddr::new(ip, port)),
+            (Ok(ip), None) => Err(format!(
+                "'{s}' has no port: write {}",
+                SocketAddr::new(ip, 25)
+            )),
+            _ => Err(format!(
+                "'{s}' is not an IP:PORT address (names are not resolved here; IPv6 as [::1]:25)"
+            )),
+        }
+    }
+
+    pub fn listen<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+        parse(&String::deserialize(d)?, None).map_err(D::Error::custom)
+    }
+
+    pub fn listen_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .iter()
+            .map(|s| parse(s, None).map_err(D::Error::custom))
+            .collect()
+    }
+
+    pub fn nameservers<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .iter()
+            .map(|s| parse(s, Some(53)).map_err(D::Error::custom))
+            .collect()
+    }
+}
+
 mod defaults {
     use std::path::PathBuf;
     pub fn data_dir() -> PathBuf {
@@ -388,6 +481,7 @@ impl Config {
     /// The configuration used when no file is given: loopback only, data in `./remailer-data`.
     pub fn local_defaults() -> Self {
         Config {
+            file: None,
             domain: "remailer.localhost".into(),
             data_dir: defaults::data_dir(),
             smtp: SmtpConfig::default(),
@@ -407,13 +501,50 @@ impl Config {
             path: path.into(),
             source,
         })?;
-        Self::parse(&text).map_err(|e| match e {
+        let mut config = Self::parse(&text).map_err(|e| match e {
             ConfigError::Parse { message, .. } => ConfigError::Parse {
                 path: path.into(),
                 message,
             },
             other => other,
-        })
+        })?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        let base = if base.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            base
+        };
+        let base = std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf());
+        config.resolve_paths(&base);
+        config.file = Some(path.to_path_buf());
+        Ok(config)
+    }
+
+    /// Makes the relative paths of the file (data dir, TLS files, a `sqlite:` store) relative
+    /// to `base`, the folder of the config file, rather than to the working directory.
+    fn resolve_paths(&mut self, base: &Path) {
+        let absolute = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
+        self.data_dir = absolute(&self.data_dir);
+        self.smtp.tls_cert = self.smtp.tls_cert.as_deref().map(absolute);
+        self.smtp.tls_key = self.smtp.tls_key.as_deref().map(absolute);
+        if let Some(url) = &self.store.url {
+            if let Some(path) = crate::store::sqlite_path(url) {
+                if path.is_relative() {
+                    let query = url.split_once('?').map(|(_, q)| format!("?{q}"));
+                    self.store.url = Some(format!(
+                        "sqlite://{}{}",
+                        absolute(&path).display(),
+                        query.unwrap_or_default()
+                    ));
+                }
+            }
+        }
     }
 
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
@@ -428,6 +559,12 @@ impl Config {
             .is_some_and(|r| r.trim().is_empty())
         {
             config.delivery.relay = None; // empty means: deliver by MX lookup
+        }
+        if let Some(relay) = &config.delivery.relay {
+            config.delivery.relay = Some(
+                relay_with_port(relay.trim())
+                    .map_err(|e| ConfigError::Invalid(format!("delivery.relay: {e}")))?,
+            );
         }
         config.validate()?;
         Ok(config)
@@ -619,6 +756,42 @@ sender_auth = "dmarc"
         assert_eq!(c.hostname(), "mx.remailer.example");
         assert_eq!(c.policy.sender_auth, SenderAuth::Dmarc);
         assert_eq!(c.delivery.max_age, 432000);
+    }
+
+    #[test]
+    fn host_port_keys_default_or_explain() {
+        let c = Config::parse("domain = \"a.test\"\n[delivery]\nrelay = \"127.0.0.1\"\n").unwrap();
+        assert_eq!(c.delivery.relay.as_deref(), Some("127.0.0.1:25"));
+        assert_eq!(relay_with_port("[::1]").unwrap(), "[::1]:25");
+        assert_eq!(
+            relay_with_port("smtp.example:587").unwrap(),
+            "smtp.example:587"
+        );
+        assert!(relay_with_port("::1")
+            .unwrap_err()
+            .contains("[ADDRESS]:PORT"));
+        assert!(relay_with_port("h:0").is_err() && relay_with_port("h:x").is_err());
+        let err =
+            Config::parse("domain = \"a.test\"\n[smtp]\nlisten = [\"127.0.0.1\"]\n").unwrap_err();
+        assert!(err.to_string().contains("has no port"), "{err}");
+        let c =
+            Config::parse("domain = \"a.test\"\n[dns]\nnameservers = [\"127.0.0.1\"]\n").unwrap();
+        assert_eq!(c.dns.nameservers[0].port(), 53);
+    }
+
+    #[test]
+    fn relative_paths_follow_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("remailer.toml");
+        std::fs::write(
+            &path,
+            "domain = \"a.test\"\ndata_dir = \"data\"\n[store]\nurl = \"sqlite://db/r.db?mode=rwc\"\n",
+        )
+        .unwrap();
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.data_dir, dir.path().join("data"));
+        let db = dir.path().join("db/r.db");
+        assert_eq!(c.store_url(), format!("sqlite://{}?mode=rwc", db.display()));
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //!
 //! # Keys
 //! [`DkimKeys::load_or_create`] keeps the keys in `DATA_DIR/dkim/` (folder 0700, files 0600,
-//! PEM-encoded PKCS#8): `SELECTOR-rsa.pem` (RSA-2048) and `SELECTOR-ed.pem` (Ed25519). They are
+//! PEM-encoded PKCS#8 `PRIVATE KEY`; Ed25519 as PKCS#8 v1, RFC 8410, which OpenSSL 3, OpenDKIM
+//! and rspamd read; files written as v2 by earlier versions are still read): `SELECTOR-rsa.pem` (RSA-2048) and `SELECTOR-ed.pem` (Ed25519). They are
 //! made on first start and reloaded after; a key file readable by others is refused. The public
 //! halves are published at `SELECTOR-rsa._domainkey.DOMAIN` and `SELECTOR-ed._domainkey.DOMAIN`
 //! (see [`crate::dns_records`], printed by `remailer dns`). Keys are generated with aws-lc (the
@@ -19,8 +20,8 @@
 //!
 //! # Key rotation
 //! 1. Set a new `[dkim] selector` in the config (e.g. `remailer2026`).
-//! 2. Run `remailer dns`: it creates the new key pair (nothing is signed with it yet) and
-//!    prints its records. Publish the two new DKIM records next to the old ones.
+//! 2. Run `remailer dns --create-keys`: it creates the new key pair (nothing is signed with it
+//!    yet) and prints its records. Publish the two new DKIM records next to the old ones.
 //! 3. Once the new records resolve (wait at least their TTL), restart `remailer serve`; it now
 //!    signs with the new selector.
 //! 4. Keep the old records published for a week, so mail still queued or in transit with the
@@ -108,6 +109,21 @@ struct Named<K> {
 }
 
 impl DkimKeys {
+    /// Loads the two key files; `None` when either does not exist. Creates nothing.
+    pub fn load(
+        data_dir: &Path,
+        domain: &Domain,
+        selector: &str,
+    ) -> Result<Option<Self>, DkimError> {
+        check_selector(selector)?;
+        let dir = data_dir.join("dkim");
+        let exists = |s: &str| dir.join(format!("{selector}-{s}.pem")).exists();
+        if !exists("rsa") || !exists("ed") {
+            return Ok(None);
+        }
+        Self::load_or_create(data_dir, domain, selector).map(Some)
+    }
+
     /// Loads `DATA_DIR/dkim/{selector}-rsa.pem` and `{selector}-ed.pem`, creating them (and the
     /// 0700 folder) when they do not exist yet.
     pub fn load_or_create(
@@ -303,8 +319,34 @@ fn generate_rsa() -> Result<Vec<u8>, DkimError> {
     Ok(der.as_ref().to_vec())
 }
 
+/// The DER prefix of an Ed25519 private key in PKCS#8 v1 (RFC 8410 §7): version 0, the
+/// algorithm id 1.3.101.112, and the 32-byte seed as an OCTET STRING in an OCTET STRING.
+const ED25519_V1_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
+/// A new Ed25519 key as PKCS#8 v1 (`PRIVATE KEY`, RFC 8410), the form OpenSSL 3, OpenDKIM
+/// and rspamd read. aws-lc makes a v2 document (with the public key, RFC 5958); its seed is
+/// taken from the same place in both forms. Old v2 files are still read.
 fn generate_ed25519() -> Result<Vec<u8>, DkimError> {
-    Ed25519Key::generate_pkcs8().map_err(|e| DkimError::Generate(format!("Ed25519: {e}")))
+    let v2 =
+        Ed25519Key::generate_pkcs8().map_err(|e| DkimError::Generate(format!("Ed25519: {e}")))?;
+    ed25519_v1(&v2).ok_or_else(|| DkimError::Generate("Ed25519: unexpected PKCS#8 layout".into()))
+}
+
+/// The PKCS#8 v1 form of an Ed25519 PKCS#8 v2 document (or None if it is not one).
+fn ed25519_v1(v2: &[u8]) -> Option<Vec<u8>> {
+    // v2: 30 53 | 02 01 01 | 30 05 06 03 2b 65 70 | 04 22 04 20 SEED(32) | a1 23 03 21 00 PUB(32)
+    if v2.len() < 48 || v2[0] != 0x30 || v2[2..5] != [0x02, 0x01, 0x01] {
+        return None;
+    }
+    if v2[5..16] != ED25519_V1_PREFIX[5..16] {
+        return None;
+    }
+    let mut v1 = ED25519_V1_PREFIX.to_vec();
+    v1.extend_from_slice(&v2[16..48]);
+    Ed25519Key::from_pkcs8_maybe_unchecked_der(&v1).ok()?;
+    Some(v1)
 }
 
 fn rsa_key(selector: String, der: &[u8], dir: &Path) -> Result<Named<RsaKey<Sha256>>, DkimError> {
@@ -407,6 +449,31 @@ mod tests {
         assert!(first.public_keys()[1]
             .txt
             .starts_with("v=DKIM1; k=ed25519; p="));
+    }
+
+    #[test]
+    fn ed25519_keys_are_written_as_pkcs8_v1_and_old_v2_files_still_load() {
+        let tmp = tempfile::tempdir().unwrap();
+        keys(tmp.path());
+        let text = fs::read_to_string(tmp.path().join("dkim/sel-ed.pem")).unwrap();
+        let der = pem_decode(&text).unwrap();
+        assert_eq!(der.len(), 48);
+        assert_eq!(der[..16], ED25519_V1_PREFIX);
+        // An install from before: the v2 document aws-lc makes.
+        let old = tempfile::tempdir().unwrap();
+        fs::create_dir_all(old.path().join("dkim")).unwrap();
+        let v2 = Ed25519Key::generate_pkcs8().unwrap();
+        assert_ne!(v2.len(), 48);
+        let v2_file = old.path().join("dkim/sel-ed.pem");
+        fs::write(&v2_file, pem_encode(&v2)).unwrap();
+        fs::set_permissions(&v2_file, fs::Permissions::from_mode(0o600)).unwrap();
+        let loaded = keys(old.path());
+        let v1 = ed25519_v1(&v2).unwrap();
+        let from_v1 = Ed25519Key::from_pkcs8_maybe_unchecked_der(&v1).unwrap();
+        assert_eq!(
+            loaded.public_keys()[1].txt,
+            format!("v=DKIM1; k=ed25519; p={}", b64(&from_v1.public_key()))
+        );
     }
 
     #[test]

@@ -61,6 +61,8 @@ pub enum Purpose {
     Client,
     /// The tag a domain is logged as (see [`crate::logtag`]).
     LogTag,
+    /// The fingerprint of the master key kept in the database.
+    KeyCheck,
 }
 
 impl Purpose {
@@ -80,6 +82,7 @@ impl Purpose {
             Purpose::MailLimit => b"remailer/mail-limit/v1",
             Purpose::Client => b"remailer/client/v1",
             Purpose::LogTag => b"remailer/log-tag/v1",
+            Purpose::KeyCheck => b"remailer/key-check/v1",
         }
     }
 }
@@ -91,46 +94,75 @@ pub struct Keys {
 }
 
 impl Keys {
-    /// Loads `DATA_DIR/keys/master.key`, creating it (and the 0700 folder) on first start.
-    pub fn load_or_create(data_dir: &Path) -> Result<Self, KeyError> {
+    /// The path of the master key file in `data_dir`.
+    pub fn path(data_dir: &Path) -> std::path::PathBuf {
+        data_dir.join("keys").join("master.key")
+    }
+
+    /// Loads `DATA_DIR/keys/master.key`; `None` when the file does not exist. Creates
+    /// nothing.
+    pub fn load(data_dir: &Path) -> Result<Option<Self>, KeyError> {
+        let path = Self::path(data_dir);
+        let io = |source| KeyError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(e)),
+        };
+        let mode = fs::metadata(&path).map_err(io)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            return Err(KeyError::Permissions(path.display().to_string()));
+        }
+        let bytes = hex::decode(text.trim())
+            .map_err(|_| KeyError::Malformed(path.display().to_string()))?;
+        let master: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| KeyError::Malformed(path.display().to_string()))?;
+        Ok(Some(Self::from_master(master)))
+    }
+
+    /// Creates a new master key file (and the 0700 folder); fails if the file exists.
+    /// Callers must first make sure no data sealed with an earlier key exists.
+    pub fn create(data_dir: &Path) -> Result<Self, KeyError> {
         let dir = data_dir.join("keys");
-        let path = dir.join("master.key");
+        let path = Self::path(data_dir);
         let io = |source| KeyError::Io {
             path: path.display().to_string(),
             source,
         };
         fs::create_dir_all(&dir).map_err(io)?;
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).map_err(io)?;
-        match fs::read_to_string(&path) {
-            Ok(text) => {
-                let mode = fs::metadata(&path).map_err(io)?.permissions().mode();
-                if mode & 0o077 != 0 {
-                    return Err(KeyError::Permissions(path.display().to_string()));
-                }
-                let bytes = hex::decode(text.trim())
-                    .map_err(|_| KeyError::Malformed(path.display().to_string()))?;
-                let master: [u8; 32] = bytes
-                    .try_into()
-                    .map_err(|_| KeyError::Malformed(path.display().to_string()))?;
-                Ok(Self::from_master(master))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut master = [0u8; 32];
-                rand::rngs::OsRng.fill_bytes(&mut master);
-                let mut f = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&path)
-                    .map_err(io)?;
-                f.write_all(format!("{}\n", hex::encode(master)).as_bytes())
-                    .map_err(io)?;
-                f.sync_all().map_err(io)?;
-                tracing::info!(path = %path.display(), "created a new master key");
-                Ok(Self::from_master(master))
-            }
-            Err(e) => Err(io(e)),
+        let mut master = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut master);
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io)?;
+        f.write_all(format!("{}\n", hex::encode(master)).as_bytes())
+            .map_err(io)?;
+        f.sync_all().map_err(io)?;
+        tracing::info!(path = %path.display(), "created a new master key");
+        Ok(Self::from_master(master))
+    }
+
+    /// Loads the master key, creating it when it does not exist yet (tests and fresh data
+    /// dirs; the service goes through [`crate::data_dir`], which checks for sealed data first).
+    pub fn load_or_create(data_dir: &Path) -> Result<Self, KeyError> {
+        match Self::load(data_dir)? {
+            Some(keys) => Ok(keys),
+            None => Self::create(data_dir),
         }
+    }
+
+    /// A fingerprint of the master key (a keyed hash of a fixed string), stored in the
+    /// database so that a start with another key is stopped before it touches sealed data.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        self.mac(Purpose::KeyCheck, b"remailer master key check")
     }
 
     pub fn from_master(master: [u8; 32]) -> Self {

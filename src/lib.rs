@@ -17,6 +17,7 @@ pub mod address;
 pub mod bounce;
 pub mod bounces;
 pub mod config;
+pub mod data_dir;
 pub mod delivery;
 pub mod dkim;
 pub mod dns_records;

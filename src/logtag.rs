@@ -41,6 +41,11 @@ fn tagger() -> &'static Tagger {
     })
 }
 
+/// True when `log.show_domains` is on: log lines may name domains and mail servers.
+pub fn showing_domains() -> bool {
+    tagger().show
+}
+
 /// A domain as a log line may show it: its tag (or, with `log.show_domains`, itself).
 pub struct Tag(String);
 

@@ -16,6 +16,9 @@ use remailer::queue_view;
 use remailer::service;
 use remailer::spool::Spool;
 
+mod cli;
+use cli::{check_config, import};
+
 #[derive(Parser)]
 #[command(
     name = "remailer",
@@ -68,9 +71,30 @@ enum Command {
         since: Option<u64>,
     },
     /// Print the DNS records to publish (zone-file lines); `dns check` verifies them.
+    /// Reads the DKIM keys `serve` created; creates nothing unless --create-keys is given.
     Dns {
+        /// Create the DKIM keys of the configured selector if they do not exist yet (key
+        /// rotation: a new selector's keys, printed before `serve` signs with them).
+        #[arg(long)]
+        create_keys: bool,
         #[command(subcommand)]
         command: Option<DnsCommand>,
+    },
+    /// Check the config file, the data dir, the keys, the store and the listeners without
+    /// starting anything, and print the effective settings.
+    ///
+    /// Exit codes: 0 everything is usable (warnings may be printed); 3 the config file
+    /// cannot be read or is invalid; 4 the data dir, a key, a TLS file or the store is
+    /// unusable (for example a lost master key while sealed data exists); 5 a listener
+    /// address cannot be bound (in use by another program, or not an address of this
+    /// machine); 2 usage error.
+    CheckConfig,
+    /// Write a consistent copy of the database to FILE while the service runs (SQLite
+    /// `VACUUM INTO`). The copy does not hold the keys: back up DATA_DIR/keys/master.key
+    /// (and DATA_DIR/dkim/) separately.
+    Backup {
+        /// Where to write the copy; must not exist yet. Written 0600.
+        file: PathBuf,
     },
 }
 
@@ -84,7 +108,9 @@ enum DnsCommand {
 enum AliasCommand {
     /// Bind NAME (local part or NAME@DOMAIN) to REAL_ADDRESS; active at once.
     Add {
+        /// The alias: a local part (`ann`) or `ann@DOMAIN`.
         name: String,
+        /// The member's real mailbox, where mail to the alias is delivered.
         real_address: String,
         /// The alias expires after DURATION (a number and s, m, h or d: 30d): then it is
         /// refused, and removed like `alias remove`. Default: never.
@@ -92,23 +118,46 @@ enum AliasCommand {
         expires: Option<u64>,
     },
     /// Remove an alias and what is held for it; the name is never given out again.
-    Remove { name: String },
+    Remove {
+        /// The alias to remove (`ann` or `ann@DOMAIN`).
+        name: String,
+    },
     /// List aliases with their real addresses and state, and the expiry of those that expire.
     List,
     /// Reactivate an alias that was paused after hard bounces.
-    Activate { name: String },
+    Activate {
+        /// The paused alias (`ann` or `ann@DOMAIN`).
+        name: String,
+    },
     /// Add many aliases from a file of `NAME REAL_ADDRESS` lines ('-' for standard input).
-    Import { file: PathBuf },
+    ///
+    /// Every line is checked first, against the file and the database; if any line is bad,
+    /// all bad lines are listed and nothing is added. Lines whose alias already exists with
+    /// the same real address are skipped, so an import can be run again. Blank lines and
+    /// lines starting with '#' are ignored.
+    Import {
+        /// The file to read, or '-' for standard input.
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
 enum OptOutCommand {
     /// Never send one-way mail to ADDRESS again (no confirmation mail is sent).
-    Add { address: String },
+    Add {
+        /// The address that receives no more one-way mail.
+        address: String,
+    },
     /// Allow one-way mail to ADDRESS again.
-    Remove { address: String },
+    Remove {
+        /// The address to take off the opt-out list.
+        address: String,
+    },
     /// Say whether ADDRESS has opted out (exit code 1 when not).
-    Check { address: String },
+    Check {
+        /// The address to look up.
+        address: String,
+    },
     /// How many addresses have opted out (the list itself holds only hashes).
     Count,
 }
@@ -132,6 +181,12 @@ enum QueueCommand {
 }
 
 fn main() -> ExitCode {
+    // Everything the service writes (data dir, database, spool, keys, backups) is for its
+    // own user only, whatever umask it was started with.
+    // SAFETY: umask only sets the process's file mode creation mask.
+    unsafe {
+        libc::umask(0o077);
+    }
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
@@ -141,13 +196,34 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Command::CheckConfig = cli.command {
+        return runtime.block_on(check_config::run(cli.config.as_deref()));
+    }
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes on one line, each said once: library errors often repeat their
+/// cause in their own message (`cannot read X: No such file or directory (os error 2)`), so
+/// a cause already written is not written again.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 fn init_logging(format: LogFormat) {
@@ -188,13 +264,49 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Queue(cmd) => queue(&config, cmd).await,
         Command::OptOut(cmd) => opt_out(&config, cmd).await,
         Command::Log { alias, since } => send_log(&config, alias, since).await,
-        Command::Dns { command } => dns(&config, command).await,
+        Command::Dns {
+            create_keys,
+            command,
+        } => dns(&config, create_keys, command).await,
+        Command::Backup { file } => backup(&config, &file).await,
+        Command::CheckConfig => unreachable!("handled in main"),
     }
 }
 
+async fn backup(config: &Config, file: &std::path::Path) -> Result<()> {
+    if file.exists() {
+        bail!("{} exists already; give a new file name", file.display());
+    }
+    let (_, members) = service::open_members_existing(config).await?;
+    members.store().close().await;
+    remailer::store::backup(&config.store_url(), file).await?;
+    let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "wrote {} ({size} bytes): a consistent copy of the database",
+        file.display()
+    );
+    println!(
+        "it does NOT hold the master key: back up {} separately and keep it apart from the \
+         database copies (without it the copy cannot be read, and it cannot be recreated); \
+         the DKIM keys are in {}",
+        remailer::keys::Keys::path(&config.data_dir).display(),
+        config.data_dir.join("dkim").display()
+    );
+    Ok(())
+}
+
 async fn alias(config: &Config, cmd: AliasCommand) -> Result<()> {
-    let (_keys, members) = service::open_members(config).await?;
-    let domain = config.domain();
+    let (_keys, members) = match cmd {
+        AliasCommand::List => service::open_members_existing(config).await?,
+        _ => service::open_members(config).await?,
+    };
+    let result = alias_command(&members, cmd).await;
+    members.store().close().await;
+    result
+}
+
+async fn alias_command(members: &remailer::members::Members, cmd: AliasCommand) -> Result<()> {
+    let domain = members.domain().clone();
     match cmd {
         AliasCommand::Add {
             name,
@@ -251,26 +363,7 @@ async fn alias(config: &Config, cmd: AliasCommand) -> Result<()> {
                 std::fs::read_to_string(&file)
                     .with_context(|| format!("reading {}", file.display()))?
             };
-            let mut added = 0;
-            for (n, line) in text.lines().enumerate() {
-                let line = line.trim();
-                if line.is_empty() || line.starts_with('#') {
-                    continue;
-                }
-                let Some((name, real)) = line.split_once(char::is_whitespace) else {
-                    bail!("line {}: expected NAME REAL_ADDRESS", n + 1);
-                };
-                let alias =
-                    Alias::parse(name, &domain).with_context(|| format!("line {}", n + 1))?;
-                let real = RealAddress::parse(real.trim(), &domain)
-                    .with_context(|| format!("line {}", n + 1))?;
-                members
-                    .add(&alias, &real)
-                    .await
-                    .with_context(|| format!("line {}: {alias}", n + 1))?;
-                added += 1;
-            }
-            println!("added {added} aliases");
+            import::run(members, &text).await?;
         }
     }
     Ok(())
@@ -294,7 +387,7 @@ async fn send_log(config: &Config, alias: Option<String>, since: Option<u64>) ->
     if !config.privacy.send_log {
         eprintln!("note: privacy.send_log is off: no messages are recorded (entries made while it was on stay until privacy.send_log_days has passed)");
     }
-    let (_keys, members) = service::open_members(config).await?;
+    let (_keys, members) = service::open_members_existing(config).await?;
     let domain = config.domain();
     let name = match &alias {
         Some(a) => Some(Alias::parse(a, &domain)?.name.to_string()),
@@ -321,12 +414,24 @@ async fn send_log(config: &Config, alias: Option<String>, since: Option<u64>) ->
         );
     }
     println!("{} entries", entries.len());
+    members.store().close().await;
     Ok(())
 }
 
 async fn opt_out(config: &Config, cmd: OptOutCommand) -> Result<()> {
-    let (keys, members) = service::open_members(config).await?;
-    let list = OptOuts::new(members.store().clone(), keys);
+    let (keys, members) = match cmd {
+        OptOutCommand::Check { .. } | OptOutCommand::Count => {
+            service::open_members_existing(config).await?
+        }
+        _ => service::open_members(config).await?,
+    };
+    let store = members.store().clone();
+    let result = opt_out_command(OptOuts::new(store.clone(), keys), cmd).await;
+    store.close().await;
+    result
+}
+
+async fn opt_out_command(list: OptOuts, cmd: OptOutCommand) -> Result<()> {
     let parse = |a: &str| RealAddress::parse_any(a).context("address");
     match cmd {
         OptOutCommand::Add { address } => {
@@ -357,10 +462,22 @@ async fn opt_out(config: &Config, cmd: OptOutCommand) -> Result<()> {
     Ok(())
 }
 
-async fn dns(config: &Config, command: Option<DnsCommand>) -> Result<()> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("data dir {}", config.data_dir.display()))?;
-    let keys = DkimKeys::load_or_create(&config.data_dir, &config.domain(), &config.dkim.selector)?;
+async fn dns(config: &Config, create_keys: bool, command: Option<DnsCommand>) -> Result<()> {
+    let keys = if create_keys {
+        remailer::data_dir::create_private_dir(&config.data_dir)?;
+        service::dkim_keys(config).await?
+    } else {
+        DkimKeys::load(&config.data_dir, &config.domain(), &config.dkim.selector)?.with_context(
+            || {
+                format!(
+                    "there are no DKIM keys for selector '{}' in {} yet: `remailer serve` \
+                     creates them when it starts, or run `remailer dns --create-keys`",
+                    config.dkim.selector,
+                    config.data_dir.join("dkim").display()
+                )
+            },
+        )?
+    };
     match command {
         None => print!(
             "{}",
@@ -385,8 +502,17 @@ async fn dns(config: &Config, command: Option<DnsCommand>) -> Result<()> {
 async fn queue(config: &Config, cmd: QueueCommand) -> Result<()> {
     match cmd {
         QueueCommand::List => {
-            let (keys, _) = service::open_members(config).await?;
-            let entries = Spool::inspect(&config.data_dir.join("spool"), &keys)?;
+            let (keys, members) = service::open_members_existing(config).await?;
+            members.store().close().await;
+            let spool = remailer::data_dir::spool_dir(config);
+            if !spool.is_dir() {
+                println!(
+                    "0 queued (there is no spool at {} yet: `remailer serve` has not run with this data dir)",
+                    spool.display()
+                );
+                return Ok(());
+            }
+            let entries = Spool::inspect(&spool, &keys)?;
             let now = remailer::store::now_unix();
             println!("{}", queue_view::list_header());
             for e in &entries {

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, SenderAuth};
+use crate::data_dir::Access;
 use crate::delivery::Delivery;
 use crate::dkim::DkimKeys;
 use crate::intake::Intake;
@@ -46,15 +47,109 @@ pub fn control_socket(config: &Config) -> PathBuf {
     config.data_dir.join("control.sock")
 }
 
-/// Opens what every command needs: the data dir, keys and the members directory.
+/// Opens what the commands that write need: the data dir, keys and the members directory,
+/// creating them (private) on first use; a lost master key is never replaced while sealed
+/// data exists ([`crate::data_dir`]).
 pub async fn open_members(config: &Config) -> Result<(Arc<Keys>, Members), ServiceError> {
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|e| setup(format!("data dir {}: {e}", config.data_dir.display())))?;
-    let keys = Arc::new(Keys::load_or_create(&config.data_dir).map_err(setup)?);
-    let store = crate::store::open(&config.store_url())
-        .await
-        .map_err(setup)?;
+    open_members_with(config, Access::Create).await
+}
+
+/// [`open_members`] for read-only commands: creates nothing, and says so when the data dir
+/// has not been set up yet.
+pub async fn open_members_existing(config: &Config) -> Result<(Arc<Keys>, Members), ServiceError> {
+    open_members_with(config, Access::Existing).await
+}
+
+async fn open_members_with(
+    config: &Config,
+    access: Access,
+) -> Result<(Arc<Keys>, Members), ServiceError> {
+    let (keys, store) = crate::data_dir::open(config, access).await.map_err(setup)?;
     Ok((keys.clone(), Members::new(store, keys, config.domain())))
+}
+
+/// The first line `serve` logs: what it runs with.
+fn log_start(config: &Config) {
+    let listeners = |v: &[std::net::SocketAddr]| {
+        v.iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    tracing::info!(
+        config = %config.file.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "(none: local defaults)".into()),
+        domain = %config.domain,
+        data_dir = %config.data_dir.display(),
+        smtp = %listeners(&config.smtp.listen),
+        web = %config.web.listen,
+        relay = %config.delivery.relay.as_deref().unwrap_or("(none: MX lookup)"),
+        "starting"
+    );
+}
+
+/// Reserved names (RFC 2606, RFC 6761) under which a test service may run without a
+/// postmaster.
+fn is_reserved_domain(domain: &str) -> bool {
+    const RESERVED: &[&str] = &["test", "example", "invalid", "localhost"];
+    let tld = domain.rsplit('.').next().unwrap_or(domain);
+    RESERVED.contains(&tld)
+        || ["example.com", "example.net", "example.org"]
+            .iter()
+            .any(|d| domain == *d || domain.ends_with(&format!(".{d}")))
+}
+
+/// A warning when a public service (a public domain, SMTP not on loopback only) runs
+/// without `policy.postmaster`: RFC 5321 §4.5.1 requires postmaster@ to accept mail.
+pub fn postmaster_warning(config: &Config) -> Option<String> {
+    let loopback_only = config.smtp.listen.iter().all(|a| a.ip().is_loopback());
+    if config.postmaster().is_some() || loopback_only || is_reserved_domain(&config.domain) {
+        return None;
+    }
+    Some(format!(
+        "policy.postmaster is not set: mail to postmaster@{0} and abuse@{0} is refused, \
+         which RFC 5321 section 4.5.1 does not allow for a public mail domain; set \
+         policy.postmaster to the operator's address",
+        config.domain
+    ))
+}
+
+/// Loads the DKIM keys, creating them when missing. When the selector's records are
+/// already published, the old keys were lost: warn, since the new ones will not match.
+pub async fn dkim_keys(config: &Config) -> Result<DkimKeys, ServiceError> {
+    let (dir, domain, selector) = (&config.data_dir, config.domain(), &config.dkim.selector);
+    if let Some(keys) = DkimKeys::load(dir, &domain, selector).map_err(setup)? {
+        return Ok(keys);
+    }
+    if let Some(name) = published_dkim_record(config).await {
+        tracing::warn!(
+            record = %name,
+            dir = %dir.join("dkim").display(),
+            "the DKIM key files for this selector are missing but its record is published: \
+             new keys are created, and mail signed with them fails DKIM until you publish \
+             their records (`remailer dns`) or restore the old key files from your backup"
+        );
+    }
+    DkimKeys::load_or_create(dir, &domain, selector).map_err(setup)
+}
+
+/// The first of the selector's DKIM records that resolves (through the configured
+/// resolver, bounded in time), if any.
+async fn published_dkim_record(config: &Config) -> Option<String> {
+    let resolver = crate::sender_auth::build_resolver(&config.dns).ok()?;
+    for suffix in ["rsa", "ed"] {
+        let name = format!(
+            "{}-{suffix}._domainkey.{}.",
+            config.dkim.selector, config.domain
+        );
+        let lookup = resolver.txt_lookup(name.as_str());
+        if let Ok(Ok(found)) = tokio::time::timeout(std::time::Duration::from_secs(5), lookup).await
+        {
+            if !found.answers().is_empty() {
+                return Some(name);
+            }
+        }
+    }
+    None
 }
 
 /// Loads the STARTTLS certificate, if one is configured. Every error names the file.
@@ -101,8 +196,12 @@ pub async fn serve(config: Config) -> Result<(), ServiceError> {
     // Before anything is opened or started: a bad certificate stops `serve` at once, and
     // signals are handled from before the first listener answers (SIGHUP would otherwise
     // end the process with its default action).
+    log_start(&config);
     let tls = load_tls(&config)?;
     let signals = Signals::install()?;
+    if let Some(warning) = postmaster_warning(&config) {
+        tracing::warn!("{warning}");
+    }
     if config.policy.sender_auth == SenderAuth::None {
         tracing::warn!("policy.sender_auth = \"none\": the From address is trusted as given; anyone who forges a member's address can write as that member's alias");
     }
@@ -114,11 +213,10 @@ pub async fn serve(config: Config) -> Result<(), ServiceError> {
     if config.privacy.send_log {
         tracing::info!(days = config.privacy.send_log_days, "privacy.send_log is on: each remailed message is recorded (time, queue id, sender and recipient alias, size, outcome)");
     }
-    let spool = Arc::new(Spool::open(&config.data_dir.join("spool"), keys.clone()).map_err(setup)?);
-    let dkim = Arc::new(
-        DkimKeys::load_or_create(&config.data_dir, &config.domain(), &config.dkim.selector)
-            .map_err(setup)?,
-    );
+    let spool_dir = crate::data_dir::spool_dir(&config);
+    crate::data_dir::create_private_dir(&spool_dir).map_err(setup)?;
+    let spool = Arc::new(Spool::open(&spool_dir, keys.clone()).map_err(setup)?);
+    let dkim = Arc::new(dkim_keys(&config).await?);
     let delivery = Delivery::new(config.clone(), spool.clone(), members.clone(), dkim.clone())
         .map_err(setup)?;
     let resumed = delivery.resume();
@@ -225,6 +323,7 @@ async fn wait_for_signals(signals: Signals, config: &Config, intake: &Intake) {
             _ = term.recv() => return,
             _ = int.recv() => return,
             _ = hup.recv() => match load_tls(config) {
+                Ok(None) => tracing::info!("SIGHUP: no TLS certificate is configured (smtp.tls_cert), nothing to reload"),
                 Ok(tls) => {
                     if let Ok(mut slot) = intake.tls.write() { *slot = tls; }
                     tracing::info!("reloaded the TLS certificate");

@@ -119,7 +119,7 @@ fn config_errors_name_the_key() {
 fn without_a_config_file_it_says_it_uses_local_defaults() {
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_remailer"))
-        .args(["alias", "list"])
+        .args(["alias", "add", "ann", "ann@mail.example"])
         .current_dir(dir.path())
         .env_remove("REMAILER_CONFIG")
         .output()

@@ -98,7 +98,10 @@ async fn remailed_mail_and_notices_verify_with_dkimpy() {
 #[test]
 fn dns_prints_the_records_to_publish() {
     let svc = Service::prepare(harness::free_port(), "");
-    let (code, out, err) = svc.cli(&["dns"]);
+    let (code, _, err) = svc.cli(&["dns"]);
+    assert_eq!(code, 1, "dns reads keys, it does not create them");
+    assert!(err.contains("--create-keys"), "{err}");
+    let (code, out, err) = svc.cli(&["dns", "--create-keys"]);
     assert_eq!(code, 0, "{err}");
     let lines: Vec<&str> = out.lines().filter(|l| !l.starts_with(';')).collect();
     let has = |prefix: &str, rtype: &str, value: &str| {
@@ -126,7 +129,7 @@ fn dns_prints_the_records_to_publish() {
         harness::free_port(),
         "policy.postmaster = \"ops@operator.example\"",
     );
-    let (_, out, _) = with_operator.cli(&["dns"]);
+    let (_, out, _) = with_operator.cli(&["dns", "--create-keys"]);
     assert!(
         out.contains("rua=mailto:postmaster@remailer.test")
             && out.contains("_smtp._tls.remailer.test."),
@@ -155,7 +158,7 @@ async fn dns_check_says_what_is_missing() {
         dns.addr()
     );
     let svc = Service::prepare(harness::free_port(), &extra);
-    let (_, zone, _) = svc.cli(&["dns"]);
+    let (_, zone, _) = svc.cli(&["dns", "--create-keys"]);
     let (code, out, err) = svc.cli(&["dns", "check"]);
     assert_eq!(code, 1, "nothing published yet: {out}{err}");
     assert!(

@@ -43,6 +43,16 @@ pub enum Failure {
     Permanent(String),
 }
 
+impl Failure {
+    /// The same failure, its reason prefixed with the host (and port) that was tried.
+    fn at(self, target: &str) -> Failure {
+        match self {
+            Failure::Temporary(why) => Failure::Temporary(format!("{target}: {why}")),
+            Failure::Permanent(why) => Failure::Permanent(format!("{target}: {why}")),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Delivery {
     inner: Arc<Inner>,
@@ -347,16 +357,19 @@ impl Delivery {
             }
         }
         let mut last = Failure::Temporary("no mail server to try".into());
+        let relay = inner.router.is_relay();
         for target in inner.router.targets(rcpt_domain).await? {
             *server = server_label(inner.config.delivery.relay.is_some(), &target);
             let mut open = match inner.dialer.open(&target, require_tls).await {
                 Ok(open) => open,
                 Err(e) => {
-                    last = e;
+                    last = e.at(&target.for_log(relay));
                     continue;
                 }
             };
-            client::send(&mut open.conn, &env.mail_from, &env.rcpt, &entry.message).await?;
+            client::send(&mut open.conn, &env.mail_from, &env.rcpt, &entry.message)
+                .await
+                .map_err(|e| e.at(&target.for_log(relay)))?;
             inner
                 .pool
                 .put(dest, open, inner.config.delivery.per_destination);

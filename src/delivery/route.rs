@@ -14,6 +14,33 @@ pub struct Target {
     pub name: String,
 }
 
+impl Target {
+    /// How a log line or failure reason names this target: a relay plainly as `host:port`;
+    /// an MX host through [`mx_host_for_log`], since it may name a member's domain.
+    pub fn for_log(&self, relay: bool) -> String {
+        if relay {
+            format!("relay {}:{}", self.name, self.addr.port())
+        } else {
+            format!("MX host {}", mx_host_for_log(&self.name, self.addr))
+        }
+    }
+}
+
+/// The one place an MX host is written into a log line or failure reason. Its name may be
+/// a member's own domain (`mx.real.example`), which no log line may name, so only the
+/// address and port tried are written; a keyed tag of `_host` (as for other domains in
+/// logs) belongs here.
+pub fn mx_host_for_log(host: &str, addr: SocketAddr) -> String {
+    // The keyed tag, not the IP address either: an MX address tells the provider as well as
+    // its name does. `log.show_domains` shows the name (through the tag) and the address.
+    let tag = crate::logtag::host(host);
+    if crate::logtag::showing_domains() {
+        format!("{tag} {addr}")
+    } else {
+        format!("{tag} port {}", addr.port())
+    }
+}
+
 pub struct Router {
     relay: Option<String>,
     mx_port: u16,
@@ -27,6 +54,11 @@ impl Router {
             mx_port,
             resolver,
         }
+    }
+
+    /// True when everything goes to the configured relay.
+    pub fn is_relay(&self) -> bool {
+        self.relay.is_some()
     }
 
     /// The key deliveries are grouped by (for concurrency limits and connection reuse).
@@ -47,7 +79,7 @@ impl Router {
                 .to_string();
             let addrs = tokio::net::lookup_host(relay.as_str())
                 .await
-                .map_err(|e| Failure::Temporary(format!("relay lookup failed: {e}")))?;
+                .map_err(|e| Failure::Temporary(format!("relay {relay}: lookup failed: {e}")))?;
             return Ok(addrs
                 .map(|addr| Target {
                     addr,

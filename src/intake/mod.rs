@@ -72,8 +72,8 @@ impl Intake {
         self.tls.read().ok().and_then(|t| t.clone())
     }
 
-    /// Accepts connections until `shutdown` turns true, then waits (bounded) for sessions in
-    /// flight to finish.
+    /// Accepts connections until `shutdown` turns true, then closes idle sessions (`421`) and
+    /// waits (bounded) for transactions in progress to finish.
     pub async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
@@ -97,6 +97,8 @@ impl Intake {
             }
         }
         drop(listener);
+        // Idle sessions get 421 at once; only transactions in progress are waited for.
+        self.slots.close_all();
         let open = sessions.len();
         if open > 0 {
             tracing::info!(sessions = open, "waiting for SMTP sessions in flight");

@@ -2,9 +2,11 @@
 //! (`smtp.max_connections`): each says whether it is idle (waiting for a command) and since
 //! when, and the one idle longest can be asked to close (`421`), so that a new connection, a
 //! member's perhaps, gets its slot instead of being turned away by sessions that do nothing.
+//! At shutdown every session is asked to close as soon as it is idle ([`Slots::close_all`]):
+//! idle ones at once, one in a transaction once its reply is sent.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -14,6 +16,8 @@ use tokio::sync::Notify;
 pub struct Slots {
     open: Mutex<HashMap<u64, Arc<Slot>>>,
     next_id: AtomicU64,
+    /// The service is stopping: every session closes when it next waits for a command.
+    stopping: AtomicBool,
 }
 
 /// One session's entry.
@@ -35,6 +39,9 @@ impl Slots {
     pub fn register(self: &Arc<Self>) -> SlotGuard {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let slot = Arc::new(Slot::default());
+        if self.stopping.load(Ordering::SeqCst) {
+            slot.close.notify_one();
+        }
         self.open
             .lock()
             .expect("slots lock")
@@ -43,6 +50,15 @@ impl Slots {
             slots: self.clone(),
             id,
             slot,
+        }
+    }
+
+    /// Shutdown: asks every session to close when it waits for a command (at once for those
+    /// waiting now; after the reply for one in a transaction).
+    pub fn close_all(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        for slot in self.open.lock().expect("slots lock").values() {
+            slot.close.notify_one();
         }
     }
 
@@ -86,6 +102,13 @@ impl Slot {
     /// Completes when the accept loop asks this session to close.
     pub async fn close_requested(&self) {
         self.close.notified().await
+    }
+}
+
+impl SlotGuard {
+    /// The service is shutting down.
+    pub fn stopping(&self) -> bool {
+        self.slots.stopping.load(Ordering::SeqCst)
     }
 }
 

@@ -12,7 +12,7 @@ use thiserror::Error;
 
 use crate::address::AliasName;
 
-pub use sqlite::SqliteStore;
+pub use sqlite::{sqlite_path, SqliteStore};
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -30,6 +30,9 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A database file could not be created (its path and the reason).
+    #[error("{0}")]
+    File(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -305,6 +308,19 @@ pub trait Store: Send + Sync {
     async fn count_mail(&self, key: &[u8], expires_at: i64) -> Result<i64, StoreError>;
     /// Deletes expired pending entries and mail counters; returns how many.
     async fn purge_web(&self, now: i64) -> Result<u64, StoreError>;
+
+    // --- the master key check (src/data_dir.rs) ---
+    /// The stored fingerprint of the master key, if one was recorded.
+    async fn key_fingerprint(&self) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Records the fingerprint unless one is recorded already.
+    async fn set_key_fingerprint(&self, fingerprint: &[u8], now: i64) -> Result<(), StoreError>;
+    /// Whether the store holds anything sealed or hashed under the master key (aliases,
+    /// pending confirmations, thread links, opt-outs, bounce records).
+    async fn holds_sealed_data(&self) -> Result<bool, StoreError>;
+
+    /// Closes the store's connections cleanly (SQLite then removes its `-wal` and `-shm`
+    /// files), for commands that end right after.
+    async fn close(&self) {}
 }
 
 /// Opens the store named by `url` and brings its schema up to date.
@@ -312,10 +328,30 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStore::open(url).await?))
     } else {
-        Err(StoreError::UnsupportedUrl(
-            url.split('@').next_back().unwrap_or("").to_string(),
-        ))
+        Err(unsupported(url))
     }
+}
+
+/// Opens an existing store (read-only commands): never creates a database.
+pub async fn open_existing(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::open_existing(url).await?))
+    } else {
+        Err(unsupported(url))
+    }
+}
+
+/// Writes a consistent copy of the store to the file `dest` while the service may run.
+pub async fn backup(url: &str, dest: &std::path::Path) -> Result<(), StoreError> {
+    if url.starts_with("sqlite:") {
+        sqlite::backup(url, dest).await
+    } else {
+        Err(unsupported(url))
+    }
+}
+
+fn unsupported(url: &str) -> StoreError {
+    StoreError::UnsupportedUrl(url.split('@').next_back().unwrap_or("").to_string())
 }
 
 /// Seconds since the Unix epoch.

@@ -21,9 +21,22 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// Opens the database, creating it (0600, whatever the umask) when it does not exist.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        if let Some(path) = sqlite_path(url) {
+            create_private(&path)?;
+        }
+        Self::connect(url, true).await
+    }
+
+    /// Opens an existing database; never creates one.
+    pub async fn open_existing(url: &str) -> Result<Self, StoreError> {
+        Self::connect(url, false).await
+    }
+
+    async fn connect(url: &str, create: bool) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
+            .create_if_missing(create)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10));
@@ -72,6 +85,51 @@ impl SqliteStore {
         tx.commit().await?;
         Ok(true)
     }
+}
+
+/// The file a `sqlite:` URL names (None for an in-memory database).
+pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && path != ":memory:").then(|| std::path::PathBuf::from(path))
+}
+
+/// Creates an empty database file readable only by its owner, unless it exists. SQLite
+/// gives its `-wal` and `-shm` files the mode of the database file.
+fn create_private(path: &std::path::Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::File(format!(
+            "cannot create the database file {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// Writes a consistent copy of the database to `dest` (`VACUUM INTO`), safe while the
+/// service runs; `dest` must not exist. The copy is made 0600.
+pub async fn backup(url: &str, dest: &std::path::Path) -> Result<(), StoreError> {
+    let store = SqliteStore::open_existing(url).await?;
+    create_private(dest)?;
+    // VACUUM INTO needs a file that is absent or empty: the one just made is empty.
+    let result = sqlx::query("VACUUM INTO ?")
+        .bind(dest.display().to_string())
+        .execute(&store.pool)
+        .await;
+    store.pool.close().await;
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(dest);
+        return Err(e.into());
+    }
+    Ok(())
 }
 
 /// `SELECT` of every alias column, followed by the rest of the statement (kept `'static`).
@@ -577,5 +635,39 @@ impl Store for SqliteStore {
             .await?
             .rows_affected();
         Ok(a + b)
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn key_fingerprint(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = sqlx::query("SELECT fingerprint FROM key_check WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn set_key_fingerprint(&self, fingerprint: &[u8], now: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO key_check (id, fingerprint, created_at) VALUES (1, ?, ?) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(fingerprint)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn holds_sealed_data(&self) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT EXISTS (SELECT 1 FROM aliases) OR EXISTS (SELECT 1 FROM pending) \
+             OR EXISTS (SELECT 1 FROM thread_map) OR EXISTS (SELECT 1 FROM opt_outs) \
+             OR EXISTS (SELECT 1 FROM bounce_tokens)",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.get::<i64, _>(0) != 0)
     }
 }

@@ -258,6 +258,11 @@ impl Session {
             Some(read.await)
         };
         Ok(match read {
+            None if self.slot.stopping() => Wait::Close(Reply::new(
+                421,
+                [4, 3, 2],
+                "Service shutting down, try again later",
+            )),
             None => {
                 tracing::debug!(session = %self.id, "closed an idle session to make room");
                 Wait::Close(Reply::new(
