@@ -5,11 +5,12 @@
 //! The spool file is removed only after the destination accepted the message.
 
 mod client;
+mod queue_stats;
 mod route;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -19,10 +20,13 @@ use crate::address::RealAddress;
 use crate::config::Config;
 use crate::dkim::DkimKeys;
 use crate::members::Members;
+use crate::metrics::{self, DeliveryResult};
 use crate::notices::{self, Undelivered};
+use crate::rate_limits::Outbound;
 use crate::spool::{Entry, Envelope, Kind, Spool};
 use crate::store::now_unix;
 use client::{Dialer, Pool};
+use queue_stats::QueueStats;
 use route::Router;
 
 /// Why an attempt failed, without any remote text that could name an address.
@@ -51,6 +55,9 @@ struct Inner {
     flush: Notify,
     stop: CancellationToken,
     tasks: TaskTracker,
+    /// The global outbound rate (`limits.outbound_per_minute`).
+    outbound: Outbound,
+    queue: Arc<QueueStats>,
 }
 
 impl Delivery {
@@ -84,6 +91,8 @@ impl Delivery {
                 flush: Notify::new(),
                 stop: CancellationToken::new(),
                 tasks: TaskTracker::new(),
+                outbound: Outbound::new(&config.limits),
+                queue: Arc::new(QueueStats::default()),
                 router,
                 dialer,
                 dkim,
@@ -96,9 +105,22 @@ impl Delivery {
 
     /// Starts delivering these (already durable) entries.
     pub fn enqueue(&self, entries: Vec<Entry>) {
+        self.start(entries, false);
+    }
+
+    /// One task per entry; `recovered` entries were accepted before this process started.
+    fn start(&self, entries: Vec<Entry>, recovered: bool) {
+        let now = Instant::now();
         for entry in entries {
             let me = self.clone();
-            self.inner.tasks.spawn(async move { me.run(entry).await });
+            let waited = match recovered {
+                true => Duration::from_secs((now_unix() - entry.envelope.created).max(0) as u64),
+                false => Duration::ZERO,
+            };
+            let accepted = now.checked_sub(waited).unwrap_or(now);
+            self.inner
+                .tasks
+                .spawn(async move { me.run(entry, accepted).await });
         }
     }
 
@@ -106,8 +128,13 @@ impl Delivery {
     pub fn resume(&self) -> usize {
         let entries = self.inner.spool.take_recovered();
         let n = entries.len();
-        self.enqueue(entries);
+        self.start(entries, true);
         n
+    }
+
+    /// How many messages wait for delivery, and the age in seconds of the oldest.
+    pub fn queue_stats(&self) -> (usize, i64) {
+        self.inner.queue.snapshot()
     }
 
     /// Ends every waiting retry now (`remailer queue flush`).
@@ -127,8 +154,9 @@ impl Delivery {
         }
     }
 
-    async fn run(&self, entry: Entry) {
+    async fn run(&self, entry: Entry, accepted: Instant) {
         let inner = &self.inner;
+        let _waiting = inner.queue.track(entry.envelope.created);
         let mut attempts: u32 = 0;
         loop {
             let Some(result) = self.attempt(&entry).await else {
@@ -138,10 +166,13 @@ impl Delivery {
             let reason = match result {
                 Ok(()) => {
                     inner.spool.remove(&entry.id);
+                    metrics::delivery(DeliveryResult::Delivered);
+                    metrics::delivered_after(accepted.elapsed());
                     tracing::info!(queue_id = %entry.id, attempts, "delivered");
                     return;
                 }
                 Err(Failure::Permanent(why)) => {
+                    metrics::delivery(DeliveryResult::Failed);
                     tracing::info!(queue_id = %entry.id, attempts, reason = %why, "delivery failed permanently");
                     return self.give_up(&entry, Undelivered::Refused).await;
                 }
@@ -150,12 +181,14 @@ impl Delivery {
             let age = now_unix() - entry.envelope.created;
             let max_age = inner.config.delivery.max_age as i64;
             if age >= max_age {
+                metrics::delivery(DeliveryResult::Failed);
                 let days = inner.config.delivery.max_age.div_ceil(86_400);
                 tracing::info!(queue_id = %entry.id, attempts, reason = %reason, "giving up: too old");
                 return self.give_up(&entry, Undelivered::Expired { days }).await;
             }
             let delay = backoff(&inner.config, attempts)
                 .min(Duration::from_secs((max_age - age).max(1) as u64));
+            metrics::delivery(DeliveryResult::Deferred);
             tracing::info!(queue_id = %entry.id, attempts, reason = %reason, retry_in_s = delay.as_secs(), "deferred");
             if let Err(e) = inner.spool.relocate(&entry).await {
                 tracing::warn!(queue_id = %entry.id, error = %e, "could not move a waiting message forward in the spool");
@@ -182,6 +215,10 @@ impl Delivery {
             p = self.permits(&dest) => p,
             _ = self.inner.stop.cancelled() => return None,
         };
+        tokio::select! {
+            _ = self.inner.outbound.ready() => {}
+            _ = self.inner.stop.cancelled() => return None,
+        }
         Some(self.try_targets(entry, rcpt_domain, &dest).await)
     }
 
@@ -280,9 +317,9 @@ impl Delivery {
 
     /// Signs and queues a message from the service to a member (null envelope sender).
     pub async fn queue_notice(&self, to: &RealAddress, message: Vec<u8>) -> Result<(), String> {
-        self.queue_signed(String::new(), to, message)
-            .await
-            .map(drop)
+        self.queue_signed(String::new(), to, message).await?;
+        metrics::notice_sent();
+        Ok(())
     }
 
     /// Signs and queues a message the service writes, with envelope sender `mail_from`
