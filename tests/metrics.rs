@@ -185,11 +185,11 @@ async fn deferrals_failures_notices_bounces_and_the_queue_gauges() {
         )
         .await;
     assert_eq!(r.code, 250, "{r:?}");
-    // Deferred once: while it waits, the queue holds one message.
+    // Deferred once (retried after a second): meanwhile the queue holds it.
     let waiting = Scrape::of(&svc).await;
-    if sink.delivered().is_empty() {
-        assert_eq!(waiting.get("remailer_queue_length"), 1.0, "{}", waiting.0);
-    }
+    assert!(sink.delivered().is_empty(), "not yet delivered");
+    assert_eq!(waiting.get("remailer_queue_length"), 1.0, "{}", waiting.0);
+    assert!(waiting.get("remailer_queue_oldest_age_seconds") <= 2.0);
     let d = wait_for("the retried delivery", T, || {
         sink.delivered().into_iter().next()
     })
@@ -307,4 +307,34 @@ async fn an_empty_admin_listen_means_nothing_listens() {
     // The service itself runs.
     let mut c = Client::connect(svc.smtp_port).await;
     assert_eq!(c.cmd("QUIT").await.code, 221);
+}
+
+#[tokio::test]
+async fn a_web_limit_counts_as_a_rate_limit_refusal() {
+    let sink = Sink::start(SinkMode::Accept).await;
+    let svc = Service::start(sink.port, "web.one_way_per_client_per_hour = 0").await;
+    let before = Scrape::of(&svc).await;
+    let a = WebClient::new(svc.web_port)
+        .submit(
+            "/send",
+            &[
+                ("to", "eve@outside.example"),
+                ("subject", "hello"),
+                ("body", "a one-way message"),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, 429, "{}", a.body);
+    let after = Scrape::of(&svc).await;
+    let d = |s: &str| delta(&before, &after, s);
+    assert_eq!(d(&refused("rate_limit")), 1.0);
+    assert_eq!(
+        d("remailer_web_requests_total{route=\"/send\",status=\"429\"}"),
+        1.0
+    );
+    assert_eq!(
+        d("remailer_web_requests_total{route=\"/send\",status=\"200\"}"),
+        1.0,
+        "the form itself"
+    );
 }

@@ -118,9 +118,10 @@ impl Delivery {
                 false => Duration::ZERO,
             };
             let accepted = now.checked_sub(waited).unwrap_or(now);
+            let waiting = self.inner.queue.track(entry.envelope.created);
             self.inner
                 .tasks
-                .spawn(async move { me.run(entry, accepted).await });
+                .spawn(async move { me.run(entry, accepted, waiting).await });
         }
     }
 
@@ -154,9 +155,9 @@ impl Delivery {
         }
     }
 
-    async fn run(&self, entry: Entry, accepted: Instant) {
+    /// Delivers one entry; `_waiting` counts it in the queue gauges until this ends.
+    async fn run(&self, entry: Entry, accepted: Instant, _waiting: queue_stats::Waiting) {
         let inner = &self.inner;
-        let _waiting = inner.queue.track(entry.envelope.created);
         let mut attempts: u32 = 0;
         loop {
             let Some(result) = self.attempt(&entry).await else {
