@@ -29,7 +29,10 @@
 
 use std::sync::OnceLock;
 
-use ::metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use ::metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter,
+    Histogram,
+};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub const SMTP_SESSIONS: &str = "remailer_smtp_sessions_total";
@@ -47,6 +50,7 @@ pub const SPOOL_SYNC: &str = "remailer_spool_sync_seconds";
 
 /// Why a message (or recipient) was refused: the `reason` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
 pub enum Refusal {
     UnknownAlias,
     UnregisteredSender,
@@ -59,6 +63,17 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    const ALL: [Refusal; 8] = [
+        Refusal::UnknownAlias,
+        Refusal::UnregisteredSender,
+        Refusal::AuthSpf,
+        Refusal::AuthDkim,
+        Refusal::AuthDmarc,
+        Refusal::RelayAttempt,
+        Refusal::Size,
+        Refusal::RateLimit,
+    ];
+
     pub fn label(self) -> &'static str {
         match self {
             Refusal::UnknownAlias => "unknown_alias",
@@ -75,6 +90,7 @@ impl Refusal {
 
 /// The outcome of one delivery attempt: the `result` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
 pub enum DeliveryResult {
     Delivered,
     Deferred,
@@ -82,6 +98,37 @@ pub enum DeliveryResult {
 }
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The handles of the metrics counted per message, registered once (so an increment on the
+/// hot path is an atomic add: no key to build, no label to allocate, no lookup).
+struct Handles {
+    sessions: Counter,
+    accepted: Counter,
+    refused: [Counter; 8],
+    deliveries: [Counter; 3],
+    notices: Counter,
+    latency: Histogram,
+    spool_batch: Histogram,
+    spool_sync: Histogram,
+}
+
+static HANDLES: OnceLock<Handles> = OnceLock::new();
+
+/// The handles, registered with whatever recorder is installed at first use ([`install`]
+/// comes first in `serve`; elsewhere they count nowhere).
+fn handles() -> &'static Handles {
+    HANDLES.get_or_init(|| Handles {
+        sessions: counter!(SMTP_SESSIONS),
+        accepted: counter!(ACCEPTED),
+        refused: Refusal::ALL.map(|r| counter!(REFUSED, "reason" => r.label())),
+        deliveries: ["delivered", "deferred", "failed"]
+            .map(|result| counter!(DELIVERIES, "result" => result)),
+        notices: counter!(NOTICES),
+        latency: histogram!(DELIVERY_LATENCY),
+        spool_batch: histogram!(SPOOL_BATCH),
+        spool_sync: histogram!(SPOOL_SYNC),
+    })
+}
 
 /// Installs the process-wide recorder (once; later calls return the same handle). When
 /// another recorder is already installed, the handle renders an empty set instead of failing.
@@ -93,6 +140,7 @@ pub fn install() -> &'static PrometheusHandle {
             tracing::warn!("a metrics recorder was already installed; /metrics stays empty");
         }
         describe();
+        handles();
         handle
     })
 }
@@ -128,32 +176,27 @@ fn describe() {
 }
 
 pub fn session() {
-    counter!(SMTP_SESSIONS).increment(1);
+    handles().sessions.increment(1);
 }
 
 pub fn accepted() {
-    counter!(ACCEPTED).increment(1);
+    handles().accepted.increment(1);
 }
 
 pub fn refused(why: Refusal) {
-    counter!(REFUSED, "reason" => why.label()).increment(1);
+    handles().refused[why as usize].increment(1);
 }
 
 pub fn delivery(result: DeliveryResult) {
-    let result = match result {
-        DeliveryResult::Delivered => "delivered",
-        DeliveryResult::Deferred => "deferred",
-        DeliveryResult::Failed => "failed",
-    };
-    counter!(DELIVERIES, "result" => result).increment(1);
+    handles().deliveries[result as usize].increment(1);
 }
 
 pub fn delivered_after(latency: std::time::Duration) {
-    histogram!(DELIVERY_LATENCY).record(latency.as_secs_f64());
+    handles().latency.record(latency.as_secs_f64());
 }
 
 pub fn notice_sent() {
-    counter!(NOTICES).increment(1);
+    handles().notices.increment(1);
 }
 
 pub fn bounce(class: &'static str) {
@@ -170,8 +213,8 @@ pub fn queue(length: usize, oldest_age_seconds: f64) {
 }
 
 pub fn spool_commit(batch: usize, sync: std::time::Duration) {
-    histogram!(SPOOL_BATCH).record(batch as f64);
-    histogram!(SPOOL_SYNC).record(sync.as_secs_f64());
+    handles().spool_batch.record(batch as f64);
+    handles().spool_sync.record(sync.as_secs_f64());
 }
 
 #[cfg(test)]
@@ -183,11 +226,23 @@ mod tests {
         let a = install() as *const _;
         let b = install() as *const _;
         assert_eq!(a, b);
-        refused(Refusal::RateLimit);
+        // (Not a per-message counter: those may have been registered by another test
+        // before the recorder was installed, and then count nowhere.)
+        web_request("/healthz".into(), 200);
         let text = install().render();
         assert!(
-            text.contains("remailer_messages_refused_total{reason=\"rate_limit\"}"),
+            text.contains("remailer_web_requests_total{route=\"/healthz\",status=\"200\"} 1"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn refusal_labels_line_up_with_their_handles() {
+        for (i, r) in Refusal::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+        }
+        assert_eq!(DeliveryResult::Delivered as usize, 0);
+        assert_eq!(DeliveryResult::Deferred as usize, 1);
+        assert_eq!(DeliveryResult::Failed as usize, 2);
     }
 }

@@ -145,6 +145,8 @@ pub async fn serve(config: Config) -> Result<(), ServiceError> {
     let intake = Arc::new(Intake::new(config.clone(), policy, remail, tls));
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    // Bound before the SMTP and web listeners: once they answer, so does /metrics.
+    let admin = spawn_admin(&config, metrics, delivery.clone(), stop_rx.clone()).await?;
     let mut servers = Vec::new();
     for addr in &config.smtp.listen {
         let listener = TcpListener::bind(addr)
@@ -173,7 +175,6 @@ pub async fn serve(config: Config) -> Result<(), ServiceError> {
         keys.clone(),
         stop_rx.clone(),
     ));
-    let admin = spawn_admin(&config, metrics, delivery.clone(), stop_rx.clone()).await?;
     let control = spawn_control(&config, delivery.clone())?;
     wait_for_signals(signals, &config, &intake).await;
 
