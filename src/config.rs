@@ -593,5 +593,18 @@ sender_auth = "dmarc"
         let err =
             Config::parse("domain = \"a.test\"\n[policy]\nsender_auth = \"maybe\"\n").unwrap_err();
         assert!(err.to_string().contains("maybe"), "{err}");
+        let err = Config::parse("domain = \"a.test\"\n[admin]\nlisten = \"9090\"\n").unwrap_err();
+        assert!(err.to_string().contains("admin.listen"), "{err}");
+        let err = Config::parse("domain = \"a.test\"\n[limits]\nhour = 0\n").unwrap_err();
+        assert!(err.to_string().contains("limits.hour"), "{err}");
+    }
+
+    #[test]
+    fn admin_listen_defaults_to_loopback_and_empty_is_off() {
+        let c = Config::parse("domain = \"a.test\"\n").unwrap();
+        assert_eq!(c.admin.addr(), Some("127.0.0.1:9090".parse().unwrap()));
+        assert_eq!(c.limits.member_per_hour, 60);
+        let c = Config::parse("domain = \"a.test\"\n[admin]\nlisten = \"\"\n").unwrap();
+        assert_eq!(c.admin.addr(), None);
     }
 }
