@@ -68,6 +68,17 @@ retry_max = 5
 [policy]
 sender_auth = "$sender_auth"
 
+[admin]
+listen = ""                          # metrics are still counted; nothing to scrape here
+
+[limits]                             # the bench sends far more than a member would
+member_per_hour = 0
+member_per_day = 0
+alias_per_hour = 0
+connections_per_client_per_minute = 0
+commands_per_client_per_minute = 0
+outbound_per_minute = 0
+
 $dns
 TOML
     { echo "alice alice@real.test"; echo "bob bob@real.test"

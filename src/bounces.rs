@@ -59,6 +59,13 @@ impl Bounces {
 
     pub async fn handle(&self, token: BounceToken, raw: &[u8]) -> Result<Outcome, String> {
         let report = dsn::classify(raw);
+        crate::metrics::bounce(match &report {
+            Report::Bounce { kind, .. } if *kind == BounceKind::Hard => "hard",
+            Report::Bounce { .. } => "soft",
+            Report::Delayed => "delayed",
+            Report::AutoReply => "auto_reply",
+            Report::Unknown => "unknown",
+        });
         let (sender, recipient) = (
             self.member(token.sender_id).await?,
             self.member(token.recipient_id).await?,

@@ -50,6 +50,10 @@ pub struct Config {
     pub privacy: PrivacyConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -470,6 +474,65 @@ mod socket {
     }
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// `host:port` of `/metrics` (Prometheus text format) and `/healthz`; empty: off.
+    pub listen: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: "127.0.0.1:9090".into(),
+        }
+    }
+}
+
+impl AdminConfig {
+    /// The address to listen on, `None` when switched off (validated at load).
+    pub fn addr(&self) -> Option<SocketAddr> {
+        let listen = self.listen.trim();
+        (!listen.is_empty()).then(|| listen.parse().expect("validated at load"))
+    }
+}
+
+/// Rate limits ([`crate::rate_limits`]), counted in memory on each node. 0 switches one off.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Messages one member may send (to aliases) per hour, and per day.
+    pub member_per_hour: u32,
+    pub member_per_day: u32,
+    /// Messages one alias may receive per hour.
+    pub alias_per_hour: u32,
+    /// SMTP connections, and commands, one client address may open/send per minute.
+    pub connections_per_client_per_minute: u32,
+    pub commands_per_client_per_minute: u32,
+    /// Deliveries the service starts per minute, in all (delivery waits; nothing is dropped).
+    pub outbound_per_minute: u32,
+    /// Lengths of the minute, hour and day above, in seconds (shorten only to test).
+    pub minute: u64,
+    pub hour: u64,
+    pub day: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            member_per_hour: 60,
+            member_per_day: 300,
+            alias_per_hour: 120,
+            connections_per_client_per_minute: 60,
+            commands_per_client_per_minute: 1200,
+            outbound_per_minute: 1200,
+            minute: 60,
+            hour: 3600,
+            day: 86_400,
+        }
+    }
+}
+
 mod defaults {
     use std::path::PathBuf;
     pub fn data_dir() -> PathBuf {
@@ -493,6 +556,8 @@ impl Config {
             dkim: DkimConfig::default(),
             privacy: PrivacyConfig::default(),
             log: LogConfig::default(),
+            admin: AdminConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 
@@ -643,6 +708,18 @@ impl Config {
         if self.privacy.send_log_days == 0 || self.privacy.send_log_days > 3650 {
             return Err(ConfigError::Invalid(
                 "privacy.send_log_days must be between 1 and 3650".into(),
+            ));
+        }
+        let listen = self.admin.listen.trim();
+        if !listen.is_empty() && listen.parse::<SocketAddr>().is_err() {
+            return Err(ConfigError::Invalid(format!(
+                "admin.listen must be host:port (like 127.0.0.1:9090) or empty (off), not {listen:?}"
+            )));
+        }
+        let limits = &self.limits;
+        if limits.minute == 0 || limits.hour == 0 || limits.day == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.minute, limits.hour and limits.day must be >= 1 (seconds)".into(),
             ));
         }
         if let Some(url) = &self.store.url {
@@ -817,5 +894,18 @@ sender_auth = "dmarc"
         let err =
             Config::parse("domain = \"a.test\"\n[policy]\nsender_auth = \"maybe\"\n").unwrap_err();
         assert!(err.to_string().contains("maybe"), "{err}");
+        let err = Config::parse("domain = \"a.test\"\n[admin]\nlisten = \"9090\"\n").unwrap_err();
+        assert!(err.to_string().contains("admin.listen"), "{err}");
+        let err = Config::parse("domain = \"a.test\"\n[limits]\nhour = 0\n").unwrap_err();
+        assert!(err.to_string().contains("limits.hour"), "{err}");
+    }
+
+    #[test]
+    fn admin_listen_defaults_to_loopback_and_empty_is_off() {
+        let c = Config::parse("domain = \"a.test\"\n").unwrap();
+        assert_eq!(c.admin.addr(), Some("127.0.0.1:9090".parse().unwrap()));
+        assert_eq!(c.limits.member_per_hour, 60);
+        let c = Config::parse("domain = \"a.test\"\n[admin]\nlisten = \"\"\n").unwrap();
+        assert_eq!(c.admin.addr(), None);
     }
 }

@@ -10,7 +10,8 @@
 //! one-way anonymous form and recipient opt-out.
 //! Around it: [`members`] and [`store`] (aliases with sealed addresses, SQLite through one
 //! trait), [`keys`] (secrets), [`config`], [`address`] (validated address types),
-//! [`dns_records`] (what to publish) and [`service`] (wiring for `serve`). On the web side:
+//! [`dns_records`] (what to publish), [`rate_limits`] and [`metrics`] (what the admin server
+//! exports) and [`service`] (wiring for `serve`). On the web side:
 //! [`web`] (the forms on `web.listen`) and [`signup`] (registration and removal confirmed by mail).
 
 pub mod address;
@@ -29,10 +30,12 @@ pub mod intake;
 pub mod keys;
 pub mod logtag;
 pub mod members;
+pub mod metrics;
 pub mod notices;
 pub mod oneway;
 pub mod policy;
 pub mod queue_view;
+pub mod rate_limits;
 pub mod remail;
 pub mod rewrite;
 pub mod sender_auth;

@@ -20,6 +20,7 @@ use crate::address::{AliasName, RealAddress};
 use crate::bounce::BounceToken;
 use crate::intake::reply::Reply;
 use crate::members::{MemberEntry, Members};
+use crate::metrics::{self, Refusal};
 use crate::remail::Transaction;
 use crate::sender_auth::{SenderAuthenticator, SpfCheck, Verdict};
 use crate::store::{now_unix, AliasState};
@@ -104,6 +105,7 @@ impl Policy {
             }
             Verdict::Fail { reason } => {
                 tracing::info!(session = %tx.session, "sender authentication failed");
+                metrics::refused(self.failed_mechanism(&tx.message));
                 Err(Reply::new(
                     550,
                     [5, 7, 1],
@@ -115,6 +117,17 @@ impl Policy {
                 [4, 7, 0],
                 format!("Sender authentication could not be completed: {reason}"),
             )),
+        }
+    }
+
+    /// Which check a failed message failed, for the metrics: DMARC under `dmarc`; under
+    /// `spf-or-dkim`, DKIM when the message carried a signature (it did not verify or align),
+    /// else SPF.
+    fn failed_mechanism(&self, raw: &[u8]) -> Refusal {
+        match self.auth.mode() {
+            crate::config::SenderAuth::Dmarc => Refusal::AuthDmarc,
+            _ if has_dkim_signature(raw) => Refusal::AuthDkim,
+            _ => Refusal::AuthSpf,
         }
     }
 
@@ -153,6 +166,7 @@ impl Policy {
             Reply::new(553, [5, 1, 3], "Recipient address is not a valid mailbox")
         })?;
         if !domain.eq_ignore_ascii_case(self.members.domain().as_str()) {
+            metrics::refused(Refusal::RelayAttempt);
             return Err(Reply::new(
                 550,
                 [5, 7, 1],
@@ -172,6 +186,7 @@ impl Policy {
         if local.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("b+")) {
             let token =
                 BounceToken::verify(local, self.members.keys(), now_unix()).ok_or_else(|| {
+                    metrics::refused(Refusal::UnknownAlias);
                     Reply::new(
                         550,
                         [5, 1, 1],
@@ -229,6 +244,7 @@ impl Policy {
 
     /// The refusal an unregistered sender gets: what the service is and where to register.
     fn unregistered(&self, domain: &str) -> Reply {
+        metrics::refused(Refusal::UnregisteredSender);
         tracing::info!(sender_domain = %crate::logtag::domain(domain), "refused unregistered sender");
         Reply::new(
             550,
@@ -272,5 +288,14 @@ fn expired_alias() -> Reply {
 }
 
 fn no_such_alias() -> Reply {
+    metrics::refused(Refusal::UnknownAlias);
     Reply::new(550, [5, 1, 1], "No such alias here")
+}
+
+/// Whether the header section of `raw` holds a `DKIM-Signature` field.
+fn has_dkim_signature(raw: &[u8]) -> bool {
+    const NAME: &[u8] = b"dkim-signature:";
+    raw.split(|&b| b == b'\n')
+        .take_while(|line| !line.is_empty() && *line != b"\r")
+        .any(|line| line.len() >= NAME.len() && line[..NAME.len()].eq_ignore_ascii_case(NAME))
 }

@@ -1,6 +1,6 @@
 //! `service`: wires the stages together for `remailer serve` — opens keys, store and spool,
-//! starts delivery (resuming the queue), the SMTP listeners, the web server and the control
-//! socket, and
+//! starts delivery (resuming the queue), the SMTP listeners, the web server, the admin server
+//! (metrics, on `admin.listen` unless empty) and the control socket, and
 //! shuts down gracefully on SIGTERM/SIGINT (sessions in flight finish). SIGHUP reloads the
 //! TLS certificate.
 
@@ -82,6 +82,7 @@ fn log_start(config: &Config) {
         data_dir = %config.data_dir.display(),
         smtp = %listeners(&config.smtp.listen),
         web = %config.web.listen,
+        admin = %config.admin.addr().map_or_else(|| "(off)".to_string(), |a| a.to_string()),
         relay = %config.delivery.relay.as_deref().unwrap_or("(none: MX lookup)"),
         "starting"
     );
@@ -202,6 +203,7 @@ pub async fn serve(config: Config) -> Result<(), ServiceError> {
     if let Some(warning) = postmaster_warning(&config) {
         tracing::warn!("{warning}");
     }
+    let metrics = crate::metrics::install();
     if config.policy.sender_auth == SenderAuth::None {
         tracing::warn!("policy.sender_auth = \"none\": the From address is trusted as given; anyone who forges a member's address can write as that member's alias");
     }
@@ -249,6 +251,8 @@ pub async fn serve(config: Config) -> Result<(), ServiceError> {
     let intake = Arc::new(Intake::new(config.clone(), policy, remail, tls));
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    // Bound before the SMTP and web listeners: once they answer, so does /metrics.
+    let admin = spawn_admin(&config, metrics, delivery.clone(), stop_rx.clone()).await?;
     let mut servers = Vec::new();
     for addr in &config.smtp.listen {
         let listener = TcpListener::bind(addr)
@@ -286,12 +290,50 @@ pub async fn serve(config: Config) -> Result<(), ServiceError> {
         let _ = s.await;
     }
     let _ = web_server.await;
+    if let Some(admin) = admin {
+        admin.abort();
+    }
     purge.abort();
     control.abort();
     let _ = std::fs::remove_file(control_socket(&config));
     delivery.shutdown().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The admin server (`/metrics`, `/healthz`) on `admin.listen`, unless that is empty; and
+/// the exporter's upkeep beside it.
+async fn spawn_admin(
+    config: &Config,
+    metrics: &'static metrics_exporter_prometheus::PrometheusHandle,
+    delivery: Delivery,
+    stop: watch::Receiver<bool>,
+) -> Result<Option<tokio::task::JoinHandle<()>>, ServiceError> {
+    let Some(addr) = config.admin.addr() else {
+        tracing::info!("admin server off (admin.listen is empty)");
+        return Ok(None);
+    };
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServiceError::Listen {
+            addr: addr.to_string(),
+            source,
+        })?;
+    tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "admin (metrics) listening");
+    let app = crate::web::admin::router(metrics, delivery);
+    let server = tokio::spawn(crate::web::admin::serve(listener, app, stop));
+    Ok(Some(tokio::spawn(async move {
+        let upkeep = async {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                metrics.run_upkeep();
+            }
+        };
+        tokio::select! {
+            _ = server => {}
+            _ = upkeep => {}
+        }
+    })))
 }
 
 /// The signals `serve` handles: SIGTERM and SIGINT stop it, SIGHUP reloads the certificate.

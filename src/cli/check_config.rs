@@ -146,7 +146,8 @@ async fn check_listeners(config: &Config) -> bool {
         .listen
         .iter()
         .map(|a| ("smtp", *a))
-        .chain([("web", config.web.listen)]);
+        .chain([("web", config.web.listen)])
+        .chain(config.admin.addr().map(|a| ("admin", a)));
     for (what, addr) in listeners {
         match std::net::TcpListener::bind(addr) {
             Ok(_) => println!("{what} listen {addr}: ok (can bind)"),

@@ -10,12 +10,13 @@
 //! pooling, held messages leave in a shuffled batch at each pool tick.
 
 mod client;
+mod queue_stats;
 mod route;
 pub mod schedule;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -25,11 +26,14 @@ use crate::address::RealAddress;
 use crate::config::Config;
 use crate::dkim::DkimKeys;
 use crate::members::Members;
+use crate::metrics::{self, DeliveryResult};
 use crate::notices::{self, Undelivered};
+use crate::rate_limits::Outbound;
 use crate::spool::retry::{safe_error, Attempt};
 use crate::spool::{Entry, Envelope, Kind, Spool};
 use crate::store::{now_unix, SendOutcome};
 use client::{Dialer, Pool};
+use queue_stats::QueueStats;
 use route::Router;
 use schedule::{now_ms, Schedule};
 
@@ -53,6 +57,14 @@ impl Failure {
     }
 }
 
+/// An entry on its way to a delivery task: when it was accepted (for the latency histogram)
+/// and its place in the queue gauges.
+struct Held {
+    entry: Entry,
+    accepted: Instant,
+    waiting: queue_stats::Waiting,
+}
+
 #[derive(Clone)]
 pub struct Delivery {
     inner: Arc<Inner>,
@@ -74,7 +86,10 @@ struct Inner {
     tasks: TaskTracker,
     schedule: Schedule,
     /// Pooled entries waiting for their release tick.
-    held: Mutex<Vec<Entry>>,
+    held: Mutex<Vec<Held>>,
+    /// The global outbound rate (`limits.outbound_per_minute`).
+    outbound: Outbound,
+    queue: Arc<QueueStats>,
 }
 
 impl Delivery {
@@ -110,6 +125,8 @@ impl Delivery {
                 tasks: TaskTracker::new(),
                 schedule: Schedule::new(d),
                 held: Mutex::new(Vec::new()),
+                outbound: Outbound::new(&config.limits),
+                queue: Arc::new(QueueStats::default()),
                 router,
                 dialer,
                 dkim,
@@ -123,21 +140,40 @@ impl Delivery {
     /// Starts delivering these (already durable) entries; with pooling, an entry that has
     /// a release time and no attempt yet waits for the pool tick of its release time.
     pub fn enqueue(&self, entries: Vec<Entry>) {
+        self.start(entries, false);
+    }
+
+    /// One task per entry; `recovered` entries were accepted before this process started.
+    fn start(&self, entries: Vec<Entry>, recovered: bool) {
+        let now = Instant::now();
         for entry in entries {
+            let waited = match recovered {
+                true => Duration::from_secs((now_unix() - entry.envelope.created).max(0) as u64),
+                false => Duration::ZERO,
+            };
+            let accepted = now.checked_sub(waited).unwrap_or(now);
+            let waiting = self.inner.queue.track(entry.envelope.created);
+            let job = Held {
+                entry,
+                accepted,
+                waiting,
+            };
             if self.inner.schedule.pooled()
-                && entry.envelope.release_ms.is_some()
-                && entry.history.is_empty()
+                && job.entry.envelope.release_ms.is_some()
+                && job.entry.history.is_empty()
             {
-                self.inner.held.lock().expect("held lock").push(entry);
+                self.inner.held.lock().expect("held lock").push(job);
             } else {
-                self.spawn(entry);
+                self.spawn(job);
             }
         }
     }
 
-    fn spawn(&self, entry: Entry) {
+    fn spawn(&self, job: Held) {
         let me = self.clone();
-        self.inner.tasks.spawn(async move { me.run(entry).await });
+        self.inner
+            .tasks
+            .spawn(async move { me.run(job.entry, job.accepted, job.waiting).await });
     }
 
     /// Picks up what the spool found queued at start (after a crash or restart), and
@@ -151,7 +187,7 @@ impl Delivery {
         }
         let entries = self.inner.spool.take_recovered();
         let n = entries.len();
-        self.enqueue(entries);
+        self.start(entries, true);
         n
     }
 
@@ -164,11 +200,11 @@ impl Delivery {
             if !self.sleep_until(tick, false).await {
                 return;
             }
-            let mut due: Vec<Entry> = {
+            let mut due: Vec<Held> = {
                 let mut held = self.inner.held.lock().expect("held lock");
                 let (due, wait) = std::mem::take(&mut *held)
                     .into_iter()
-                    .partition(|e| e.envelope.release_ms.is_some_and(|t| t <= tick));
+                    .partition(|h| h.entry.envelope.release_ms.is_some_and(|t| t <= tick));
                 *held = wait;
                 due
             };
@@ -177,8 +213,8 @@ impl Delivery {
             }
             due.shuffle(&mut rand::thread_rng());
             tracing::info!(released = due.len(), "pool tick: releasing held messages");
-            for entry in due {
-                self.spawn(entry);
+            for job in due {
+                self.spawn(job);
             }
         }
     }
@@ -212,8 +248,13 @@ impl Delivery {
             .held
             .lock()
             .expect("held lock")
-            .retain(|e| e.id != id);
+            .retain(|h| h.entry.id != id);
         self.inner.spool.delete(id)
+    }
+
+    /// How many messages wait for delivery, and the age in seconds of the oldest.
+    pub fn queue_stats(&self) -> (usize, i64) {
+        self.inner.queue.snapshot()
     }
 
     /// Ends every waiting retry now (`remailer queue flush`).
@@ -233,7 +274,8 @@ impl Delivery {
         }
     }
 
-    async fn run(&self, mut entry: Entry) {
+    /// Delivers one entry; `_waiting` counts it in the queue gauges until this ends.
+    async fn run(&self, mut entry: Entry, accepted: Instant, _waiting: queue_stats::Waiting) {
         let inner = &self.inner;
         if let Some(release) = entry.envelope.release_ms {
             if !self.sleep_until(release, false).await {
@@ -257,10 +299,13 @@ impl Delivery {
             let reason = match result {
                 Ok(()) => {
                     inner.spool.remove(&entry.id);
+                    metrics::delivery(DeliveryResult::Delivered);
+                    metrics::delivered_after(accepted.elapsed());
                     tracing::info!(queue_id = %entry.id, attempts, "delivered");
                     return self.record_outcome(&entry, SendOutcome::Delivered).await;
                 }
                 Err(Failure::Permanent(why)) => {
+                    metrics::delivery(DeliveryResult::Failed);
                     tracing::info!(queue_id = %entry.id, attempts, server = %server, reason = %why, "delivery failed permanently");
                     self.record_outcome(&entry, SendOutcome::Failed).await;
                     return self.give_up(&entry, Undelivered::Refused).await;
@@ -270,6 +315,7 @@ impl Delivery {
             let age = now_unix() - entry.envelope.created;
             let max_age = inner.config.delivery.max_age as i64;
             if age >= max_age {
+                metrics::delivery(DeliveryResult::Failed);
                 let days = inner.config.delivery.max_age.div_ceil(86_400);
                 tracing::info!(queue_id = %entry.id, attempts, server = %server, reason = %reason, "giving up: too old");
                 self.record_outcome(&entry, SendOutcome::Expired).await;
@@ -277,6 +323,7 @@ impl Delivery {
             }
             let delay = backoff(&inner.config, attempts)
                 .min(Duration::from_secs((max_age - age).max(1) as u64));
+            metrics::delivery(DeliveryResult::Deferred);
             tracing::info!(queue_id = %entry.id, attempts, server = %server, reason = %reason, retry_in_s = delay.as_secs(), "deferred");
             self.note_deferral(&mut entry, attempts, &reason, delay)
                 .await;
@@ -327,6 +374,10 @@ impl Delivery {
             p = self.permits(&dest) => p,
             _ = self.inner.stop.cancelled() => return None,
         };
+        tokio::select! {
+            _ = self.inner.outbound.ready() => {}
+            _ = self.inner.stop.cancelled() => return None,
+        }
         Some(self.try_targets(entry, rcpt_domain, &dest, server).await)
     }
 
@@ -434,8 +485,9 @@ impl Delivery {
     /// a registration), and a confirmation must arrive while its link is valid.
     pub async fn queue_notice(&self, to: &RealAddress, message: Vec<u8>) -> Result<(), String> {
         self.queue_service_mail(String::new(), to, message, None)
-            .await
-            .map(drop)
+            .await?;
+        metrics::notice_sent();
+        Ok(())
     }
 
     /// Signs and queues a one-way letter, with envelope sender `mail_from`; returns its

@@ -7,6 +7,9 @@
 //! made at start and never written anywhere); IPv6 clients by their /64, which one holder
 //! usually controls whole. Neither the address nor the hash is stored on disk or logged.
 //! The table is bounded: entries with nothing open and nothing recent are dropped.
+//! The same key counts connections and commands per minute (`limits.connections_per_client_per_minute`,
+//! `limits.commands_per_client_per_minute`, [`crate::rate_limits`]); over either the client
+//! gets `421 4.7.1` with the seconds to wait, and the connection is closed.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -17,6 +20,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use super::reply::Reply;
+use crate::rate_limits::{self, Limit};
 
 /// Most client entries kept; when they are all in use, the refusals are forgotten (the
 /// connections are always counted).
@@ -38,6 +42,10 @@ pub struct Limits {
     pub max_connections: usize,
     pub max_refusals: usize,
     pub window: Duration,
+    /// Connections and commands per `minute` (0: no limit).
+    pub connections_per_minute: u32,
+    pub commands_per_minute: u32,
+    pub minute: Duration,
 }
 
 pub struct Clients {
@@ -46,6 +54,8 @@ pub struct Clients {
     /// [`MAX_ENTRIES`] (smaller in tests).
     max_entries: usize,
     table: Mutex<HashMap<ClientKey, Entry>>,
+    connection_rate: Limit<ClientKey>,
+    command_rate: Limit<ClientKey>,
 }
 
 /// A connection counted against its client; dropping it ends the count.
@@ -61,6 +71,8 @@ impl Clients {
             limits,
             max_entries: MAX_ENTRIES,
             table: Mutex::new(HashMap::new()),
+            connection_rate: Limit::new(limits.connections_per_minute, limits.minute),
+            command_rate: Limit::new(limits.commands_per_minute, limits.minute),
         })
     }
 
@@ -79,6 +91,13 @@ impl Clients {
     /// has too many open or was refused too often lately.
     pub fn connect(self: &Arc<Self>, ip: IpAddr) -> Result<Client, Reply> {
         let key = self.key(ip);
+        if let Err(wait) = self.connection_rate.check(&key) {
+            return Err(rate_limited(
+                "connections",
+                self.connection_rate.per_window(),
+                wait,
+            ));
+        }
         let mut table = self.table.lock().expect("clients lock");
         if table.len() >= self.max_entries {
             let now = Instant::now();
@@ -139,6 +158,14 @@ impl Client {
         }
     }
 
+    /// Counts one command; `Err(reply)` (the session then closes) when the client sent too
+    /// many in the last minute.
+    pub fn command(&self) -> Result<(), Reply> {
+        let rate = &self.clients.command_rate;
+        rate.check(&self.key)
+            .map_err(|wait| rate_limited("commands", rate.per_window(), wait))
+    }
+
     /// `Some(reply)` when the client was refused too often lately and must be cut off.
     pub fn cut_off(&self) -> Option<Reply> {
         let table = self.clients.table.lock().expect("clients lock");
@@ -162,6 +189,18 @@ impl Drop for Client {
     }
 }
 
+fn rate_limited(what: &str, per_minute: u32, wait: Duration) -> Reply {
+    Reply::new(
+        421,
+        [4, 7, 1],
+        format!(
+            "Rate limit: too many {what} from your address (at most {per_minute} per minute); \
+             try again in {} seconds",
+            rate_limits::seconds(wait)
+        ),
+    )
+}
+
 fn too_many_refusals(window: Duration) -> Reply {
     Reply::new(
         421,
@@ -182,6 +221,9 @@ mod tests {
             max_connections,
             max_refusals,
             window: Duration::from_millis(window_ms),
+            connections_per_minute: 0,
+            commands_per_minute: 0,
+            minute: Duration::from_secs(60),
         })
     }
 

@@ -41,6 +41,8 @@ pub struct Intake {
     connections: Arc<Semaphore>,
     clients: Arc<Clients>,
     slots: Arc<Slots>,
+    /// Messages per member and per alias ([`crate::rate_limits`]).
+    pub limits: crate::rate_limits::MessageLimits,
 }
 
 impl Intake {
@@ -55,12 +57,16 @@ impl Intake {
             max_connections: smtp.max_connections_per_client,
             max_refusals: smtp.max_refusals_per_client,
             window: Duration::from_secs(smtp.refusal_window),
+            connections_per_minute: config.limits.connections_per_client_per_minute,
+            commands_per_minute: config.limits.commands_per_client_per_minute,
+            minute: Duration::from_secs(config.limits.minute),
         };
         Intake {
             hostname: config.hostname(),
             connections: Arc::new(Semaphore::new(smtp.max_connections)),
             clients: Clients::new(limits),
             slots: Arc::new(Slots::default()),
+            limits: crate::rate_limits::MessageLimits::new(&config.limits),
             config,
             policy,
             remail,
@@ -127,6 +133,7 @@ impl Intake {
             return refuse(stream, busy).await;
         };
         let slot = self.slots.register();
+        crate::metrics::session();
         session::run(self, stream, peer, client, slot).await;
         drop(permit);
     }

@@ -69,11 +69,14 @@ impl Writer {
         for r in batch {
             buf.extend_from_slice(&r.bytes);
         }
-        if let Err(e) = self
+        let started = std::time::Instant::now();
+        let written = self
             .file
             .write_all(&buf)
-            .and_then(|_| self.file.sync_data())
-        {
+            .and_then(|_| self.file.sync_data());
+        let messages = batch.iter().map(|r| r.ids.len()).sum();
+        crate::metrics::spool_commit(messages, started.elapsed());
+        if let Err(e) = written {
             tracing::error!(error = %e, segment = self.segment, "spool write failed");
             // A partial append would confuse later records: start a fresh segment.
             self.rotate();

@@ -1,10 +1,13 @@
 //! The guard around every route: security headers on every response (a strict CSP, no
 //! referrer, no sniffing, no framing; `no-store` unless the route chose its own caching;
 //! `Onion-Location` when configured), and an error page in place of any plain-text answer a
-//! lower layer gave (a rejected form body, an unknown route, a timeout, a panic).
+//! lower layer gave (a rejected form body, an unknown route, a timeout, a panic). It also
+//! counts every request in `remailer_web_requests_total{route,status}` by its route
+//! pattern ([`route_pattern`] passes it out; never the path, which may hold a token), and
+//! every 429 (a web limit) as `remailer_messages_refused_total{reason="rate_limit"}`.
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -21,6 +24,14 @@ pub async fn guard(State(web): State<super::State>, request: Request, next: Next
         .unwrap_or_else(|| "/".into());
     let mut response = next.run(request).await;
     let status = response.status();
+    let route = response
+        .extensions()
+        .get::<Route>()
+        .map_or_else(|| "unmatched".to_string(), |r| r.0.as_str().to_string());
+    crate::metrics::web_request(route, status.as_u16());
+    if status == axum::http::StatusCode::TOO_MANY_REQUESTS {
+        crate::metrics::refused(crate::metrics::Refusal::RateLimit);
+    }
     if (status.is_client_error() || status.is_server_error())
         && response.extensions().get::<Rendered>().is_none()
     {
@@ -30,11 +41,31 @@ pub async fn guard(State(web): State<super::State>, request: Request, next: Next
             response.headers_mut().insert(header::ALLOW, allow);
         }
     }
+    if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        // The rest of the body was not read: the connection cannot carry another request,
+        // and saying so keeps a client from sending its next one on it (and losing it).
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     secure(
         &mut response,
         web.config.web.onion_location.as_deref(),
         &path,
     );
+    response
+}
+
+/// The route pattern a request matched, passed out in the response's extensions.
+#[derive(Clone)]
+struct Route(MatchedPath);
+
+/// Runs inside the router on matched routes only, where the pattern is known.
+pub async fn route_pattern(path: Option<MatchedPath>, request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    if let Some(path) = path {
+        response.extensions_mut().insert(Route(path));
+    }
     response
 }
 

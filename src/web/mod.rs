@@ -6,8 +6,10 @@
 //! (`/confirm/{token}`), [`send`] (`/send`, the one-way form), [`optout`] (`/opt-out`,
 //! `/opt-out/{token}`). Shared pieces: [`page`] (layout, error pages), [`form`] (CSRF,
 //! fields), [`guard`] (security headers on every response, error pages for every plain
-//! answer), [`server`] (connections, limits, graceful shutdown).
+//! answer; the request metrics), [`server`] (connections, limits, graceful shutdown).
+//! [`admin`] is the separate operator server on `admin.listen` (`/metrics`, `/healthz`).
 
+pub mod admin;
 pub mod confirm;
 pub mod form;
 pub mod guard;
@@ -100,6 +102,7 @@ pub fn router(web: State) -> Router {
         .merge(confirm::routes())
         .merge(send::routes())
         .merge(optout::routes())
+        .route_layer(axum::middleware::from_fn(guard::route_pattern))
         .fallback(|| async { error_page(StatusCode::NOT_FOUND) })
         .method_not_allowed_fallback(|| async { error_page(StatusCode::METHOD_NOT_ALLOWED) })
         .layer(DefaultBodyLimit::max(web.config.web.max_body))

@@ -9,6 +9,9 @@ pub struct Service {
     pub smtp_port: u16,
     /// The web server's port (`web.listen`); `web.public_url` stays `https://DOMAIN`.
     pub web_port: u16,
+    /// The admin server's port (`admin.listen`: `/metrics`, `/healthz`), unless a test
+    /// switched it off.
+    pub admin_port: u16,
     pub dir: PathBuf,
     pub config_path: PathBuf,
     child: Option<Child>,
@@ -20,6 +23,8 @@ pub const DOMAIN: &str = "remailer.test";
 impl Service {
     /// A config for a service relaying to `relay_port`. `extra` holds `section.key = value`
     /// lines (or top-level `key = value`); each replaces the default of the same key.
+    /// The rate limits of `[limits]` are off unless `extra` sets them (tests send many
+    /// messages from one member and client); `admin.listen` is a free port.
     pub fn config(smtp_port: u16, relay_port: u16, dir: &Path, extra: &str) -> String {
         Self::config_with_web(smtp_port, super::free_port(), relay_port, dir, extra)
     }
@@ -57,6 +62,21 @@ impl Service {
         set("delivery", "retry_base", "1");
         set("delivery", "retry_max", "2");
         set("policy", "sender_auth", "\"none\"");
+        set(
+            "admin",
+            "listen",
+            &format!("\"127.0.0.1:{}\"", super::free_port()),
+        );
+        for key in [
+            "member_per_hour",
+            "member_per_day",
+            "alias_per_hour",
+            "connections_per_client_per_minute",
+            "commands_per_client_per_minute",
+            "outbound_per_minute",
+        ] {
+            set("limits", key, "0");
+        }
         for line in extra.lines().map(str::trim).filter(|l| !l.is_empty()) {
             let (key, value) = line.split_once('=').expect("extra lines are key = value");
             let (section, key) = key.trim().split_once('.').unwrap_or(("", key.trim()));
@@ -81,14 +101,17 @@ impl Service {
         let smtp_port = super::free_port();
         let web_port = super::free_port();
         let config_path = dir.join("remailer.toml");
+        let admin_port = super::free_port();
+        let extra = format!("admin.listen = \"127.0.0.1:{admin_port}\"\n{extra}");
         std::fs::write(
             &config_path,
-            Self::config_with_web(smtp_port, web_port, relay_port, &dir.join("data"), extra),
+            Self::config_with_web(smtp_port, web_port, relay_port, &dir.join("data"), &extra),
         )
         .unwrap();
         Service {
             smtp_port,
             web_port,
+            admin_port,
             dir,
             config_path,
             child: None,

@@ -23,6 +23,11 @@ impl Session {
         mode: &mut Mode,
         out: &mut Vec<u8>,
     ) -> Next {
+        if let Err(reply) = self.client.command() {
+            tracing::info!(session = %self.id, "client over its command rate; closing");
+            reply.write(out);
+            return Next::Quit;
+        }
         match command::parse(line) {
             Ok(request) => self.command(request, mode, out).await,
             Err(Refused::Reply(reply)) => {
@@ -213,12 +218,30 @@ impl Session {
         match self.intake.policy.recipient(sender, &to.address).await {
             Ok(rcpt) => {
                 if !self.recipients.iter().any(|r| same_recipient(r, &rcpt)) {
+                    if let Err(reply) = self.rate_limit(&rcpt) {
+                        tracing::info!(session = %self.id, "recipient refused by a rate limit");
+                        return reply;
+                    }
                     self.recipients.push(rcpt);
                 }
                 Reply::new(250, [2, 1, 5], "Recipient OK")
             }
             Err(reply) => reply,
         }
+    }
+
+    /// The member and alias rate limits for a message from a member to an alias: the
+    /// member's count is taken once per transaction, the alias's once per recipient.
+    fn rate_limit(&mut self, rcpt: &Recipient) -> Result<(), Reply> {
+        let (Some(Sender::Member(member)), Recipient::Alias(alias)) = (&self.sender, rcpt) else {
+            return Ok(());
+        };
+        let limits = &self.intake.limits;
+        if !self.member_counted {
+            limits.member(member.id)?;
+            self.member_counted = true;
+        }
+        limits.alias(alias.id)
     }
 
     fn data_ready(&self) -> Result<Reply, Reply> {
@@ -293,11 +316,15 @@ impl Session {
             return refusal;
         }
         let reply = self.intake.remail.accept(tx).await;
+        if reply.code == 250 {
+            crate::metrics::accepted();
+        }
         self.reset();
         reply
     }
 
     fn size_refusal(&self) -> Reply {
+        crate::metrics::refused(crate::metrics::Refusal::Size);
         Reply::new(
             552,
             [5, 3, 4],
@@ -314,6 +341,7 @@ impl Session {
         self.mail_from.clear();
         self.recipients.clear();
         self.spf = None;
+        self.member_counted = false;
     }
 }
 

@@ -92,6 +92,8 @@ struct Session {
     smtputf8: bool,
     recipients: Vec<Recipient>,
     spf: Option<SpfCheck>,
+    /// This transaction counted against its member's rate limits.
+    member_counted: bool,
     errors: u32,
 }
 
@@ -124,6 +126,7 @@ pub(super) async fn run<S>(
         smtputf8: false,
         recipients: Vec::new(),
         spf: None,
+        member_counted: false,
         errors: 0,
     };
     tracing::debug!(session = %session.id, "connection opened");
