@@ -224,9 +224,23 @@ const SEGMENT_MAX: u64 = 32 * 1024 * 1024;
 pub struct Spool {
     keys: Arc<Keys>,
     index: Arc<Mutex<Index>>,
-    writer: Mutex<mpsc::Sender<writer::Request>>,
+    /// None only while the spool is dropped.
+    writer: Mutex<Option<mpsc::Sender<writer::Request>>>,
+    writer_thread: Option<std::thread::JoinHandle<()>>,
     recovered: Mutex<Vec<Entry>>,
     _lock: File,
+}
+
+impl Drop for Spool {
+    /// Ends the writer thread and waits for it before the lock is released: after it sent
+    /// its last answer it may still be rotating segments (and deleting emptied ones), which
+    /// must not overlap with the next process that opens the spool.
+    fn drop(&mut self) {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(thread) = self.writer_thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl Spool {
@@ -245,7 +259,7 @@ impl Spool {
         index.segments.entry(segment).or_default();
         let index = Arc::new(Mutex::new(index));
         let dir_owned = dir.to_path_buf();
-        let writer = writer::spawn(writer::Writer {
+        let (writer, writer_thread) = writer::spawn(writer::Writer {
             index: index.clone(),
             segment,
             file,
@@ -256,7 +270,8 @@ impl Spool {
         Ok(Spool {
             keys,
             index,
-            writer: Mutex::new(writer),
+            writer: Mutex::new(Some(writer)),
+            writer_thread: Some(writer_thread),
             recovered: Mutex::new(recovered),
             _lock: lock,
         })
@@ -283,11 +298,9 @@ impl Spool {
         }
         let (done, rx) = oneshot::channel();
         let ids = entries.iter().map(|e| e.id.clone()).collect();
-        let _ = self
-            .writer
-            .lock()
-            .expect("lock")
-            .send(writer::Request { bytes, ids, done });
+        if let Some(writer) = self.writer.lock().expect("lock").as_ref() {
+            let _ = writer.send(writer::Request { bytes, ids, done });
+        }
         rx
     }
 

@@ -33,13 +33,15 @@ pub struct Writer {
     pub open_segment: Box<dyn Fn(u64) -> Result<File, SpoolError> + Send>,
 }
 
-pub fn spawn(writer: Writer) -> Sender<Request> {
+/// Starts the writer thread; it ends when the sender is dropped, after the work it was
+/// given (the caller joins it before giving up the spool's lock).
+pub fn spawn(writer: Writer) -> (Sender<Request>, std::thread::JoinHandle<()>) {
     let (tx, rx) = std::sync::mpsc::channel::<Request>();
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("spool-writer".into())
         .spawn(move || writer.run(rx))
         .expect("spawn the spool writer");
-    tx
+    (tx, thread)
 }
 
 impl Writer {
