@@ -89,7 +89,13 @@ pub async fn open(
     let db_name = db
         .as_ref()
         .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "the store".into());
+        .unwrap_or_else(|| {
+            if url.starts_with("postgres") {
+                store::postgres_target(&url)
+            } else {
+                "the store".into()
+            }
+        });
     match access {
         Access::Create => create_private_dir(&config.data_dir)?,
         Access::Existing => not_set_up(config, db.as_deref())?,
