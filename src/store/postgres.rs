@@ -304,11 +304,13 @@ impl Store for PostgresStore {
         let (messages, days): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
         let reached = report.hard && messages >= report.limit && days >= report.min_days;
         let paused = reached
-            && sqlx::query("UPDATE aliases SET state = 'paused' WHERE id = $1 AND state = 'active'")
-                .bind(report.alias_id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
+            && sqlx::query(
+                "UPDATE aliases SET state = 'paused' WHERE id = $1 AND state = 'active'",
+            )
+            .bind(report.alias_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
                 > 0;
         tx.commit().await?;
         Ok(if paused {
