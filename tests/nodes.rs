@@ -406,3 +406,73 @@ async fn try_send(port: u16, subject: &str) -> Option<u16> {
         .ok()?
         .ok()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_migrate_copies_an_sqlite_store_once_and_a_node_runs_on_the_copy() {
+    let sink = Sink::start(SinkMode::Accept).await;
+    let mut old = Service::start(sink.port, "").await;
+    old.add_alias("joe", JOE);
+    old.add_alias("ann", ANN);
+    let m1 = format!(
+        "From: Joe <{JOE}>\r\nTo: <ann@remailer.test>\r\nSubject: Before\r\n\
+         Message-ID: <m1@laptop.joe>\r\n\r\nhi\r\n"
+    );
+    assert_eq!(
+        send(old.smtp_port, JOE, "ann@remailer.test", &m1)
+            .await
+            .code,
+        250
+    );
+    let issued = wait_for("delivery to Ann", T, || {
+        sink.delivered()
+            .into_iter()
+            .find(|d| d.header("Subject").as_deref() == Some("Before"))
+    })
+    .await
+    .header("Message-ID")
+    .unwrap();
+    assert_eq!(old.terminate().await, Some(0));
+
+    let url = support::postgres::database();
+    let (code, out, err) = old.cli(&["store", "migrate", "--to", &url]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("aliases\t2 rows, 2 copied, 0 already there"),
+        "{out}"
+    );
+    assert!(out.contains("thread_map\t1 rows, 1 copied"), "{out}");
+    assert!(out.contains("key_check\t1 rows, 1 copied"), "{out}");
+    assert!(!out.contains("postgres://"), "{out}");
+    let (code, again, err) = old.cli(&["store", "migrate", "--to", &url]);
+    assert_eq!(code, 0, "{again}{err}");
+    assert!(
+        again.contains("aliases\t2 rows, 0 copied, 2 already there"),
+        "{again}"
+    );
+    assert!(again.contains("thread_map\t1 rows, 0 copied"), "{again}");
+
+    // A node on the copy, with the old node's keys: Ann's reply threads to Joe's original.
+    let mut node = Service::prepare(sink.port, &format!("store.url = \"{url}\""));
+    share_keys(&old, &node);
+    node.spawn().await;
+    let m2 = format!(
+        "From: Ann <{ANN}>\r\nTo: <joe@remailer.test>\r\nSubject: Re: Before\r\n\
+         Message-ID: <m2@mx.ann>\r\nIn-Reply-To: {issued}\r\n\r\nyes\r\n"
+    );
+    assert_eq!(
+        send(node.smtp_port, ANN, "joe@remailer.test", &m2)
+            .await
+            .code,
+        250
+    );
+    let at_joe = wait_for("delivery to Joe", T, || {
+        sink.delivered()
+            .into_iter()
+            .find(|d| d.header("Subject").as_deref() == Some("Re: Before"))
+    })
+    .await;
+    assert_eq!(at_joe.header("In-Reply-To").unwrap(), "<m1@laptop.joe>");
+    // New aliases get fresh ids after the copied ones.
+    node.add_alias("cy", "cy@real.example");
+    assert!(node.terminate().await.is_some());
+}

@@ -3,6 +3,7 @@
 //! and PostgreSQL (shared by several nodes) are interchangeable. Nothing here sees a real
 //! address in clear: callers hand in the keyed hash and the sealed bytes.
 
+pub mod migrate;
 mod postgres;
 mod sqlite;
 
