@@ -249,6 +249,7 @@ fn serve_refused(svc: &Service) -> (Option<i32>, String) {
         std::thread::sleep(Duration::from_millis(50));
     }
     let _ = child.kill();
+    let _ = child.wait();
     panic!("the node started with a key that is not the database's");
 }
 
