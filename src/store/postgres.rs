@@ -329,19 +329,30 @@ impl Store for PostgresStore {
     }
 
     async fn put_threads(&self, links: &[ThreadLink]) -> Result<(), StoreError> {
+        const PUT: &str = "INSERT INTO thread_map (issued, original_sealed, expires_at, alias_id) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (issued) DO UPDATE SET \
+             original_sealed = EXCLUDED.original_sealed, expires_at = EXCLUDED.expires_at, \
+             alias_id = EXCLUDED.alias_id";
+        // One link (the usual message to one alias): one statement, one round trip.
+        if let [(issued, sealed, expires, alias_id)] = links {
+            sqlx::query(PUT)
+                .bind(issued)
+                .bind(sealed)
+                .bind(expires)
+                .bind(alias_id)
+                .execute(&self.pool)
+                .await?;
+            return Ok(());
+        }
         let mut tx = self.pool.begin().await?;
         for (issued, sealed, expires, alias_id) in links {
-            sqlx::query(
-                "INSERT INTO thread_map (issued, original_sealed, expires_at, alias_id) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (issued) DO UPDATE SET original_sealed = EXCLUDED.original_sealed, \
-                 expires_at = EXCLUDED.expires_at, alias_id = EXCLUDED.alias_id",
-            )
-            .bind(issued)
-            .bind(sealed)
-            .bind(expires)
-            .bind(alias_id)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(PUT)
+                .bind(issued)
+                .bind(sealed)
+                .bind(expires)
+                .bind(alias_id)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())

@@ -135,7 +135,8 @@ impl Cluster {
     pub fn start_server(&self) {
         let opts = format!(
             "-c listen_addresses=127.0.0.1 -c port={} -c unix_socket_directories='{}' \
-             -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
+             -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 \
+             -c shared_preload_libraries=pg_stat_statements",
             self.port,
             self.dir.display()
         );
