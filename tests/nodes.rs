@@ -537,3 +537,31 @@ async fn a_remailed_message_costs_few_database_round_trips() {
     eprintln!("statements per remailed message: {per_message:.2} ({total} for {N})");
     assert!(per_message <= 2.5, "{per_message} statements per message");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_hides_the_password_and_migrate_refuses_another_installation() {
+    let base = support::postgres::database();
+    // The same database with a password in the URL (the test cluster trusts loopback).
+    let url = base.replace("postgres@", "postgres:pw-s3cret@");
+    let a = Service::start(1, &format!("store.url = \"{url}\"")).await;
+    a.add_alias("joe", JOE);
+    let (code, out, err) = a.cli(&["check-config"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("store:        postgres://127.0.0.1:"), "{out}");
+    assert!(
+        !out.contains("s3cret") && !err.contains("s3cret"),
+        "{out}{err}"
+    );
+    assert!(!a.log().contains("s3cret"), "{}", a.log());
+
+    // Another (SQLite) installation, with its own key, cannot be poured into this one.
+    let mut other = Service::start(1, "").await;
+    other.add_alias("ann", ANN);
+    assert_eq!(other.terminate().await, Some(0));
+    let (code, out, err) = other.cli(&["store", "migrate", "--to", &url]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("another master key"), "{err}");
+    assert!(!err.contains("s3cret"), "{err}");
+    let (_, list, _) = a.cli(&["alias", "list"]);
+    assert!(!list.contains("ann@"), "nothing copied: {list}");
+}

@@ -63,6 +63,16 @@ impl StoreError {
     }
 }
 
+/// The store URL for messages and `check-config`: a PostgreSQL URL without its user and
+/// password (`postgres://HOST:PORT/DB`), an SQLite one as it is.
+pub fn display_url(url: &str) -> String {
+    if is_postgres(url) {
+        format!("postgres://{}", postgres_target(url))
+    } else {
+        url.to_string()
+    }
+}
+
 fn is_postgres(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
