@@ -410,6 +410,19 @@ async fn postgres_connection_failure_at_start_names_host_and_port_not_password()
     assert!(err.contains("PostgreSQL"), "{err}");
 }
 
+#[tokio::test]
+async fn postgres_open_existing_refuses_a_database_never_set_up() {
+    let url = support::postgres::database();
+    let err = match store::open_existing(&url).await {
+        Ok(_) => panic!("opened an empty database as a store"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("has no remailer tables yet"), "{err}");
+    // After `open` (what serve does) it opens.
+    store::open(&url).await.unwrap().close().await;
+    store::open_existing(&url).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_store_going_away_is_temporary_and_recovers_without_reopening() {
     let cluster = support::postgres::Cluster::start();

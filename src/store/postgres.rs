@@ -48,9 +48,22 @@ impl PostgresStore {
         Ok(store)
     }
 
-    /// Connects without changing the schema (read-only commands).
+    /// Connects without changing the schema (read-only commands); a database the service
+    /// has not set up yet is an error that says so.
     pub async fn open_existing(url: &str) -> Result<Self, StoreError> {
-        Self::connect(url).await
+        let store = Self::connect(url).await?;
+        let set_up: bool = sqlx::query_scalar("SELECT to_regclass('aliases') IS NOT NULL")
+            .fetch_one(&store.pool)
+            .await?;
+        if !set_up {
+            store.pool.close().await;
+            return Err(StoreError::File(format!(
+                "the PostgreSQL database {} has no remailer tables yet: the service has not \
+                 run on it (`remailer serve` creates them)",
+                postgres_target(url)
+            )));
+        }
+        Ok(store)
     }
 
     async fn connect(url: &str) -> Result<Self, StoreError> {
