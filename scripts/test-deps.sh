@@ -51,3 +51,22 @@ if ((${#deb_missing[@]})); then
 else
     echo "test-deps: chromium and chromedriver present" >&2
 fi
+
+# PostgreSQL (tests/store_backends.rs, tests/nodes.rs): Debian's `postgresql` package gives
+# initdb and pg_ctl under /usr/lib/postgresql/*/bin; the tests start a throw-away cluster of
+# their own (tests/support/postgres.rs), never the system one. PostgreSQL refuses to run as
+# root, so as root the tests run it as the unprivileged user `remailer-test`, made here.
+if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+    echo "test-deps: installing postgresql (Debian)" >&2
+    SUDO=()
+    ((EUID == 0)) || SUDO=(sudo)
+    export DEBIAN_FRONTEND=noninteractive
+    pg_install() { "${SUDO[@]}" apt-get install -y -q --no-install-recommends postgresql; }
+    pg_install || { "${SUDO[@]}" apt-get update -q && pg_install; }
+else
+    echo "test-deps: postgresql present" >&2
+fi
+if ((EUID == 0)) && ! id -u remailer-test >/dev/null 2>&1; then
+    echo "test-deps: creating the user remailer-test (runs the test PostgreSQL)" >&2
+    useradd --system --no-create-home --shell /usr/sbin/nologin remailer-test
+fi

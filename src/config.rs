@@ -296,11 +296,20 @@ pub struct DnsConfig {
     pub nameservers: Vec<SocketAddr>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     /// `sqlite:///path/file.db` or `postgres://…`; defaults to `DATA_DIR/remailer.db`.
     pub url: Option<String>,
+}
+
+/// Shown by `check-config`: a PostgreSQL URL without its user and password.
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("url", &self.url.as_deref().map(crate::store::display_url))
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]

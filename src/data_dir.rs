@@ -25,12 +25,14 @@ pub enum DataDirError {
     },
     #[error(
         "the master key {key} is missing, but {holder} holds data sealed with it: restore \
-         {key} from your backup (a new key cannot open that data, so none is created)"
+         {key} from your backup, or on a further node sharing a PostgreSQL store copy keys/ and \
+         dkim/ from a running node (a new key cannot open that data, so none is created)"
     )]
     KeyMissing { key: String, holder: String },
     #[error(
         "the master key {key} is not the key the database {db} was sealed with: restore the \
-         original {key} from your backup"
+         original {key} from your backup, or on a further node sharing a PostgreSQL store copy \
+         keys/ and dkim/ from a running node"
     )]
     KeyMismatch { key: String, db: String },
     #[error("{0}")]
@@ -89,7 +91,13 @@ pub async fn open(
     let db_name = db
         .as_ref()
         .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "the store".into());
+        .unwrap_or_else(|| {
+            if url.starts_with("postgres") {
+                store::postgres_target(&url)
+            } else {
+                "the store".into()
+            }
+        });
     match access {
         Access::Create => create_private_dir(&config.data_dir)?,
         Access::Existing => not_set_up(config, db.as_deref())?,

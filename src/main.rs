@@ -96,6 +96,22 @@ enum Command {
         /// Where to write the copy; must not exist yet. Written 0600.
         file: PathBuf,
     },
+    /// Move the store to another backend.
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Copy this config's SQLite store into the PostgreSQL database URL (its schema is made
+    /// first), to grow from one node to several. Idempotent: rows already there are kept, so
+    /// it can be run again; prints the rows of each table. Stop the service first, then set
+    /// store.url to URL (README, Running several nodes).
+    Migrate {
+        /// The PostgreSQL store, postgres://USER:PASSWORD@HOST:PORT/DATABASE.
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -269,8 +285,37 @@ async fn run(cli: Cli) -> Result<()> {
             command,
         } => dns(&config, create_keys, command).await,
         Command::Backup { file } => backup(&config, &file).await,
+        Command::Store(StoreCommand::Migrate { to }) => store_migrate(&config, &to).await,
         Command::CheckConfig => unreachable!("handled in main"),
     }
+}
+
+async fn store_migrate(config: &Config, to: &str) -> Result<()> {
+    use remailer::store::{migrate, postgres_target, PostgresStore, SqliteStore};
+    let from = config.store_url();
+    if !from.starts_with("sqlite:") {
+        bail!("store migrate copies an SQLite store: store.url of this config is not sqlite:");
+    }
+    if !(to.starts_with("postgres://") || to.starts_with("postgresql://")) {
+        bail!("--to must be a postgres:// URL");
+    }
+    let source = SqliteStore::open_existing(&from).await?;
+    let target = PostgresStore::open(to).await?;
+    let result = migrate::sqlite_to_postgres(&source, &target).await;
+    source.pool().close().await;
+    target.pool().close().await;
+    let counts = result?;
+    println!("copied into {}:", postgres_target(to));
+    for c in &counts {
+        println!(
+            "{}\t{} rows, {} copied, {} already there",
+            c.table,
+            c.source,
+            c.copied,
+            c.source - c.copied
+        );
+    }
+    Ok(())
 }
 
 async fn backup(config: &Config, file: &std::path::Path) -> Result<()> {

@@ -56,7 +56,10 @@ fn print_settings(config: &Config) {
     println!("domain:       {}", config.domain);
     println!("hostname:     {}", config.hostname());
     println!("data dir:     {}", config.data_dir.display());
-    println!("store:        {}", config.store_url());
+    println!(
+        "store:        {}",
+        remailer::store::display_url(&config.store_url())
+    );
     let smtp: Vec<String> = config.smtp.listen.iter().map(|a| a.to_string()).collect();
     println!("smtp listen:  {}", smtp.join(", "));
     println!(

@@ -35,17 +35,27 @@ pub enum SignupError {
     Busy,
     #[error("{0}")]
     Internal(String),
+    /// The database cannot be reached for now (the web answers 503).
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl From<StoreError> for SignupError {
     fn from(e: StoreError) -> Self {
-        SignupError::Internal(e.to_string())
+        if e.is_unavailable() {
+            SignupError::Unavailable(e.to_string())
+        } else {
+            SignupError::Internal(e.to_string())
+        }
     }
 }
 
 impl From<MembersError> for SignupError {
     fn from(e: MembersError) -> Self {
-        SignupError::Internal(e.to_string())
+        match e {
+            MembersError::Store(e) => e.into(),
+            e => SignupError::Internal(e.to_string()),
+        }
     }
 }
 

@@ -3,6 +3,8 @@
 //! and PostgreSQL (shared by several nodes) are interchangeable. Nothing here sees a real
 //! address in clear: callers hand in the keyed hash and the sealed bytes.
 
+pub mod migrate;
+mod postgres;
 mod sqlite;
 
 use std::sync::Arc;
@@ -12,6 +14,7 @@ use thiserror::Error;
 
 use crate::address::AliasName;
 
+pub use postgres::{postgres_target, PostgresStore};
 pub use sqlite::{sqlite_path, SqliteStore};
 
 #[derive(Debug, Error)]
@@ -33,6 +36,45 @@ pub enum StoreError {
     /// A database file could not be created (its path and the reason).
     #[error("{0}")]
     File(String),
+    /// The database server could not be reached at start (`host:port/db`, never a password).
+    #[error("cannot connect to the PostgreSQL server at {target}: {error}")]
+    Connect { target: String, error: String },
+}
+
+impl StoreError {
+    /// The database could not be reached (down, restarting, pool exhausted): a temporary
+    /// condition — SMTP answers 451 4.3.0 and the web 503, and the pool reconnects.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Connect { .. } => true,
+            StoreError::Database(e) => {
+                matches!(
+                    e,
+                    sqlx::Error::Io(_)
+                        | sqlx::Error::PoolTimedOut
+                        | sqlx::Error::PoolClosed
+                        | sqlx::Error::Tls(_)
+                        | sqlx::Error::Protocol(_)
+                        | sqlx::Error::WorkerCrashed
+                ) || matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08")))
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The store URL for messages and `check-config`: a PostgreSQL URL without its user and
+/// password (`postgres://HOST:PORT/DB`), an SQLite one as it is.
+pub fn display_url(url: &str) -> String {
+    if is_postgres(url) {
+        format!("postgres://{}", postgres_target(url))
+    } else {
+        url.to_string()
+    }
+}
+
+fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -327,6 +369,8 @@ pub trait Store: Send + Sync {
 pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStore::open(url).await?))
+    } else if is_postgres(url) {
+        Ok(Arc::new(PostgresStore::open(url).await?))
     } else {
         Err(unsupported(url))
     }
@@ -336,6 +380,8 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
 pub async fn open_existing(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStore::open_existing(url).await?))
+    } else if is_postgres(url) {
+        Ok(Arc::new(PostgresStore::open_existing(url).await?))
     } else {
         Err(unsupported(url))
     }
@@ -345,6 +391,11 @@ pub async fn open_existing(url: &str) -> Result<Arc<dyn Store>, StoreError> {
 pub async fn backup(url: &str, dest: &std::path::Path) -> Result<(), StoreError> {
     if url.starts_with("sqlite:") {
         sqlite::backup(url, dest).await
+    } else if is_postgres(url) {
+        Err(StoreError::File(
+            "a PostgreSQL store is backed up with pg_dump (see the README, Running several nodes)"
+                .into(),
+        ))
     } else {
         Err(unsupported(url))
     }

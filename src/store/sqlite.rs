@@ -48,6 +48,11 @@ impl SqliteStore {
         Ok(SqliteStore { pool })
     }
 
+    /// The pool, for `store migrate` (src/store/migrate.rs).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     /// Removes an alias and everything held for it and records the name as removed (by
     /// expiry when `expired`), in one transaction.
     async fn retire(&self, name: &AliasName, now: i64, expired: bool) -> Result<bool, StoreError> {

@@ -213,10 +213,15 @@ fn check_mailbox(what: &str) -> Page {
 }
 
 /// The page for a failure that is not the visitor's: 429 when the hourly budget is spent,
-/// 500 otherwise (the error is logged, without the address).
+/// 503 when the database cannot be reached, 500 otherwise (the error is logged, without the
+/// address).
 pub fn failure(e: SignupError) -> Response {
     match e {
         SignupError::Busy => error_page(StatusCode::TOO_MANY_REQUESTS).into_response(),
+        SignupError::Unavailable(e) => {
+            tracing::error!(error = %e, "web request failed: store unavailable");
+            error_page(StatusCode::SERVICE_UNAVAILABLE).into_response()
+        }
         e => {
             tracing::error!(error = %e, "web request failed");
             error_page(StatusCode::INTERNAL_SERVER_ERROR).into_response()

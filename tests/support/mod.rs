@@ -3,4 +3,5 @@
 
 pub mod dkimpy;
 pub mod dns_server;
+pub mod postgres;
 pub mod signing;
