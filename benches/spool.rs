@@ -60,7 +60,16 @@ fn main() {
     }
     let per = |d: Duration, k: usize| d.as_secs_f64() * 1e6 / k as f64;
     println!("spool bench: N={n} records of 4 KB, best of {ROUNDS}");
-    println!("  store one at a time (sync each): {:8.1} us/record", per(one, n));
-    println!("  store one batch (one sync):      {:8.1} us/record", per(batch, n));
-    println!("  read back at open:               {:8.1} us/record", per(read, 2 * n));
+    println!(
+        "  store one at a time (sync each): {:8.1} us/record",
+        per(one, n)
+    );
+    println!(
+        "  store one batch (one sync):      {:8.1} us/record",
+        per(batch, n)
+    );
+    println!(
+        "  read back at open:               {:8.1} us/record",
+        per(read, 2 * n)
+    );
 }

@@ -35,7 +35,10 @@ async fn a_notice_and_a_member_message_in_the_spool_show_no_address_domain_or_te
     // answer (127.0.0.2: nothing listens), so the notice and pia's message stay queued.
     dns.add_mx("mail.example", 10, "mx.mail.example");
     dns.add_a("mx.mail.example", Ipv4Addr::new(127, 0, 0, 1));
-    for (domain, mx) in [("real.example", "mx.real.example"), ("far.example", "mx.far.example")] {
+    for (domain, mx) in [
+        ("real.example", "mx.real.example"),
+        ("far.example", "mx.far.example"),
+    ] {
         dns.add_mx(domain, 10, mx);
         dns.add_a(mx, Ipv4Addr::new(127, 0, 0, 2));
     }
@@ -52,8 +55,16 @@ async fn a_notice_and_a_member_message_in_the_spool_show_no_address_domain_or_te
     svc.add_alias("pia", "pia@far.example");
     let mut c = Client::connect(svc.smtp_port).await;
     for (to, subject, body) in [
-        ("ann@remailer.test", "Lunch plans", "Meet at the harbour cafe."),
-        ("pia@remailer.test", "Quarterly figures", "Sixty-two thousand parsnips."),
+        (
+            "ann@remailer.test",
+            "Lunch plans",
+            "Meet at the harbour cafe.",
+        ),
+        (
+            "pia@remailer.test",
+            "Quarterly figures",
+            "Sixty-two thousand parsnips.",
+        ),
     ] {
         let r = c
             .send_mail(JOE, &[to], &message(JOE, to, subject, body))
@@ -75,8 +86,14 @@ async fn a_notice_and_a_member_message_in_the_spool_show_no_address_domain_or_te
         .iter()
         .filter(|p| p.extension().is_some_and(|e| e == "log"))
         .collect();
-    let bytes: usize = logs.iter().map(|p| std::fs::metadata(p).unwrap().len() as usize).sum();
-    assert!(bytes > 1000, "the notice and pia's message are in the spool: {all:?}");
+    let bytes: usize = logs
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len() as usize)
+        .sum();
+    assert!(
+        bytes > 1000,
+        "the notice and pia's message are in the spool: {all:?}"
+    );
     let secrets = [
         "joe@real.example",
         "real.example",

@@ -73,7 +73,9 @@ async fn deferred_for(w: &World, sink: &Sink, reason: &str) {
     let before = w.svc.log().matches(reason).count();
     wait_for(reason, T, || {
         assert!(
-            sink.delivered().iter().all(|d| d.rcpt_to != ["sam@secure.example"]),
+            sink.delivered()
+                .iter()
+                .all(|d| d.rcpt_to != ["sam@secure.example"]),
             "delivered to the require_tls domain despite: {reason}"
         );
         let log = w.svc.log();

@@ -8,13 +8,13 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::route::Target;
+use super::tls::{why_unverified, Connectors};
+use super::Failure;
 use mail_send::SmtpClient;
 use smtp_proto::{EhloResponse, EXT_PIPELINING, EXT_START_TLS};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use super::route::Target;
-use super::tls::{why_unverified, Connectors};
-use super::Failure;
 
 pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
@@ -243,8 +243,18 @@ mod tests {
         assert!(pool.take("relay", true).expect("the verified one").verified);
         assert!(pool.take("relay", true).is_none());
         // Both unverified connections are still there for deliveries that do not need TLS.
-        assert!(!pool.take("relay", false).expect("an unverified one").verified);
-        assert!(!pool.take("relay", false).expect("the other unverified one").verified);
+        assert!(
+            !pool
+                .take("relay", false)
+                .expect("an unverified one")
+                .verified
+        );
+        assert!(
+            !pool
+                .take("relay", false)
+                .expect("the other unverified one")
+                .verified
+        );
         assert!(pool.take("relay", false).is_none());
     }
 }

@@ -65,12 +65,19 @@ fn stored_entries_come_back_after_reopen_until_removed() {
 fn the_spool_shows_nothing_of_a_record_in_clear() {
     let dir = tempfile::tempdir().unwrap();
     let mut e = entry(7);
-    e.message = Arc::new(b"To: ann7@mail.example\r\nSubject: secret plans\r\n\r\nthe text\r\n".to_vec());
+    e.message =
+        Arc::new(b"To: ann7@mail.example\r\nSubject: secret plans\r\n\r\nthe text\r\n".to_vec());
     let spool = Spool::open(dir.path(), keys()).unwrap();
     spool.store(&[e]).unwrap();
     for name in log_files(dir.path()) {
         let raw = String::from_utf8_lossy(&fs::read(dir.path().join(name)).unwrap()).into_owned();
-        for clear in ["ann7", "mail.example", "remailer.test", "secret plans", "the text"] {
+        for clear in [
+            "ann7",
+            "mail.example",
+            "remailer.test",
+            "secret plans",
+            "the text",
+        ] {
             assert!(!raw.contains(clear), "{clear:?} in clear in the spool");
         }
     }
