@@ -201,8 +201,12 @@ pub struct DeliveryConfig {
     pub timeout: u64,
     /// Port for MX deliveries (25; tests point it elsewhere).
     pub mx_port: u16,
-    /// Destination domains that must be reached over TLS (else the message is deferred).
+    /// Destination domains that must be reached over verified TLS: a certificate chain to
+    /// the trust roots, valid for the MX host name, not expired (else the message is deferred).
     pub require_tls: Vec<String>,
+    /// PEM file of extra trust roots for verified outbound TLS, besides webpki-roots (a
+    /// private CA, or the tests' CA).
+    pub tls_ca_file: Option<PathBuf>,
     /// `"MIN..MAX"` (`5m..2h`): each remailed message waits a uniform random time in this
     /// range before its first attempt (against timing correlation). Absent: no delay.
     pub delay: Option<DelayRange>,
@@ -282,6 +286,7 @@ impl Default for DeliveryConfig {
             timeout: 60,
             mx_port: 25,
             require_tls: Vec::new(),
+            tls_ca_file: None,
             delay: None,
             pool_interval: 0,
         }
@@ -606,6 +611,7 @@ impl Config {
         };
         self.data_dir = absolute(&self.data_dir);
         self.smtp.tls_cert = self.smtp.tls_cert.as_deref().map(absolute);
+        self.delivery.tls_ca_file = self.delivery.tls_ca_file.as_deref().map(absolute);
         self.smtp.tls_key = self.smtp.tls_key.as_deref().map(absolute);
         if let Some(url) = &self.store.url {
             if let Some(path) = crate::store::sqlite_path(url) {

@@ -8,6 +8,7 @@ use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
+use std::sync::OnceLock;
 
 use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
@@ -91,7 +92,13 @@ impl Purpose {
 pub struct Keys {
     master: [u8; 32],
     cipher: XChaCha20Poly1305,
+    /// Per purpose, the HMAC state already keyed with its derived key (made on first use):
+    /// a MAC then costs the data's hashing only, not a derivation and a key set-up each time.
+    macs: [OnceLock<HmacSha256>; PURPOSES],
 }
+
+/// Room for this many purposes (checked by a test).
+const PURPOSES: usize = 32;
 
 impl Keys {
     /// The path of the master key file in `data_dir`.
@@ -170,13 +177,17 @@ impl Keys {
         Keys {
             master,
             cipher: XChaCha20Poly1305::new(&seal_key.into()),
+            macs: std::array::from_fn(|_| OnceLock::new()),
         }
     }
 
     /// HMAC-SHA256 under the key for `purpose`.
     pub fn mac(&self, purpose: Purpose, data: &[u8]) -> [u8; 32] {
-        let key = derive(&self.master, purpose);
-        let mut mac = <HmacSha256 as Mac>::new_from_slice(&key).expect("any key length");
+        let keyed = self.macs[purpose as usize].get_or_init(|| {
+            let key = derive(&self.master, purpose);
+            <HmacSha256 as Mac>::new_from_slice(&key).expect("any key length")
+        });
+        let mut mac = keyed.clone();
         mac.update(data);
         mac.finalize().into_bytes().into()
     }
@@ -233,6 +244,24 @@ pub fn random_hex(bytes: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_purpose_has_a_mac_slot_and_the_cached_state_gives_the_same_mac() {
+        assert!((Purpose::KeyCheck as usize) < PURPOSES);
+        assert!((Purpose::LogTag as usize) < PURPOSES);
+        let keys = Keys::from_master([7; 32]);
+        let fresh = |p: Purpose, data: &[u8]| -> [u8; 32] {
+            let key = derive(&[7; 32], p);
+            let mut mac = <HmacSha256 as Mac>::new_from_slice(&key).unwrap();
+            mac.update(data);
+            mac.finalize().into_bytes().into()
+        };
+        for _ in 0..2 {
+            assert_eq!(keys.mac(Purpose::ThreadId, b"a"), fresh(Purpose::ThreadId, b"a"));
+            assert_eq!(keys.mac(Purpose::Marker, b"b"), fresh(Purpose::Marker, b"b"));
+        }
+        assert_ne!(keys.mac(Purpose::ThreadId, b"a"), keys.mac(Purpose::Marker, b"a"));
+    }
 
     #[test]
     fn key_file_is_created_private_and_reloaded() {

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use harness::tls::connector;
+use harness::tls::{connector, TestCa};
 use harness::{message, wait_for, Client, Service, Sink, SinkMode, SinkTls, TestCert};
 
 const JOE: &str = "joe@real.example";
@@ -415,9 +415,18 @@ async fn a_failed_opportunistic_handshake_falls_back_to_the_clear() {
 async fn require_tls_defers_until_the_destination_offers_tls() {
     let sink = Sink::start(SinkMode::Accept).await;
     let port = sink.port;
+    // The relay is 127.0.0.1: its certificate must verify for that address, from a CA that
+    // `delivery.tls_ca_file` trusts (tests/verified_tls.rs covers the certificate checks).
+    let ca = TestCa::new();
+    let ca_dir = tempfile::tempdir().unwrap();
+    ca.write(&ca_dir.path().join("ca.pem"));
     let svc = setup_outbound(
         &sink,
-        "delivery.require_tls = [\"mail.example\"]\ndelivery.retry_base = 1\ndelivery.retry_max = 2\n",
+        &format!(
+            "delivery.require_tls = [\"mail.example\"]\ndelivery.retry_base = 1\ndelivery.retry_max = 2\n\
+             delivery.tls_ca_file = \"{}\"\n",
+            ca_dir.path().join("ca.pem").display()
+        ),
     )
     .await;
 
@@ -466,7 +475,7 @@ async fn require_tls_defers_until_the_destination_offers_tls() {
 
     // The same port now offers TLS: the message goes through, encrypted.
     broken.stop().await;
-    let cert = TestCert::new(&["sink.test"]);
+    let cert = ca.issue(&["127.0.0.1"]);
     let tls_sink = Sink::start_with(port, SinkMode::Accept, SinkTls::Offer(cert.acceptor())).await;
     let d = wait_for("delivery over TLS", T, || tls_sink.delivered().pop()).await;
     assert!(d.tls, "delivered inside TLS");

@@ -1,5 +1,6 @@
 //! One delivery attempt over SMTP (mail-send's client): connect, greeting, EHLO, STARTTLS
-//! when offered (required for configured domains), MAIL/RCPT/DATA. Connections that
+//! when offered (required, with a verified certificate, for configured domains: [`super::tls`]),
+//! MAIL/RCPT/DATA. Connections that
 //! delivered successfully are kept for a short while and reused for the same destination.
 //! Failure texts carry reply codes only: a remote server's words may name the real address.
 
@@ -7,14 +8,13 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::route::Target;
+use super::tls::{why_unverified, Connectors};
+use super::Failure;
 use mail_send::SmtpClient;
 use smtp_proto::{EhloResponse, EXT_PIPELINING, EXT_START_TLS};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
-
-use super::route::Target;
-use super::Failure;
 
 pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
@@ -26,10 +26,11 @@ pub struct Conn {
     pipelining: bool,
 }
 
-/// An open connection and whether it runs over TLS.
+/// An open connection and whether it runs over verified TLS (so may carry mail for a
+/// `require_tls` domain).
 pub struct Open {
     pub conn: Conn,
-    pub tls: bool,
+    pub verified: bool,
 }
 
 const IDLE_LIMIT: Duration = Duration::from_secs(15);
@@ -38,12 +39,13 @@ const IDLE_LIMIT: Duration = Duration::from_secs(15);
 pub struct Dialer {
     pub helo: String,
     pub timeout: Duration,
-    pub tls: TlsConnector,
+    pub tls: Connectors,
 }
 
 impl Dialer {
     /// Connects and says EHLO; upgrades with STARTTLS when offered. `require_tls` turns a
-    /// missing or failed STARTTLS into a temporary failure.
+    /// missing STARTTLS, a failed handshake or a certificate that does not verify for the
+    /// host name into a temporary failure.
     pub async fn open(&self, target: &Target, require_tls: bool) -> Result<Open, Failure> {
         let (client, ehlo) = self.greet(target).await?;
         if !ehlo.has_capability(EXT_START_TLS) {
@@ -54,18 +56,23 @@ impl Dialer {
             }
             return self.conn(Box::new(client.stream), &ehlo, false);
         }
-        match client.start_tls(&self.tls, &target.name).await {
+        let connector = match require_tls {
+            true => &self.tls.verified,
+            false => &self.tls.opportunistic,
+        };
+        match client.start_tls(connector, &target.name).await {
             Ok(tls) => {
                 let mut client: SmtpClient<Box<dyn Stream>> = SmtpClient {
                     stream: Box::new(tls.stream),
                     timeout: self.timeout,
                 };
                 let ehlo = client.ehlo(&self.helo).await.map_err(classify)?;
-                self.conn(client.stream, &ehlo, true)
+                self.conn(client.stream, &ehlo, require_tls)
             }
-            Err(_) if require_tls => Err(Failure::Temporary(
-                "TLS is required but the handshake failed".into(),
-            )),
+            Err(e) if require_tls => Err(Failure::Temporary(format!(
+                "TLS is required but {}",
+                why_unverified(&e)
+            ))),
             Err(_) => {
                 // Opportunistic TLS failed: start over in the clear.
                 let (client, ehlo) = self.greet(target).await?;
@@ -94,7 +101,7 @@ impl Dialer {
         &self,
         stream: Box<dyn Stream>,
         ehlo: &EhloResponse<String>,
-        tls: bool,
+        verified: bool,
     ) -> Result<Open, Failure> {
         let client = SmtpClient {
             stream,
@@ -104,7 +111,7 @@ impl Dialer {
             client,
             pipelining: ehlo.has_capability(EXT_PIPELINING),
         };
-        Ok(Open { conn, tls })
+        Ok(Open { conn, verified })
     }
 }
 
@@ -184,13 +191,15 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// The most recently used idle connection to `dest`; with `need_tls`, only one that runs
-    /// over TLS (a connection in the clear stays in the pool for other deliveries).
-    pub fn take(&self, dest: &str, need_tls: bool) -> Option<Open> {
+    /// The most recently used idle connection to `dest`; with `need_verified`, only one over
+    /// verified TLS (other connections stay in the pool for other deliveries).
+    pub fn take(&self, dest: &str, need_verified: bool) -> Option<Open> {
         let mut idle = self.idle.lock().ok()?;
         let list = idle.get_mut(dest)?;
         list.retain(|(since, _)| since.elapsed() < IDLE_LIMIT);
-        let pos = list.iter().rposition(|(_, open)| open.tls || !need_tls)?;
+        let pos = list
+            .iter()
+            .rposition(|(_, open)| open.verified || !need_verified)?;
         Some(list.remove(pos).1)
     }
 
@@ -209,7 +218,7 @@ impl Pool {
 mod tests {
     use super::*;
 
-    fn open(tls: bool) -> Open {
+    fn open(verified: bool) -> Open {
         let (stream, _) = tokio::io::duplex(64);
         let client = SmtpClient {
             stream: Box::new(stream) as Box<dyn Stream>,
@@ -220,22 +229,32 @@ mod tests {
                 client,
                 pipelining: false,
             },
-            tls,
+            verified,
         }
     }
 
     #[tokio::test]
-    async fn a_clear_connection_is_never_taken_when_tls_is_required() {
+    async fn an_unverified_connection_is_never_taken_when_tls_is_required() {
         let pool = Pool::default();
         pool.put("relay", open(false), 5);
         assert!(pool.take("relay", true).is_none());
         pool.put("relay", open(true), 5);
         pool.put("relay", open(false), 5);
-        assert!(pool.take("relay", true).expect("the TLS one").tls);
+        assert!(pool.take("relay", true).expect("the verified one").verified);
         assert!(pool.take("relay", true).is_none());
-        // Both clear connections are still there for deliveries that do not need TLS.
-        assert!(!pool.take("relay", false).expect("a clear one").tls);
-        assert!(!pool.take("relay", false).expect("the other clear one").tls);
+        // Both unverified connections are still there for deliveries that do not need TLS.
+        assert!(
+            !pool
+                .take("relay", false)
+                .expect("an unverified one")
+                .verified
+        );
+        assert!(
+            !pool
+                .take("relay", false)
+                .expect("the other unverified one")
+                .verified
+        );
         assert!(pool.take("relay", false).is_none());
     }
 }

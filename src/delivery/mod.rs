@@ -13,6 +13,7 @@ mod client;
 mod queue_stats;
 mod route;
 pub mod schedule;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -104,7 +105,7 @@ impl Delivery {
         let resolver =
             crate::sender_auth::build_resolver(&config.dns).map_err(std::io::Error::other)?;
         let router = Router::new(d.relay.clone(), d.mx_port, resolver);
-        let tls = mail_send::smtp::tls::build_tls_connector(true).map_err(std::io::Error::other)?;
+        let tls = tls::Connectors::new(d.tls_ca_file.as_deref()).map_err(std::io::Error::other)?;
         let dialer = Dialer {
             helo: config.hostname(),
             timeout: Duration::from_secs(d.timeout),

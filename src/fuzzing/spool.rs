@@ -1,5 +1,5 @@
 //! The spool recovery target: the fuzz input is read as a recipe for a spool directory
-//! (segment files made of valid records, torn records, flipped bytes, records sealed under
+//! (segment files made of valid records in both formats, torn records, flipped bytes, records sealed under
 //! another key, sealed non-JSON headers and raw garbage; `.done` files; stray files), which
 //! is written to a fresh directory and opened with [`Spool::open`].
 //!
@@ -97,7 +97,7 @@ fn entry(r: &mut Recipe) -> Entry {
     }
 }
 
-/// A record whose framing (and CRC) is right around an arbitrary sealed `header`.
+/// An `RSP1` record whose framing (and CRC) is right around an arbitrary sealed `header`.
 fn framed(header: &[u8], body: &[u8]) -> Vec<u8> {
     let mut crc = crc32fast::Hasher::new();
     crc.update(header);
@@ -119,7 +119,12 @@ fn build_segment(r: &mut Recipe) -> Segment {
         let bad = match op {
             0 | 1 => {
                 let e = entry(r);
-                record::encode(&e, &SPOOL_KEYS, &mut seg.bytes);
+                // Both formats: RSP2 (all sealed) and RSP1 (spools from before it).
+                if op == 0 {
+                    record::encode(&e, &SPOOL_KEYS, &mut seg.bytes);
+                } else {
+                    record::encode_v1(&e, &SPOOL_KEYS, &mut seg.bytes);
+                }
                 if !seg.broken {
                     seg.valid.push(e);
                 }

@@ -15,8 +15,10 @@
 //! a restart continues each backoff. `remailer queue delete` tombstones an id: a copy the
 //! writer is still committing is marked done as soon as it lands.
 //!
-//! Record headers hold the recipient's real address and are sealed with the service key,
-//! so the spool shows no address in clear. One `serve` at a time: the spool is locked.
+//! Each record is sealed whole with the service key ([`record`]): its envelope holds the
+//! recipient's real address, and a notice's message names it in its `To:`, so nothing of a
+//! record is in clear on disk. Records of the older format (header sealed, message in clear)
+//! are still read. One `serve` at a time: the spool is locked.
 
 pub(crate) mod record;
 pub mod retry;

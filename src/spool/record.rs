@@ -1,15 +1,25 @@
-//! The on-disk framing of one spool record:
-//! `"RSP1" | header length u32 | body length u32 | CRC-32 of header and body | header | body`,
-//! integers little-endian. The header is the sealed (encrypted) `{id, envelope}`, the body
-//! the message. A torn or garbled record fails its length or CRC check and ends the log.
+//! The on-disk framing of one spool record. The magic is the format version.
+//!
+//! `RSP2` (written): `"RSP2" | sealed length u32 | CRC-32 of sealed | sealed`, where `sealed`
+//! is the whole record sealed with the service key (XChaCha20-Poly1305, [`Keys::seal`]):
+//! `header length u32 | header | message`. Nothing of a record is in clear on disk: not the
+//! recipient, not the message's own headers (a notice's `To:` is a member's real address).
+//!
+//! `RSP1` (read only, spools written before `RSP2`): `"RSP1" | header length u32 | body
+//! length u32 | CRC-32 of header and body | header | body`, where only the header is sealed.
+//!
+//! Integers are little-endian; the header is the JSON `{id, envelope}`. A torn or garbled
+//! record fails its length, CRC or seal check and ends the log.
 
 use serde::{Deserialize, Serialize};
 
 use super::{Entry, Envelope};
 use crate::keys::Keys;
 
-const MAGIC: &[u8; 4] = b"RSP1";
-const FIXED: usize = 16;
+const MAGIC_V1: &[u8; 4] = b"RSP1";
+const MAGIC_V2: &[u8; 4] = b"RSP2";
+const FIXED_V1: usize = 16;
+const FIXED_V2: usize = 12;
 /// No record header is this large; a larger length means garbage.
 const MAX_HEADER: usize = 64 * 1024;
 
@@ -19,18 +29,37 @@ struct Header {
     envelope: Envelope,
 }
 
-/// Appends the framed record for `entry` to `out`.
-pub fn encode(entry: &Entry, keys: &Keys, out: &mut Vec<u8>) {
-    let json = serde_json::to_vec(&Header {
+fn header_json(entry: &Entry) -> Vec<u8> {
+    serde_json::to_vec(&Header {
         id: entry.id.clone(),
         envelope: entry.envelope.clone(),
     })
-    .expect("a header serialises");
-    let header = keys.seal(&json);
+    .expect("a header serialises")
+}
+
+/// Appends the framed, sealed record for `entry` to `out`.
+pub fn encode(entry: &Entry, keys: &Keys, out: &mut Vec<u8>) {
+    let json = header_json(entry);
+    let mut plain = Vec::with_capacity(4 + json.len() + entry.message.len());
+    plain.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    plain.extend_from_slice(&json);
+    plain.extend_from_slice(&entry.message);
+    let sealed = keys.seal(&plain);
+    out.extend_from_slice(MAGIC_V2);
+    out.extend_from_slice(&(sealed.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&sealed).to_le_bytes());
+    out.extend_from_slice(&sealed);
+}
+
+/// Appends `entry` in the old `RSP1` framing (header sealed, message in clear): what spools
+/// written before `RSP2` hold, for the tests and fuzz targets that read such spools.
+#[doc(hidden)]
+pub fn encode_v1(entry: &Entry, keys: &Keys, out: &mut Vec<u8>) {
+    let header = keys.seal(&header_json(entry));
     let mut crc = crc32fast::Hasher::new();
     crc.update(&header);
     crc.update(&entry.message);
-    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(MAGIC_V1);
     out.extend_from_slice(&(header.len() as u32).to_le_bytes());
     out.extend_from_slice(&(entry.message.len() as u32).to_le_bytes());
     out.extend_from_slice(&crc.finalize().to_le_bytes());
@@ -46,39 +75,84 @@ pub enum Decoded {
     End,
 }
 
+fn u32_at(bytes: &[u8], i: usize) -> usize {
+    u32::from_le_bytes(bytes[i..i + 4].try_into().expect("4 bytes")) as usize
+}
+
 pub fn decode(bytes: &[u8], keys: &Keys) -> Decoded {
-    if bytes.len() < FIXED || &bytes[..4] != MAGIC {
+    match bytes.get(..4) {
+        Some(m) if m == MAGIC_V2 => decode_v2(bytes, keys),
+        Some(m) if m == MAGIC_V1 => decode_v1(bytes, keys),
+        _ => Decoded::End,
+    }
+}
+
+fn decode_v2(bytes: &[u8], keys: &Keys) -> Decoded {
+    if bytes.len() < FIXED_V2 {
         return Decoded::End;
     }
-    let u32_at =
-        |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().expect("4 bytes")) as usize;
-    let (header_len, body_len, crc) = (u32_at(4), u32_at(8), u32_at(12) as u32);
-    let total = FIXED + header_len + body_len;
+    let (sealed_len, crc) = (u32_at(bytes, 4), u32_at(bytes, 8) as u32);
+    let total = FIXED_V2 + sealed_len;
+    if bytes.len() < total {
+        return Decoded::End;
+    }
+    let sealed = &bytes[FIXED_V2..total];
+    if crc32fast::hash(sealed) != crc {
+        return Decoded::End;
+    }
+    let Ok(plain) = keys.open(sealed) else {
+        return Decoded::End;
+    };
+    if plain.len() < 4 {
+        return Decoded::End;
+    }
+    let header_len = u32_at(&plain, 0);
+    if header_len > MAX_HEADER || plain.len() < 4 + header_len {
+        return Decoded::End;
+    }
+    let (header, body) = plain[4..].split_at(header_len);
+    match entry(header, body) {
+        Some(e) => Decoded::Record(Box::new(e), total),
+        None => Decoded::End,
+    }
+}
+
+fn decode_v1(bytes: &[u8], keys: &Keys) -> Decoded {
+    if bytes.len() < FIXED_V1 {
+        return Decoded::End;
+    }
+    let (header_len, body_len) = (u32_at(bytes, 4), u32_at(bytes, 8));
+    let crc = u32_at(bytes, 12) as u32;
+    let total = FIXED_V1 + header_len + body_len;
     if header_len > MAX_HEADER || bytes.len() < total {
         return Decoded::End;
     }
-    let header = &bytes[FIXED..FIXED + header_len];
-    let body = &bytes[FIXED + header_len..total];
+    let header = &bytes[FIXED_V1..FIXED_V1 + header_len];
+    let body = &bytes[FIXED_V1 + header_len..total];
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(header);
     hasher.update(body);
     if hasher.finalize() != crc {
         return Decoded::End;
     }
-    let Some(h) = keys
-        .open(header)
-        .ok()
-        .and_then(|json| serde_json::from_slice::<Header>(&json).ok())
-    else {
+    let Ok(json) = keys.open(header) else {
         return Decoded::End;
     };
-    let entry = Entry {
+    match entry(&json, body) {
+        Some(e) => Decoded::Record(Box::new(e), total),
+        None => Decoded::End,
+    }
+}
+
+/// The entry of a header's JSON and a message body, if the JSON is a record header.
+fn entry(json: &[u8], body: &[u8]) -> Option<Entry> {
+    let h = serde_json::from_slice::<Header>(json).ok()?;
+    Some(Entry {
         id: h.id,
         envelope: h.envelope,
         message: std::sync::Arc::new(body.to_vec()),
         history: Vec::new(),
-    };
-    Decoded::Record(Box::new(entry), total)
+    })
 }
 
 /// Reads every valid record of a segment; returns them and the length of the valid prefix.

@@ -1,4 +1,5 @@
-//! TLS for tests: self-signed certificates made with rcgen and written as PEM files, a
+//! TLS for tests: self-signed certificates made with rcgen and written as PEM files, a test
+//! CA ([`TestCa`]) whose certificates verify for outbound deliveries, a
 //! server config for the sink, and a client connector that trusts exactly the certificates it
 //! is given (pinned by their DER bytes; handshake signatures are still verified), so a test
 //! can tell which certificate a server presented.
@@ -56,6 +57,64 @@ impl TestCert {
             .with_single_cert(vec![self.der.clone()], key)
             .expect("server config");
         TlsAcceptor::from(Arc::new(config))
+    }
+}
+
+/// A test certificate authority: its root goes into `delivery.tls_ca_file`, and the server
+/// certificates it issues verify as a public CA's would (chain, name, validity period).
+pub struct TestCa {
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    pub cert_pem: String,
+}
+
+impl TestCa {
+    pub fn new() -> TestCa {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "remailer test CA");
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        TestCa {
+            cert_pem: cert.pem(),
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    /// Writes the root to `path` (for `delivery.tls_ca_file`).
+    pub fn write(&self, path: &Path) {
+        std::fs::write(path, &self.cert_pem).unwrap();
+    }
+
+    /// A server certificate for `names`, valid now.
+    pub fn issue(&self, names: &[&str]) -> TestCert {
+        self.issue_with(names, false)
+    }
+
+    /// A server certificate for `names` that expired in 2020.
+    pub fn issue_expired(&self, names: &[&str]) -> TestCert {
+        self.issue_with(names, true)
+    }
+
+    fn issue_with(&self, names: &[&str], expired: bool) -> TestCert {
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        let mut params = rcgen::CertificateParams::new(names).unwrap();
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2019, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2020, 1, 1);
+        }
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        TestCert {
+            der: cert.der().clone(),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        }
     }
 }
 

@@ -1,0 +1,104 @@
+//! Outbound TLS: the two connectors a delivery uses and why a verified handshake failed.
+//!
+//! Opportunistic STARTTLS (any destination) encrypts without checking the certificate, as
+//! RFC 7435 allows: a failed check must not push mail into the clear. A `delivery.require_tls`
+//! domain gets the verified connector: a chain to the trust roots (webpki-roots, plus the PEM
+//! roots of `delivery.tls_ca_file`), the MX host name matching, not expired; anything else
+//! is no delivery (a temporary failure, so the message stays queued until `max_age`).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+use rustls::{CertificateError, RootCertStore};
+use thiserror::Error;
+use tokio_rustls::TlsConnector;
+
+#[derive(Debug, Error)]
+pub enum TlsSetupError {
+    #[error("delivery.tls_ca_file {path}: {why}")]
+    CaFile { path: String, why: String },
+    #[error("outbound TLS setup: {0}")]
+    MailSend(String),
+}
+
+/// The connectors outbound deliveries choose from.
+pub struct Connectors {
+    /// Encrypts, checks nothing (opportunistic STARTTLS).
+    pub opportunistic: TlsConnector,
+    /// Checks the chain, the host name and the validity period.
+    pub verified: TlsConnector,
+}
+
+impl Connectors {
+    pub fn new(ca_file: Option<&Path>) -> Result<Self, TlsSetupError> {
+        let opportunistic = mail_send::smtp::tls::build_tls_connector(true)
+            .map_err(|e| TlsSetupError::MailSend(e.to_string()))?;
+        Ok(Connectors {
+            opportunistic,
+            verified: verified_connector(ca_file)?,
+        })
+    }
+}
+
+/// The trust roots: webpki-roots and, for tests or a private CA, the certificates of `ca_file`.
+fn roots(ca_file: Option<&Path>) -> Result<RootCertStore, TlsSetupError> {
+    let mut roots = RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let Some(path) = ca_file else {
+        return Ok(roots);
+    };
+    let err = |why: String| TlsSetupError::CaFile {
+        path: path.display().to_string(),
+        why,
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| err(e.to_string()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| err(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(err("no PEM certificate in it".into()));
+    }
+    for cert in certs {
+        roots.add(cert).map_err(|e| err(e.to_string()))?;
+    }
+    Ok(roots)
+}
+
+fn verified_connector(ca_file: Option<&Path>) -> Result<TlsConnector, TlsSetupError> {
+    // The process-wide provider ([`crate::install_crypto_provider`]), as for the other connector.
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots(ca_file)?)
+        .with_no_client_auth();
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
+/// Why a verified STARTTLS failed, in words that name no host (rustls' own error texts for
+/// a wrong name list the names the certificate holds).
+pub fn why_unverified(e: &mail_send::Error) -> &'static str {
+    let rustls_error = match e {
+        mail_send::Error::Tls(e) => Some(&**e),
+        mail_send::Error::Io(e) => e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()),
+        mail_send::Error::Timeout => return "the TLS handshake timed out",
+        mail_send::Error::UnexpectedReply(_) => return "the server refused STARTTLS",
+        _ => None,
+    };
+    match rustls_error {
+        Some(rustls::Error::InvalidCertificate(c)) => match c {
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+                "the certificate does not match the MX host name"
+            }
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                "the certificate has expired"
+            }
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                "the certificate is not valid yet"
+            }
+            CertificateError::UnknownIssuer => "the certificate is not from a trusted authority",
+            _ => "the certificate could not be verified",
+        },
+        _ => "the TLS handshake failed",
+    }
+}
