@@ -257,10 +257,19 @@ mod tests {
             mac.finalize().into_bytes().into()
         };
         for _ in 0..2 {
-            assert_eq!(keys.mac(Purpose::ThreadId, b"a"), fresh(Purpose::ThreadId, b"a"));
-            assert_eq!(keys.mac(Purpose::Marker, b"b"), fresh(Purpose::Marker, b"b"));
+            assert_eq!(
+                keys.mac(Purpose::ThreadId, b"a"),
+                fresh(Purpose::ThreadId, b"a")
+            );
+            assert_eq!(
+                keys.mac(Purpose::Marker, b"b"),
+                fresh(Purpose::Marker, b"b")
+            );
         }
-        assert_ne!(keys.mac(Purpose::ThreadId, b"a"), keys.mac(Purpose::Marker, b"a"));
+        assert_ne!(
+            keys.mac(Purpose::ThreadId, b"a"),
+            keys.mac(Purpose::Marker, b"a")
+        );
     }
 
     #[test]
