@@ -11,6 +11,8 @@
 #        AUTH=1: inbound sender authentication on (policy.sender_auth = "dmarc"), against a
 #        loopback DNS server (bench/dns-server.py on DNS_PORT=5354) that publishes SPF and
 #        DMARC for real.test. Outbound DKIM signing (RSA-2048 + Ed25519) is always on.
+#        STORE_URL=postgres://…: the store on that PostgreSQL database instead of the embedded
+#        SQLite one (the database must exist and be empty or hold this run's data).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PORT=${PORT:-2700}
@@ -46,6 +48,11 @@ start() {
         dns="[dns]
 nameservers = [\"127.0.0.1:$DNS_PORT\"]"
     fi
+    local store=""
+    if [ -n "${STORE_URL:-}" ]; then
+        store="[store]
+url = \"$STORE_URL\""
+    fi
     cat > "$RUN_DIR/remailer.toml" <<TOML
 domain = "remailer.test"
 data_dir = "$RUN_DIR/data"
@@ -80,6 +87,7 @@ commands_per_client_per_minute = 0
 outbound_per_minute = 0
 
 $dns
+$store
 TOML
     { echo "alice alice@real.test"; echo "bob bob@real.test"
       for i in $(seq -f %04g 1 998); do echo "user$i user$i@real.test"; done; } > "$RUN_DIR/users.txt"
