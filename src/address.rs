@@ -1,5 +1,5 @@
 //! Address types: the service's [`Domain`], a member's [`AliasName`] / [`Alias`], and a
-//! member's [`RealAddress`]. Each is validated once, when it is made, so code that holds
+//! member's [`RealAddress`], and a [`Member`] (an alias bound to its real address). Each is validated once, when it is made, so code that holds
 //! one never has to ask again whether it is well-formed.
 
 use std::fmt;
@@ -254,6 +254,16 @@ impl fmt::Display for RealAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "<redacted>@{}", self.domain)
     }
+}
+
+/// A member: an alias bound to a real address (as the rewrite and the members directory
+/// see them).
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub alias: Alias,
+    pub real: RealAddress,
+    /// The display name the member chose for their alias (none by default).
+    pub display_name: Option<String>,
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ pub mod dkim;
 pub mod dns_records;
 pub mod dsn;
 pub mod duration;
+pub mod envelope;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod intake;
@@ -37,6 +38,7 @@ pub mod policy;
 pub mod queue_view;
 pub mod rate_limits;
 pub mod remail;
+pub mod reply;
 pub mod rewrite;
 pub mod sender_auth;
 pub mod service;

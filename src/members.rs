@@ -12,9 +12,8 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
-use crate::address::{AddressError, Alias, AliasName, Domain, RealAddress};
+use crate::address::{AddressError, Alias, AliasName, Domain, Member, RealAddress};
 use crate::keys::Keys;
-use crate::rewrite::Member;
 use crate::store::{
     now_unix, AliasRecord, AliasState, BounceReport, BounceTally, NameStatus, Store, StoreError,
 };

@@ -18,32 +18,12 @@ use std::net::IpAddr;
 
 use crate::address::{AliasName, RealAddress};
 use crate::bounce::BounceToken;
-use crate::intake::reply::Reply;
-use crate::members::{MemberEntry, Members};
-use crate::metrics::{self, Refusal};
-use crate::remail::Transaction;
+use crate::envelope::{Recipient, Sender, Transaction};
+use crate::members::Members;
+use crate::metrics::{self, Refusal as Counted};
+use crate::reply::Refusal;
 use crate::sender_auth::{SenderAuthenticator, SpfCheck, Verdict};
 use crate::store::{now_unix, AliasState};
-
-/// The envelope sender, as policy sees it.
-#[derive(Debug, Clone)]
-pub enum Sender {
-    /// `MAIL FROM:<>`: a bounce or other automatic message.
-    Null,
-    /// A member's real address.
-    Member(Box<MemberEntry>),
-    /// Any other address (only bounce addresses accept mail from it).
-    Outsider { domain: String },
-}
-
-/// An accepted recipient.
-#[derive(Debug, Clone)]
-pub enum Recipient {
-    Alias(Box<MemberEntry>),
-    Bounce(BounceToken),
-    /// postmaster@ or abuse@, when an operator address is configured.
-    Postmaster,
-}
 
 pub struct Policy {
     members: Members,
@@ -53,13 +33,9 @@ pub struct Policy {
     postmaster: bool,
 }
 
-fn temp_failure(e: impl std::fmt::Display) -> Reply {
+fn temp_failure(e: impl std::fmt::Display) -> Refusal {
     tracing::error!(error = %e, "store lookup failed");
-    Reply::new(
-        451,
-        [4, 3, 0],
-        "Temporary local problem, please try again later",
-    )
+    Refusal::LocalProblem
 }
 
 impl Policy {
@@ -86,7 +62,7 @@ impl Policy {
     }
 
     /// After DATA: does a message to aliases really come from the member's address?
-    pub async fn authenticate(&self, tx: &Transaction) -> Result<(), Reply> {
+    pub async fn authenticate(&self, tx: &Transaction) -> Result<(), Refusal> {
         let to_aliases = tx
             .recipients
             .iter()
@@ -106,28 +82,20 @@ impl Policy {
             Verdict::Fail { reason } => {
                 tracing::info!(session = %tx.session, "sender authentication failed");
                 metrics::refused(self.failed_mechanism(&tx.message));
-                Err(Reply::new(
-                    550,
-                    [5, 7, 1],
-                    format!("Sender authentication failed: {reason}"),
-                ))
+                Err(Refusal::AuthFailed { reason })
             }
-            Verdict::TempFail { reason } => Err(Reply::new(
-                451,
-                [4, 7, 0],
-                format!("Sender authentication could not be completed: {reason}"),
-            )),
+            Verdict::TempFail { reason } => Err(Refusal::AuthUnavailable { reason }),
         }
     }
 
     /// Which check a failed message failed, for the metrics: DMARC under `dmarc`; under
     /// `spf-or-dkim`, DKIM when the message carried a signature (it did not verify or align),
     /// else SPF.
-    fn failed_mechanism(&self, raw: &[u8]) -> Refusal {
+    fn failed_mechanism(&self, raw: &[u8]) -> Counted {
         match self.auth.mode() {
-            crate::config::SenderAuth::Dmarc => Refusal::AuthDmarc,
-            _ if has_dkim_signature(raw) => Refusal::AuthDkim,
-            _ => Refusal::AuthSpf,
+            crate::config::SenderAuth::Dmarc => Counted::AuthDmarc,
+            _ if has_dkim_signature(raw) => Counted::AuthDkim,
+            _ => Counted::AuthSpf,
         }
     }
 
@@ -136,12 +104,11 @@ impl Policy {
     }
 
     /// Classifies `MAIL FROM`. Only a syntax error is refused here; the rest waits for RCPT.
-    pub async fn sender(&self, address: &str) -> Result<Sender, Reply> {
+    pub async fn sender(&self, address: &str) -> Result<Sender, Refusal> {
         if address.is_empty() {
             return Ok(Sender::Null);
         }
-        let real = RealAddress::parse_any(address)
-            .map_err(|_| Reply::new(553, [5, 1, 7], "Sender address is not a valid mailbox"))?;
+        let real = RealAddress::parse_any(address).map_err(|_| Refusal::InvalidSender)?;
         match self.members.by_real(&real).await.map_err(temp_failure)? {
             Some(entry) if entry.expired(now_unix()) => {
                 // An expired member is no member: retired now, and treated as unregistered.
@@ -161,17 +128,11 @@ impl Policy {
     }
 
     /// Decides one `RCPT TO`.
-    pub async fn recipient(&self, sender: &Sender, address: &str) -> Result<Recipient, Reply> {
-        let (local, domain) = address.rsplit_once('@').ok_or_else(|| {
-            Reply::new(553, [5, 1, 3], "Recipient address is not a valid mailbox")
-        })?;
+    pub async fn recipient(&self, sender: &Sender, address: &str) -> Result<Recipient, Refusal> {
+        let (local, domain) = address.rsplit_once('@').ok_or(Refusal::InvalidRecipient)?;
         if !domain.eq_ignore_ascii_case(self.members.domain().as_str()) {
-            metrics::refused(Refusal::RelayAttempt);
-            return Err(Reply::new(
-                550,
-                [5, 7, 1],
-                "Relaying denied: this service accepts mail only for its own aliases",
-            ));
+            metrics::refused(Counted::RelayAttempt);
+            return Err(Refusal::Relaying);
         }
         if self.postmaster
             && (local.eq_ignore_ascii_case("postmaster") || local.eq_ignore_ascii_case("abuse"))
@@ -179,33 +140,29 @@ impl Policy {
             return Ok(Recipient::Postmaster);
         }
         if local.eq_ignore_ascii_case(crate::oneway::NO_REPLY) {
-            return Err(no_reply());
+            return Err(Refusal::NoReply);
         }
         // Any spelling of the prefix is routed here (and refused unless canonical); `get`
         // because a non-ASCII local part may have no char boundary at byte 2.
         if local.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("b+")) {
             let token =
                 BounceToken::verify(local, self.members.keys(), now_unix()).ok_or_else(|| {
-                    metrics::refused(Refusal::UnknownAlias);
-                    Reply::new(
-                        550,
-                        [5, 1, 1],
-                        "No such bounce address (unknown or expired)",
-                    )
+                    metrics::refused(Counted::UnknownAlias);
+                    Refusal::UnknownBounceAddress
                 })?;
             return Ok(Recipient::Bounce(token));
         }
         // Non-members learn nothing about which aliases exist: one answer for every name.
         let member = match sender {
             Sender::Member(member) => member,
-            Sender::Null => return Err(null_to_alias()),
+            Sender::Null => return Err(Refusal::NullToAlias),
             Sender::Outsider { domain } => return Err(self.unregistered(domain)),
         };
         let name = AliasName::parse(local).map_err(|_| no_such_alias())?;
         let entry = match self.members.by_alias(&name).await.map_err(temp_failure)? {
             Some(entry) if entry.expired(now_unix()) => {
                 self.members.expire(&name).await.map_err(temp_failure)?;
-                return Err(expired_alias());
+                return Err(Refusal::ExpiredAlias);
             }
             Some(entry) => entry,
             None if self
@@ -214,82 +171,35 @@ impl Policy {
                 .await
                 .map_err(temp_failure)? =>
             {
-                return Err(expired_alias())
+                return Err(Refusal::ExpiredAlias)
             }
             None => return Err(no_such_alias()),
         };
         if entry.state != AliasState::Active {
-            return Err(Reply::new(
-                550,
-                [5, 2, 1],
-                "This alias is paused and accepts no mail",
-            ));
+            return Err(Refusal::PausedAlias);
         }
         if member.id == entry.id {
-            return Err(Reply::new(
-                550,
-                [5, 7, 1],
-                "That is your own alias; the remailer does not send mail to yourself",
-            ));
+            return Err(Refusal::OwnAlias);
         }
         if member.state != AliasState::Active {
-            return Err(Reply::new(
-                550,
-                [5, 7, 1],
-                "Your alias is paused because mail to your address bounced; contact the operator",
-            ));
+            return Err(Refusal::SenderPaused);
         }
         Ok(Recipient::Alias(Box::new(entry)))
     }
 
     /// The refusal an unregistered sender gets: what the service is and where to register.
-    fn unregistered(&self, domain: &str) -> Reply {
-        metrics::refused(Refusal::UnregisteredSender);
+    fn unregistered(&self, domain: &str) -> Refusal {
+        metrics::refused(Counted::UnregisteredSender);
         tracing::info!(sender_domain = %crate::logtag::domain(domain), "refused unregistered sender");
-        Reply::new(
-            550,
-            [5, 7, 1],
-            format!(
-                "Your address is not registered with this remailer.\n\
-                 This service relays mail only between its registered members, each known by an alias.\n\
-                 To write to its members, register an alias for your address at {}\n\
-                 and send from the address you registered.",
-                self.register_url
-            ),
-        )
+        Refusal::Unregistered {
+            register_url: self.register_url.clone(),
+        }
     }
 }
 
-fn null_to_alias() -> Reply {
-    Reply::new(
-        550,
-        [5, 7, 1],
-        "Bounces and automatic replies are accepted only at this service's bounce addresses",
-    )
-}
-
-/// The refusal for replies to one-way mail: nobody can be reached through that address.
-fn no_reply() -> Reply {
-    Reply::new(
-        550,
-        [5, 7, 1],
-        "This address only sends messages written in this service's anonymous web form.\n\
-         It accepts no mail: the sender of such a message is unknown, and cannot be replied to.",
-    )
-}
-
-/// The refusal for an alias whose expiry has passed (it is retired; the name is never reused).
-fn expired_alias() -> Reply {
-    Reply::new(
-        550,
-        [5, 1, 1],
-        "This alias has expired and accepts no mail; its name is never given to anyone else",
-    )
-}
-
-fn no_such_alias() -> Reply {
-    metrics::refused(Refusal::UnknownAlias);
-    Reply::new(550, [5, 1, 1], "No such alias here")
+fn no_such_alias() -> Refusal {
+    metrics::refused(Counted::UnknownAlias);
+    Refusal::NoSuchAlias
 }
 
 /// Whether the header section of `raw` holds a `DKIM-Signature` field.

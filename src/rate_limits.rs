@@ -18,8 +18,8 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::config::LimitsConfig;
-use crate::intake::reply::Reply;
-use crate::metrics::{self, Refusal};
+use crate::metrics;
+use crate::reply::Refusal;
 
 /// A keyed limiter forgets idle keys when it holds more than this many.
 const SWEEP_AT: usize = 50_000;
@@ -48,7 +48,7 @@ impl<K: Hash + Eq + Clone> Limit<K> {
             limiter.shrink_to_fit();
         }
         limiter.check_key(key).map_err(|not_until| {
-            metrics::refused(Refusal::RateLimit);
+            metrics::refused(metrics::Refusal::RateLimit);
             not_until.wait_time_from(DefaultClock::default().now())
         })
     }
@@ -88,17 +88,11 @@ impl MessageLimits {
     }
 
     /// One message from the member with id `member`.
-    pub fn member(&self, member: i64) -> Result<(), Reply> {
-        let refuse = |n: u32, per: &str, wait: Duration| {
-            Reply::new(
-                450,
-                [4, 7, 1],
-                format!(
-                    "Rate limit: you have sent the most messages allowed ({n} per {per}); \
-                     nothing was sent, try again in {} seconds",
-                    seconds(wait)
-                ),
-            )
+    pub fn member(&self, member: i64) -> Result<(), Refusal> {
+        let refuse = |allowed: u32, per: &'static str, wait: Duration| Refusal::MemberRate {
+            allowed,
+            per,
+            wait_secs: seconds(wait),
         };
         self.member_day
             .check(&member)
@@ -109,19 +103,13 @@ impl MessageLimits {
     }
 
     /// One message to the alias with id `alias`.
-    pub fn alias(&self, alias: i64) -> Result<(), Reply> {
-        self.alias_hour.check(&alias).map_err(|wait| {
-            Reply::new(
-                450,
-                [4, 7, 1],
-                format!(
-                    "Rate limit: this alias has received the most messages allowed ({} per hour); \
-                     try again in {} seconds",
-                    self.alias_hour.per_window(),
-                    seconds(wait)
-                ),
-            )
-        })
+    pub fn alias(&self, alias: i64) -> Result<(), Refusal> {
+        self.alias_hour
+            .check(&alias)
+            .map_err(|wait| Refusal::AliasRate {
+                allowed: self.alias_hour.per_window(),
+                wait_secs: seconds(wait),
+            })
     }
 }
 
@@ -187,7 +175,7 @@ mod tests {
         };
         let limits = MessageLimits::new(&config);
         assert!(limits.member(1).is_ok());
-        let r = limits.member(1).unwrap_err();
+        let r = crate::reply::Reply::from(limits.member(1).unwrap_err());
         assert_eq!((r.code, r.esc), (450, [4, 7, 1]));
         assert!(
             r.text.contains("1 per hour") && r.text.contains("try again in"),

@@ -7,7 +7,6 @@
 //! real address (see [`Remail::auto_reply`]); otherwise it is accepted and discarded.
 //! Logs name queue ids and counts only: never an address, and not who wrote to whom.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use rand::RngCore;
@@ -19,10 +18,10 @@ use crate::config::Config;
 use crate::delivery::schedule::{now_ms, Schedule};
 use crate::delivery::Delivery;
 use crate::dkim::DkimKeys;
-use crate::intake::reply::Reply;
+use crate::envelope::{Recipient, Sender, Transaction};
 use crate::keys::Keys;
 use crate::members::{MemberEntry, Members};
-use crate::policy::{Recipient, Sender};
+use crate::reply::{Answer, Refusal};
 use crate::rewrite::{self, Lookup, Member, RewriteError};
 use crate::sender_auth::{SenderAuthenticator, Verdict};
 use crate::spool::{Entry, Envelope, Kind, Spool};
@@ -31,20 +30,6 @@ use crate::store::{now_unix, SendLogEntry, SendOutcome, ThreadLink};
 /// At most this many distinct addresses found in a message are looked up (bounds the work a
 /// message can cause); later ones are left as they are.
 const MAX_LOOKUPS: usize = 100;
-
-/// A finished SMTP transaction.
-pub struct Transaction {
-    pub session: String,
-    pub peer: IpAddr,
-    pub helo: String,
-    pub mail_from: String,
-    pub sender: Sender,
-    pub recipients: Vec<Recipient>,
-    /// Shared with the blocking rewrite stage without a copy.
-    pub message: Arc<Vec<u8>>,
-    /// SPF result from MAIL time (None when sender authentication is off).
-    pub spf: Option<crate::sender_auth::SpfCheck>,
-}
 
 pub struct Remail {
     config: Arc<Config>,
@@ -59,13 +44,9 @@ pub struct Remail {
     auth: SenderAuthenticator,
 }
 
-fn local_error(e: impl std::fmt::Display) -> Reply {
+fn local_error(e: impl std::fmt::Display) -> Refusal {
     tracing::error!(error = %e, "could not queue a message");
-    Reply::new(
-        451,
-        [4, 3, 0],
-        "Temporary local problem, please try again later",
-    )
+    Refusal::LocalProblem
 }
 
 impl Remail {
@@ -101,8 +82,9 @@ impl Remail {
         }
     }
 
-    /// Decides the reply to DATA: `250` only once every resulting spool entry is durable.
-    pub async fn accept(&self, tx: Transaction) -> Reply {
+    /// Decides the reply to DATA: accepted (`250`) only once every resulting spool entry is
+    /// durable.
+    pub async fn accept(&self, tx: Transaction) -> Result<Answer, Refusal> {
         let mut aliases = Vec::new();
         let mut bounces = Vec::new();
         for r in &tx.recipients {
@@ -117,26 +99,18 @@ impl Remail {
             .iter()
             .any(|r| matches!(r, Recipient::Postmaster))
         {
-            if let Err(reply) = self.to_postmaster(&tx).await {
-                return reply;
-            }
+            self.to_postmaster(&tx).await?;
         }
         if !bounces.is_empty() {
-            if let Err(reply) = self.bounce_received(&tx, &bounces).await {
-                return reply;
+            self.bounce_received(&tx, &bounces).await?;
+        }
+        let queue_id = match &tx.sender {
+            Sender::Member(sender) if !aliases.is_empty() => {
+                self.remail(&tx, sender, &aliases).await?
             }
-        }
-        let Sender::Member(sender) = &tx.sender else {
-            return Reply::new(250, [2, 0, 0], "OK");
+            _ => None,
         };
-        if aliases.is_empty() {
-            return Reply::new(250, [2, 0, 0], "OK");
-        }
-        match self.remail(&tx, sender, &aliases).await {
-            Ok(Some(id)) => Reply::new(250, [2, 0, 0], format!("Queued as {id}")),
-            Ok(None) => Reply::new(250, [2, 0, 0], "OK"),
-            Err(reply) => reply,
-        }
+        Ok(Answer::Accepted { queue_id })
     }
 
     async fn remail(
@@ -144,7 +118,7 @@ impl Remail {
         tx: &Transaction,
         sender: &MemberEntry,
         to: &[&MemberEntry],
-    ) -> Result<Option<String>, Reply> {
+    ) -> Result<Option<String>, Refusal> {
         let scan = rewrite::scan(&tx.message);
         if matches!(tx.sender, Sender::Member(_)) {
             self.check_from_header(scan.from.as_deref(), sender)?;
@@ -171,7 +145,7 @@ impl Remail {
                 tracing::info!(session = %tx.session, "dropped a copy of our own mail (loop)");
                 return Ok(None);
             }
-            Err(reply) => return Err(reply),
+            Err(refusal) => return Err(refusal),
         };
         self.record_thread(sender.id, rewritten_ids);
         let first = entries[0].id.clone();
@@ -221,7 +195,7 @@ impl Remail {
     }
 
     /// The From header must name the same member as the envelope sender.
-    fn check_from_header(&self, from: Option<&str>, sender: &MemberEntry) -> Result<(), Reply> {
+    fn check_from_header(&self, from: Option<&str>, sender: &MemberEntry) -> Result<(), Refusal> {
         let Some(from) = from else { return Ok(()) };
         let same = RealAddress::parse_any(from)
             .map(|a| self.keys.address_hash(&a) == self.keys.address_hash(&sender.member.real))
@@ -229,16 +203,12 @@ impl Remail {
         if same {
             Ok(())
         } else {
-            Err(Reply::new(
-                550,
-                [5, 7, 1],
-                "The From header must be the address you registered, the same as the envelope sender",
-            ))
+            Err(Refusal::FromMismatch)
         }
     }
 
     /// The members and thread IDs a message mentions, looked up before rewriting.
-    async fn snapshot(&self, scan: &rewrite::Scan) -> Result<Lookup, Reply> {
+    async fn snapshot(&self, scan: &rewrite::Scan) -> Result<Lookup, Refusal> {
         let mut snap = Lookup::default();
         for addr in scan.addresses.iter().take(MAX_LOOKUPS) {
             let Ok(real) = RealAddress::parse_any(addr) else {
@@ -276,7 +246,7 @@ impl Remail {
 
     /// Forwards mail for postmaster@/abuse@ to the operator, attached unchanged to a signed
     /// message from the service.
-    async fn to_postmaster(&self, tx: &Transaction) -> Result<(), Reply> {
+    async fn to_postmaster(&self, tx: &Transaction) -> Result<(), Refusal> {
         let Some(operator) = self.config.postmaster() else {
             return Ok(());
         };
@@ -291,7 +261,11 @@ impl Remail {
 
     /// Handles a report sent to bounce addresses; an automatic reply is remailed to the
     /// original sender as a reply from the original recipient.
-    async fn bounce_received(&self, tx: &Transaction, tokens: &[BounceToken]) -> Result<(), Reply> {
+    async fn bounce_received(
+        &self,
+        tx: &Transaction,
+        tokens: &[BounceToken],
+    ) -> Result<(), Refusal> {
         // Sender authentication depends only on the transaction: checked once, when needed.
         let mut verdict = None;
         for token in tokens {
@@ -329,7 +303,7 @@ impl Remail {
         from: &MemberEntry,
         to: &MemberEntry,
         verdict: &mut Option<Verdict>,
-    ) -> Result<(), Reply> {
+    ) -> Result<(), Refusal> {
         if !self.written_by(tx, from) {
             tracing::info!(session = %tx.session, "dropped an automatic reply not from the recipient's address");
             return Ok(());
@@ -343,11 +317,9 @@ impl Remail {
                 tracing::info!(session = %tx.session, "dropped an automatic reply that failed sender authentication");
                 Ok(())
             }
-            Verdict::TempFail { reason } => Err(Reply::new(
-                451,
-                [4, 7, 0],
-                format!("Sender authentication could not be completed: {reason}"),
-            )),
+            Verdict::TempFail { reason } => Err(Refusal::AuthUnavailable {
+                reason: reason.clone(),
+            }),
         }
     }
 
@@ -403,7 +375,7 @@ type Done = (Vec<Entry>, (String, Option<String>));
 
 impl Job {
     /// `Ok(None)`: the message was our own mail coming back, and is dropped.
-    fn run(self, raw: &[u8]) -> Result<Option<Done>, Reply> {
+    fn run(self, raw: &[u8]) -> Result<Option<Done>, Refusal> {
         let members: Vec<Member> = self.recipients.iter().map(|m| m.member.clone()).collect();
         let mut nonce = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
@@ -420,8 +392,12 @@ impl Job {
             Ok(r) => r,
             Err(RewriteError::Loop) => return Ok(None),
             Err(e) => {
-                let (code, status) = e.status();
-                return Err(Reply::new(code, status, e.to_string()));
+                let (code, esc) = e.status();
+                return Err(Refusal::Content {
+                    code,
+                    esc,
+                    text: e.to_string(),
+                });
             }
         };
         let signed = crate::wire::seal(&self.dkim, &rewritten.message).map_err(local_error)?;

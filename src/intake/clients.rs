@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::reply::Reply;
 use crate::rate_limits::{self, Limit};
+use crate::reply::{Answer, Reply};
 
 /// Most client entries kept; when they are all in use, the refusals are forgotten (the
 /// connections are always counted).
@@ -117,11 +117,7 @@ impl Clients {
             return Err(too_many_refusals(self.limits.window));
         }
         if entry.connections >= self.limits.max_connections {
-            return Err(Reply::new(
-                421,
-                [4, 7, 0],
-                "Too many connections from your address; close some and try again later",
-            ));
+            return Err(Answer::TooManyConnectionsFromClient.into());
         }
         entry.connections += 1;
         Ok(Client {
@@ -189,27 +185,20 @@ impl Drop for Client {
     }
 }
 
-fn rate_limited(what: &str, per_minute: u32, wait: Duration) -> Reply {
-    Reply::new(
-        421,
-        [4, 7, 1],
-        format!(
-            "Rate limit: too many {what} from your address (at most {per_minute} per minute); \
-             try again in {} seconds",
-            rate_limits::seconds(wait)
-        ),
-    )
+fn rate_limited(what: &'static str, per_minute: u32, wait: Duration) -> Reply {
+    Answer::ClientRate {
+        what,
+        per_minute,
+        wait_secs: rate_limits::seconds(wait),
+    }
+    .into()
 }
 
 fn too_many_refusals(window: Duration) -> Reply {
-    Reply::new(
-        421,
-        [4, 7, 0],
-        format!(
-            "Too many refused recipients from your address; try again in {} seconds",
-            window.as_secs().max(1)
-        ),
-    )
+    Answer::TooManyRefusals {
+        wait_secs: window.as_secs().max(1),
+    }
+    .into()
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 
 use smtp_proto::Request;
 
-use super::reply::Reply;
+use crate::reply::{Answer, Reply};
 
 /// Longest command line accepted (Postfix's `line_length_limit`); RFC 5321 asks for 512.
 pub const MAX_COMMAND_LINE: usize = 2048;
@@ -58,12 +58,7 @@ impl LineReader {
 /// Parses one complete command line after checking its raw bytes.
 pub fn parse(line: &[u8]) -> Result<Request<String>, Refused> {
     if std::str::from_utf8(line).is_err() {
-        return Err(Refused::Reply(Reply::new(
-            501,
-            [5, 5, 4],
-            "Command refused: it is not valid UTF-8 (malformed, overlong or surrogate byte \
-             sequences are refused, not repaired)",
-        )));
+        return Err(Refused::Reply(Answer::InvalidUtf8.into()));
     }
     Request::parse(&mut line.iter())
         .map(|r| r.into_owned())
@@ -81,11 +76,7 @@ pub enum Refused {
 
 /// The refusal of a non-ASCII address in a transaction without `SMTPUTF8` (RFC 6531 §3.5).
 pub fn needs_smtputf8() -> Reply {
-    Reply::new(
-        553,
-        [5, 6, 7],
-        "Non-ASCII address refused: declare SMTPUTF8 in MAIL FROM to use one",
-    )
+    Answer::NeedsSmtpUtf8.into()
 }
 
 #[cfg(test)]

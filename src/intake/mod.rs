@@ -8,7 +8,6 @@
 mod clients;
 pub mod command;
 pub mod data;
-pub mod reply;
 mod session;
 mod slots;
 
@@ -24,8 +23,8 @@ use tokio_rustls::TlsAcceptor;
 use crate::config::Config;
 use crate::policy::Policy;
 use crate::remail::Remail;
+use crate::reply::{Answer, Reply};
 use clients::Clients;
-use reply::Reply;
 use slots::Slots;
 
 /// How long a new connection waits for the slot of an idle session asked to close.
@@ -129,8 +128,7 @@ impl Intake {
         };
         let Some(permit) = self.slot().await else {
             tracing::warn!("connection limit reached and no session idle; refusing a connection");
-            let busy = Reply::new(421, [4, 3, 2], "Too many connections, try again later");
-            return refuse(stream, busy).await;
+            return refuse(stream, Answer::Busy.into()).await;
         };
         let slot = self.slots.register();
         crate::metrics::session();

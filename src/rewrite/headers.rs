@@ -9,9 +9,9 @@ use mail_builder::headers::message_id::MessageId;
 use mail_builder::headers::text::Text;
 use mail_parser::{HeaderName, HeaderValue, Message};
 
+use super::emit::{write_header, write_raw, Writer};
 use super::ids;
 use super::mapper::{Mapped, Mapper};
-use super::mime::{write_header, write_raw, Writer};
 use super::Directory;
 
 /// Headers whose addresses may carry a member's real name.

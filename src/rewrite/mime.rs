@@ -12,7 +12,6 @@
 //! an opaque Content-ID.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use mail_builder::headers::content_type::ContentType as OutContentType;
 use mail_builder::headers::text::Text;
@@ -20,9 +19,9 @@ use mail_parser::{ContentType, HeaderValue, Message, MessagePart, MimeHeaders, P
 
 use super::body::{self, choose_encoding, write_base64, write_text};
 use super::classify::{self, Kind};
+use super::emit::{write_header, write_raw, Writer};
 use super::leaf;
-use super::mapper::Mapper;
-use super::{headers, report, Context, Directory, RewriteError, Uncheckable};
+use super::{headers, report, RewriteError, Uncheckable};
 
 /// Subtypes whose lines are folded iCalendar/vCard style.
 const FOLDED_SUBTYPES: &[&str] = &["calendar", "vcard", "x-vcard", "directory", "ics"];
@@ -31,38 +30,7 @@ const FOLDED_SUBTYPES: &[&str] = &["calendar", "vcard", "x-vcard", "directory", 
 /// `application/ics`); they are rewritten like text parts when they are valid UTF-8.
 const TEXTUAL_APPLICATION: &[&str] = &["ics", "x-vcard", "vcard"];
 
-/// Writes the rewritten message; holds the per-message state.
-pub struct Writer<'m> {
-    pub map: Mapper<'m>,
-    ctx: &'m Context<'m>,
-    dir: &'m dyn Directory,
-    /// Multipart and embedded-message levels open (see [`classify::MAX_DEPTH`]).
-    depth: u32,
-    /// Original Content-ID (no brackets) → opaque replacement.
-    content_ids: HashMap<String, String>,
-    boundaries: u32,
-}
-
 impl<'m> Writer<'m> {
-    pub fn new(ctx: &'m Context<'m>, dir: &'m dyn Directory) -> Self {
-        Writer {
-            map: Mapper::new(ctx, dir),
-            ctx,
-            dir,
-            depth: 0,
-            content_ids: HashMap::new(),
-            boundaries: 0,
-        }
-    }
-
-    pub fn context(&self) -> &'m Context<'m> {
-        self.ctx
-    }
-
-    pub fn directory(&self) -> &'m dyn Directory {
-        self.dir
-    }
-
     /// First pass over the whole tree: learn members' real names from every address
     /// header and give every Content-ID its opaque replacement.
     pub fn prepare(&mut self, msg: &Message<'_>) {
@@ -87,15 +55,6 @@ impl<'m> Writer<'m> {
                 _ => {}
             }
         }
-    }
-
-    fn next_boundary(&mut self) -> String {
-        self.boundaries += 1;
-        format!(
-            "=_rm{:04x}_{}",
-            self.boundaries,
-            hex::encode(&self.ctx.nonce[..12])
-        )
     }
 
     /// Writes part `id` of `msg`: its Content-* headers, a blank line and its body.
@@ -512,20 +471,6 @@ fn language(value: &HeaderValue<'_>) -> Option<String> {
         .filter(|t| t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
         .collect();
     (!tags.is_empty()).then(|| tags.join(", "))
-}
-
-pub fn write_header(out: &mut Vec<u8>, name: &str, value: &impl mail_builder::headers::Header) {
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b": ");
-    value.write_header(out, name.len() + 2);
-}
-
-/// A header whose value is short, ASCII and needs no folding or encoding.
-pub fn write_raw(out: &mut Vec<u8>, name: &str, value: &str) {
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value.as_bytes());
-    out.extend_from_slice(b"\r\n");
 }
 
 fn write_content_type(

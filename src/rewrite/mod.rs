@@ -47,6 +47,7 @@
 
 mod body;
 mod classify;
+mod emit;
 mod find;
 mod headers;
 mod ids;
@@ -63,17 +64,9 @@ use mail_parser::{HeaderName, MessageParser, PartType};
 
 use time::OffsetDateTime;
 
-use crate::address::{Alias, Domain, RealAddress};
+pub use crate::address::Member;
+use crate::address::{Domain, RealAddress};
 use crate::keys::Keys;
-
-/// A member as rewrite sees them.
-#[derive(Debug, Clone)]
-pub struct Member {
-    pub alias: Alias,
-    pub real: RealAddress,
-    /// The display name the member chose for their alias (none by default).
-    pub display_name: Option<String>,
-}
 
 /// What rewrite may ask about members and earlier messages. Filled by the caller; no I/O.
 pub trait Directory {
@@ -332,7 +325,7 @@ pub fn rewrite(raw: &[u8], ctx: &Context, dir: &dyn Directory) -> Result<Rewritt
     }
     let ctx: &Context<'_> = ctx;
     let message_id = ids::issue(&ctx.nonce, ctx.keys, ctx.domain);
-    let mut w = mime::Writer::new(ctx, dir);
+    let mut w = emit::Writer::new(ctx, dir);
     w.prepare(&msg);
     let mut out = Vec::with_capacity(raw.len() + raw.len() / 4 + 512);
     headers::write_top(&mut w, &msg, dir, &message_id, &mut out);

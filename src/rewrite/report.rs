@@ -19,7 +19,7 @@
 
 use mail_parser::MessageParser;
 
-use super::mime::Writer;
+use super::emit::Writer;
 use super::{headers, ids};
 
 /// The kinds of report part.

@@ -4,7 +4,7 @@ use mail_parser::MimeHeaders;
 use time::macros::datetime;
 
 use super::*;
-use crate::address::{AliasName, RealAddress};
+use crate::address::{Alias, AliasName, RealAddress};
 
 fn domain() -> Domain {
     Domain::parse("remailer.test").unwrap()

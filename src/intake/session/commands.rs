@@ -2,18 +2,16 @@
 //! RCPT (through [`Policy`](crate::policy::Policy), with refusals counted per client), DATA
 //! and its end, and the refusal of what this service does not offer (BDAT, AUTH, …).
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use smtp_proto::{Error as ProtoError, Request, MAIL_SMTPUTF8};
 use tokio::time::Instant;
 
 use super::{Mode, Next, Session, Transfer};
+use crate::envelope::{Recipient, Sender, Transaction};
 use crate::intake::command::{self, Refused};
 use crate::intake::data::{BareLineEnd, DataEnd, DataReceiver};
-use crate::intake::reply::Reply;
-use crate::policy::{Recipient, Sender};
-use crate::remail::Transaction;
+use crate::reply::{Answer, Reply};
 
 impl Session {
     /// Checks and parses one complete command line, and handles it.
@@ -45,32 +43,23 @@ impl Session {
 
     fn syntax_error(&mut self, error: ProtoError, out: &mut Vec<u8>) -> Next {
         self.errors += 1;
-        let reply = match error {
-            ProtoError::ResponseTooLong => Reply::new(500, [5, 5, 2], "Line too long"),
-            ProtoError::UnknownCommand => Reply::new(500, [5, 5, 1], "Command not recognized"),
-            ProtoError::InvalidSenderAddress => {
-                Reply::new(553, [5, 1, 7], "Sender address is not valid")
-            }
-            ProtoError::InvalidRecipientAddress => {
-                Reply::new(553, [5, 1, 3], "Recipient address is not valid")
-            }
-            ProtoError::SyntaxError { syntax } => {
-                Reply::new(501, [5, 5, 4], format!("Syntax: {syntax}"))
-            }
-            ProtoError::InvalidParameter { param } => {
-                Reply::new(501, [5, 5, 4], format!("Invalid parameter {param}"))
-            }
-            ProtoError::UnsupportedParameter { param } => Reply::new(
-                555,
-                [5, 5, 4],
-                format!(
-                    "Unsupported parameter {}",
-                    param.chars().take(40).collect::<String>()
-                ),
-            ),
-            _ => Reply::new(500, [5, 5, 2], "Syntax error"),
+        let answer = match error {
+            ProtoError::ResponseTooLong => Answer::LineTooLong,
+            ProtoError::UnknownCommand => Answer::UnknownCommand,
+            ProtoError::InvalidSenderAddress => Answer::SenderSyntax,
+            ProtoError::InvalidRecipientAddress => Answer::RecipientSyntax,
+            ProtoError::SyntaxError { syntax } => Answer::Syntax {
+                syntax: syntax.to_string(),
+            },
+            ProtoError::InvalidParameter { param } => Answer::InvalidParameter {
+                param: param.to_string(),
+            },
+            ProtoError::UnsupportedParameter { param } => Answer::UnsupportedParameter {
+                param: param.to_string(),
+            },
+            _ => Answer::SyntaxError,
         };
-        reply.write(out);
+        Reply::from(answer).write(out);
         Next::Continue
     }
 
@@ -88,7 +77,10 @@ impl Session {
             Request::Helo { host } => {
                 self.helo = Some(host);
                 self.reset();
-                Reply::new(250, [2, 0, 0], self.intake.hostname.clone())
+                Answer::Helo {
+                    hostname: self.intake.hostname.clone(),
+                }
+                .into()
             }
             Request::Mail { from } => self.mail(from).await,
             Request::Rcpt { to } => {
@@ -114,34 +106,29 @@ impl Session {
             Request::Bdat { chunk_size, .. } => return self.bdat(chunk_size, mode, out),
             Request::Rset => {
                 self.reset();
-                Reply::new(250, [2, 0, 0], "OK")
+                Answer::Ok.into()
             }
-            Request::Noop { .. } => Reply::new(250, [2, 0, 0], "OK"),
+            Request::Noop { .. } => Answer::Ok.into(),
             Request::Quit => {
-                Reply::new(221, [2, 0, 0], "Bye").write(out);
+                Reply::from(Answer::Bye).write(out);
                 return Next::Quit;
             }
             Request::StartTls => {
                 if self.tls || self.intake.tls_acceptor().is_none() {
-                    Reply::new(502, [5, 5, 1], "STARTTLS not available")
+                    Answer::TlsUnavailable.into()
                 } else {
-                    Reply::new(220, [2, 0, 0], "Ready to start TLS").write(out);
+                    Reply::from(Answer::TlsReady).write(out);
                     return Next::StartTls;
                 }
             }
-            Request::Vrfy { .. } | Request::Expn { .. } => Reply::new(
-                252,
-                [2, 5, 2],
-                "Cannot verify addresses; send the message and it will be tried",
-            ),
-            Request::Help { .. } => Reply::new(
-                214,
-                [2, 0, 0],
-                "This is a remailer. See its web page to register.",
-            ),
+            Request::Vrfy { .. } | Request::Expn { .. } => Answer::CannotVerify.into(),
+            Request::Help { .. } => Answer::Help.into(),
             other => {
                 self.errors += 1;
-                Reply::new(502, [5, 5, 1], format!("{} not implemented", other.name()))
+                Answer::NotImplemented {
+                    command: other.name().to_string(),
+                }
+                .into()
             }
         };
         if !reply.is_positive() && reply.code != 252 {
@@ -155,8 +142,7 @@ impl Session {
         self.helo = Some(host);
         self.reset();
         let smtp = &self.intake.config.smtp;
-        let mut lines = vec![
-            self.intake.hostname.clone(),
+        let mut lines: Vec<String> = vec![
             "PIPELINING".into(),
             format!("SIZE {}", smtp.max_message_size),
             "8BITMIME".into(),
@@ -166,18 +152,15 @@ impl Session {
         if !self.tls && self.intake.tls_acceptor().is_some() {
             lines.push("STARTTLS".into());
         }
-        for (i, line) in lines.iter().enumerate() {
-            let sep = if i + 1 == lines.len() { ' ' } else { '-' };
-            out.extend_from_slice(format!("250{sep}{line}\r\n").as_bytes());
-        }
+        crate::reply::ehlo(&self.intake.hostname, &lines, out);
     }
 
     async fn mail(&mut self, from: smtp_proto::MailFrom<String>) -> Reply {
         if self.helo.is_none() {
-            return Reply::new(503, [5, 5, 1], "Say EHLO first");
+            return Answer::EhloFirst.into();
         }
         if self.sender.is_some() {
-            return Reply::new(503, [5, 5, 1], "Nested MAIL command");
+            return Answer::NestedMail.into();
         }
         if from.size > self.intake.config.smtp.max_message_size {
             return self.size_refusal();
@@ -199,40 +182,40 @@ impl Session {
                 self.sender = Some(sender);
                 self.smtputf8 = smtputf8;
                 self.mail_from = from.address;
-                Reply::new(250, [2, 1, 0], "Sender OK")
+                Answer::SenderOk.into()
             }
-            Err(reply) => reply,
+            Err(refusal) => refusal.into(),
         }
     }
 
     async fn rcpt(&mut self, to: smtp_proto::RcptTo<String>) -> Reply {
         let Some(sender) = &self.sender else {
-            return Reply::new(503, [5, 5, 1], "MAIL first");
+            return Answer::MailFirst.into();
         };
         if !to.address.is_ascii() && !self.smtputf8 {
             return command::needs_smtputf8();
         }
         if self.recipients.len() >= self.intake.config.smtp.max_recipients {
-            return Reply::new(452, [4, 5, 3], "Too many recipients");
+            return Answer::TooManyRecipients.into();
         }
         match self.intake.policy.recipient(sender, &to.address).await {
             Ok(rcpt) => {
-                if !self.recipients.iter().any(|r| same_recipient(r, &rcpt)) {
-                    if let Err(reply) = self.rate_limit(&rcpt) {
+                if !self.recipients.iter().any(|r| r.same_as(&rcpt)) {
+                    if let Err(refusal) = self.rate_limit(&rcpt) {
                         tracing::info!(session = %self.id, "recipient refused by a rate limit");
-                        return reply;
+                        return refusal.into();
                     }
                     self.recipients.push(rcpt);
                 }
-                Reply::new(250, [2, 1, 5], "Recipient OK")
+                Answer::RecipientOk.into()
             }
-            Err(reply) => reply,
+            Err(refusal) => refusal.into(),
         }
     }
 
     /// The member and alias rate limits for a message from a member to an alias: the
     /// member's count is taken once per transaction, the alias's once per recipient.
-    fn rate_limit(&mut self, rcpt: &Recipient) -> Result<(), Reply> {
+    fn rate_limit(&mut self, rcpt: &Recipient) -> Result<(), crate::reply::Refusal> {
         let (Some(Sender::Member(member)), Recipient::Alias(alias)) = (&self.sender, rcpt) else {
             return Ok(());
         };
@@ -246,16 +229,12 @@ impl Session {
 
     fn data_ready(&self) -> Result<Reply, Reply> {
         if self.sender.is_none() {
-            return Err(Reply::new(503, [5, 5, 1], "MAIL first"));
+            return Err(Answer::MailFirst.into());
         }
         if self.recipients.is_empty() {
-            return Err(Reply::new(554, [5, 5, 1], "No valid recipients"));
+            return Err(Answer::NoValidRecipients.into());
         }
-        Ok(Reply::new(
-            354,
-            [2, 0, 0],
-            "Start mail input; end with <CRLF>.<CRLF>",
-        ))
+        Ok(Answer::StartData.into())
     }
 
     /// `BDAT` (RFC 3030): not offered (no CHUNKING), so refused; its chunk is read and
@@ -263,19 +242,9 @@ impl Session {
     /// skipped in reasonable time: the session is closed instead.
     fn bdat(&mut self, chunk_size: usize, mode: &mut Mode, out: &mut Vec<u8>) -> Next {
         self.errors += 1;
-        Reply::new(
-            502,
-            [5, 5, 1],
-            "BDAT is not supported here (no CHUNKING); send the message with DATA",
-        )
-        .write(out);
+        Reply::from(Answer::BdatRefused).write(out);
         if chunk_size > self.intake.config.smtp.max_message_size {
-            Reply::new(
-                421,
-                [4, 7, 0],
-                "BDAT chunk too large to skip, closing connection",
-            )
-            .write(out);
+            Reply::from(Answer::BdatTooLarge).write(out);
             return Next::Quit;
         }
         if chunk_size > 0 {
@@ -295,7 +264,10 @@ impl Session {
             DataEnd::BareLineEnd(kind) => {
                 self.reset();
                 tracing::info!(session = %self.id, bare = ?kind, "refused a message with a bare line end");
-                bare_line_end_refusal(kind)
+                Answer::BareLineEnd {
+                    lf: kind == BareLineEnd::Lf,
+                }
+                .into()
             }
         }
     }
@@ -313,26 +285,25 @@ impl Session {
         };
         if let Err(refusal) = self.intake.policy.authenticate(&tx).await {
             self.reset();
-            return refusal;
+            return refusal.into();
         }
-        let reply = self.intake.remail.accept(tx).await;
-        if reply.code == 250 {
-            crate::metrics::accepted();
-        }
+        let reply = match self.intake.remail.accept(tx).await {
+            Ok(accepted) => {
+                crate::metrics::accepted();
+                accepted.into()
+            }
+            Err(refusal) => refusal.into(),
+        };
         self.reset();
         reply
     }
 
     fn size_refusal(&self) -> Reply {
         crate::metrics::refused(crate::metrics::Refusal::Size);
-        Reply::new(
-            552,
-            [5, 3, 4],
-            Cow::Owned(format!(
-                "Message too big (limit {} bytes)",
-                self.intake.config.smtp.max_message_size
-            )),
-        )
+        Answer::TooBig {
+            limit: self.intake.config.smtp.max_message_size,
+        }
+        .into()
     }
 
     pub(super) fn reset(&mut self) {
@@ -350,31 +321,5 @@ fn transfer(sink: Transfer) -> Mode {
         sink,
         started: Instant::now(),
         bytes: 0,
-    }
-}
-
-/// The refusal of a message with a bare CR or LF (which is how every smuggling look-alike
-/// of `<CR><LF>.<CR><LF>` reaches us; see [`super::data`]).
-fn bare_line_end_refusal(kind: BareLineEnd) -> Reply {
-    let what = match kind {
-        BareLineEnd::Lf => "a bare LF (a line end without CR)",
-        BareLineEnd::Cr => "a bare CR (a CR not followed by LF)",
-    };
-    Reply::new(
-        550,
-        [5, 6, 0],
-        format!(
-            "Message refused: it contains {what}.\n\
-             Lines in SMTP mail must end with CR LF (RFC 5321 section 2.3.8); nothing of it was accepted."
-        ),
-    )
-}
-
-fn same_recipient(a: &Recipient, b: &Recipient) -> bool {
-    match (a, b) {
-        (Recipient::Alias(x), Recipient::Alias(y)) => x.id == y.id,
-        (Recipient::Bounce(x), Recipient::Bounce(y)) => x == y,
-        (Recipient::Postmaster, Recipient::Postmaster) => true,
-        _ => false,
     }
 }

@@ -25,10 +25,10 @@ use tokio::time::Instant;
 use super::clients::Client;
 use super::command::{LineEvent, LineReader};
 use super::data::DataReceiver;
-use super::reply::Reply;
 use super::slots::SlotGuard;
 use super::Intake;
-use crate::policy::{Recipient, Sender};
+use crate::envelope::{Recipient, Sender};
+use crate::reply::{Answer, Reply};
 use crate::sender_auth::SpfCheck;
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -155,8 +155,9 @@ impl Session {
     async fn converse(&mut self, stream: &mut Box<dyn Io>) -> std::io::Result<Next> {
         let mut out = Vec::with_capacity(512);
         if !self.tls {
-            let greeting = format!("220 {} ESMTP remailer\r\n", self.intake.hostname);
-            self.send(stream, greeting.as_bytes()).await?;
+            let mut greeting = Vec::new();
+            crate::reply::greeting(&self.intake.hostname, &mut greeting);
+            self.send(stream, &greeting).await?;
         }
         let mut mode = Mode::Command(LineReader::default());
         let mut buf = vec![0u8; 16 * 1024];
@@ -176,7 +177,7 @@ impl Session {
                 rest = &rest[used..];
                 let next = match next {
                     Next::Continue if self.errors >= self.intake.config.smtp.max_errors => {
-                        out.extend_from_slice(b"421 4.7.0 Too many errors, closing connection\r\n");
+                        Reply::from(Answer::TooManyErrors).write(&mut out);
                         Next::Quit
                     }
                     next => next,
@@ -261,18 +262,10 @@ impl Session {
             Some(read.await)
         };
         Ok(match read {
-            None if self.slot.stopping() => Wait::Close(Reply::new(
-                421,
-                [4, 3, 2],
-                "Service shutting down, try again later",
-            )),
+            None if self.slot.stopping() => Wait::Close(Answer::ShuttingDown.into()),
             None => {
                 tracing::debug!(session = %self.id, "closed an idle session to make room");
-                Wait::Close(Reply::new(
-                    421,
-                    [4, 3, 2],
-                    "Service busy: closing idle connection, try again later",
-                ))
+                Wait::Close(Answer::ClosingIdle.into())
             }
             Some(Err(_)) => Wait::Close(limit.reply(self.intake.config.smtp.min_data_rate)),
             Some(Ok(Ok(0))) => Wait::Closed,
@@ -346,20 +339,10 @@ enum Limit {
 impl Limit {
     fn reply(self, min_rate: u64) -> Reply {
         match self {
-            Limit::Idle => Reply::new(421, [4, 4, 2], "Idle too long, closing connection"),
-            Limit::Session => Reply::new(
-                421,
-                [4, 4, 2],
-                "Session time limit reached, closing connection",
-            ),
-            Limit::DataRate => Reply::new(
-                421,
-                [4, 4, 2],
-                format!(
-                    "Message data arrives too slowly (under {min_rate} bytes per second), \
-                     closing connection"
-                ),
-            ),
+            Limit::Idle => Answer::IdleTooLong,
+            Limit::Session => Answer::SessionTime,
+            Limit::DataRate => Answer::DataTooSlow { min_rate },
         }
+        .into()
     }
 }
