@@ -14,7 +14,7 @@ use rand::RngCore;
 use crate::address::{Domain, RealAddress};
 use crate::bounce::BounceToken;
 use crate::bounces::{Bounces, Outcome};
-use crate::config::Config;
+use crate::config::{Config, PrivacyConfig};
 use crate::delivery::schedule::{now_ms, Schedule};
 use crate::delivery::Delivery;
 use crate::dkim::DkimKeys;
@@ -31,12 +31,40 @@ use crate::store::{now_unix, SendLogEntry, SendOutcome, ThreadLink};
 /// message can cause); later ones are left as they are.
 const MAX_LOOKUPS: usize = 100;
 
+/// The parts of the configuration remail uses, read once when the service starts.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub domain: Domain,
+    /// `[privacy]`: the send log and how long thread links are kept.
+    pub privacy: PrivacyConfig,
+    /// `policy.strip_signatures`.
+    pub strip_signatures: bool,
+    /// `policy.hard_bounce_limit`.
+    pub hard_bounce_limit: u32,
+    /// `delivery.delay` and `delivery.pool_interval`.
+    pub schedule: Schedule,
+    /// `policy.postmaster`: where mail for postmaster@ and abuse@ goes.
+    pub postmaster: Option<RealAddress>,
+}
+
+impl Settings {
+    pub fn of(config: &Config) -> Self {
+        Settings {
+            domain: config.domain(),
+            privacy: config.privacy.clone(),
+            strip_signatures: config.policy.strip_signatures,
+            hard_bounce_limit: config.policy.hard_bounce_limit,
+            schedule: Schedule::new(&config.delivery),
+            postmaster: config.postmaster(),
+        }
+    }
+}
+
 pub struct Remail {
-    config: Arc<Config>,
+    settings: Settings,
     bounces: Bounces,
     threads: tokio::sync::mpsc::UnboundedSender<ThreadLink>,
     dkim: Arc<DkimKeys>,
-    domain: Domain,
     members: Members,
     keys: Arc<Keys>,
     spool: Arc<Spool>,
@@ -51,7 +79,7 @@ fn local_error(e: impl std::fmt::Display) -> Refusal {
 
 impl Remail {
     pub fn new(
-        config: Arc<Config>,
+        settings: Settings,
         members: Members,
         keys: Arc<Keys>,
         spool: Arc<Spool>,
@@ -61,18 +89,17 @@ impl Remail {
     ) -> Self {
         let threads = spawn_thread_recorder(
             members.clone(),
-            config.privacy.send_log_days as i64 * 86_400,
+            settings.privacy.send_log_days as i64 * 86_400,
         );
         let bounces = Bounces::new(
             members.clone(),
             delivery.clone(),
-            config.policy.hard_bounce_limit,
+            settings.hard_bounce_limit,
         );
         Remail {
             bounces,
             threads,
-            domain: config.domain(),
-            config,
+            settings,
             dkim,
             members,
             keys,
@@ -125,12 +152,12 @@ impl Remail {
         }
         let snapshot = self.snapshot(&scan).await?;
         let job = Job {
-            domain: self.domain.clone(),
+            domain: self.settings.domain.clone(),
             keys: self.keys.clone(),
             dkim: self.dkim.clone(),
             spool: self.spool.clone(),
-            strip_signatures: self.config.policy.strip_signatures,
-            schedule: Schedule::new(&self.config.delivery),
+            strip_signatures: self.settings.strip_signatures,
+            schedule: self.settings.schedule,
             sender: sender.clone(),
             recipients: to.iter().map(|m| (*m).clone()).collect(),
             snapshot,
@@ -159,7 +186,7 @@ impl Remail {
     /// its outcome can be set when delivery ends. The message is already durable: a failure
     /// here costs only the log entry.
     async fn log_sends(&self, sender: &MemberEntry, to: &[&MemberEntry], entries: &[Entry]) {
-        if !self.config.privacy.send_log {
+        if !self.settings.privacy.send_log {
             return;
         }
         let rows: Vec<SendLogEntry> = entries
@@ -185,7 +212,7 @@ impl Remail {
         let (issued, Some(original)) = ids else {
             return;
         };
-        let expires = now_unix() + self.config.privacy.thread_map_days as i64 * 86_400;
+        let expires = now_unix() + self.settings.privacy.thread_map_days as i64 * 86_400;
         let _ = self.threads.send((
             issued,
             self.keys.seal(original.as_bytes()),
@@ -214,14 +241,14 @@ impl Remail {
             let Ok(real) = RealAddress::parse_any(addr) else {
                 continue;
             };
-            if snap.knows(&real) || self.domain.covers(real.domain()) {
+            if snap.knows(&real) || self.settings.domain.covers(real.domain()) {
                 continue;
             }
             if let Some(entry) = self.members.by_real(&real).await.map_err(local_error)? {
                 snap.add_member(entry.member);
             }
         }
-        let suffix = format!("@{}", self.domain);
+        let suffix = format!("@{}", self.settings.domain);
         let now = now_unix();
         for id in scan
             .referenced_ids
@@ -247,12 +274,12 @@ impl Remail {
     /// Forwards mail for postmaster@/abuse@ to the operator, attached unchanged to a signed
     /// message from the service.
     async fn to_postmaster(&self, tx: &Transaction) -> Result<(), Refusal> {
-        let Some(operator) = self.config.postmaster() else {
+        let Some(operator) = &self.settings.postmaster else {
             return Ok(());
         };
-        let message = crate::notices::for_postmaster(&self.domain, &operator, &tx.message);
+        let message = crate::notices::for_postmaster(&self.settings.domain, operator, &tx.message);
         self.delivery
-            .queue_notice(&operator, message)
+            .queue_notice(operator, message)
             .await
             .map_err(local_error)?;
         tracing::info!(session = %tx.session, size = tx.message.len(), "mail for postmaster forwarded to the operator");

@@ -234,7 +234,7 @@ pub async fn serve(config: Config) -> Result<(), ServiceError> {
         delivery.clone(),
     ));
     let remail = Remail::new(
-        config.clone(),
+        crate::remail::Settings::of(&config),
         members.clone(),
         keys.clone(),
         spool,
@@ -248,7 +248,12 @@ pub async fn serve(config: Config) -> Result<(), ServiceError> {
         auth,
         config.postmaster().is_some(),
     );
-    let intake = Arc::new(Intake::new(config.clone(), policy, remail, tls));
+    let intake = Arc::new(Intake::new(
+        crate::intake::Settings::of(&config),
+        policy,
+        remail,
+        tls,
+    ));
 
     let (stop_tx, stop_rx) = watch::channel(false);
     // Bound before the SMTP and web listeners: once they answer, so does /metrics.

@@ -201,7 +201,7 @@ impl World {
             )
             .expect("sender auth");
             let remail = Remail::new(
-                config.clone(),
+                crate::remail::Settings::of(&config),
                 members.clone(),
                 keys,
                 spool,
@@ -210,7 +210,12 @@ impl World {
                 auth.clone(),
             );
             let policy = Policy::new(members, &config.web.public_url, auth, true);
-            Arc::new(Intake::new(config.clone(), policy, remail, None))
+            Arc::new(Intake::new(
+                crate::intake::Settings::of(&config),
+                policy,
+                remail,
+                None,
+            ))
         });
         World {
             intake: Some(intake),

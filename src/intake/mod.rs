@@ -20,7 +20,7 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::Config;
+use crate::config::{Config, LimitsConfig, SmtpConfig};
 use crate::policy::Policy;
 use crate::remail::Remail;
 use crate::reply::{Answer, Reply};
@@ -30,9 +30,31 @@ use slots::Slots;
 /// How long a new connection waits for the slot of an idle session asked to close.
 const MAKE_ROOM_WAIT: Duration = Duration::from_secs(2);
 
+/// The parts of the configuration intake uses, read once when the service starts.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `[smtp]`: listeners, limits and time limits of sessions.
+    pub smtp: SmtpConfig,
+    /// `[limits]`: the per-client connection and command rates, the per-member and per-alias
+    /// message rates.
+    pub limits: LimitsConfig,
+    /// The name in the greeting and EHLO (`smtp.hostname`, else `domain`).
+    pub hostname: String,
+}
+
+impl Settings {
+    pub fn of(config: &Config) -> Self {
+        Settings {
+            smtp: config.smtp.clone(),
+            limits: config.limits.clone(),
+            hostname: config.hostname(),
+        }
+    }
+}
+
 /// Everything a session needs, shared by all sessions.
 pub struct Intake {
-    pub config: Arc<Config>,
+    pub smtp: SmtpConfig,
     pub hostname: String,
     pub policy: Policy,
     pub remail: Remail,
@@ -46,27 +68,31 @@ pub struct Intake {
 
 impl Intake {
     pub fn new(
-        config: Arc<Config>,
+        settings: Settings,
         policy: Policy,
         remail: Remail,
         tls: Option<TlsAcceptor>,
     ) -> Self {
-        let smtp = &config.smtp;
-        let limits = clients::Limits {
+        let Settings {
+            smtp,
+            limits,
+            hostname,
+        } = settings;
+        let client_limits = clients::Limits {
             max_connections: smtp.max_connections_per_client,
             max_refusals: smtp.max_refusals_per_client,
             window: Duration::from_secs(smtp.refusal_window),
-            connections_per_minute: config.limits.connections_per_client_per_minute,
-            commands_per_minute: config.limits.commands_per_client_per_minute,
-            minute: Duration::from_secs(config.limits.minute),
+            connections_per_minute: limits.connections_per_client_per_minute,
+            commands_per_minute: limits.commands_per_client_per_minute,
+            minute: Duration::from_secs(limits.minute),
         };
         Intake {
-            hostname: config.hostname(),
+            hostname,
             connections: Arc::new(Semaphore::new(smtp.max_connections)),
-            clients: Clients::new(limits),
+            clients: Clients::new(client_limits),
             slots: Arc::new(Slots::default()),
-            limits: crate::rate_limits::MessageLimits::new(&config.limits),
-            config,
+            limits: crate::rate_limits::MessageLimits::new(&limits),
+            smtp,
             policy,
             remail,
             tls: RwLock::new(tls),

@@ -97,7 +97,7 @@ impl Session {
             }
             Request::Data => match self.data_ready() {
                 Ok(reply) => {
-                    let limit = self.intake.config.smtp.max_message_size;
+                    let limit = self.intake.smtp.max_message_size;
                     *mode = transfer(Transfer::Data(DataReceiver::new(limit)));
                     reply
                 }
@@ -141,7 +141,7 @@ impl Session {
     fn ehlo(&mut self, host: String, out: &mut Vec<u8>) {
         self.helo = Some(host);
         self.reset();
-        let smtp = &self.intake.config.smtp;
+        let smtp = &self.intake.smtp;
         let mut lines: Vec<String> = vec![
             "PIPELINING".into(),
             format!("SIZE {}", smtp.max_message_size),
@@ -162,7 +162,7 @@ impl Session {
         if self.sender.is_some() {
             return Answer::NestedMail.into();
         }
-        if from.size > self.intake.config.smtp.max_message_size {
+        if from.size > self.intake.smtp.max_message_size {
             return self.size_refusal();
         }
         let smtputf8 = from.flags & MAIL_SMTPUTF8 != 0;
@@ -195,7 +195,7 @@ impl Session {
         if !to.address.is_ascii() && !self.smtputf8 {
             return command::needs_smtputf8();
         }
-        if self.recipients.len() >= self.intake.config.smtp.max_recipients {
+        if self.recipients.len() >= self.intake.smtp.max_recipients {
             return Answer::TooManyRecipients.into();
         }
         match self.intake.policy.recipient(sender, &to.address).await {
@@ -243,7 +243,7 @@ impl Session {
     fn bdat(&mut self, chunk_size: usize, mode: &mut Mode, out: &mut Vec<u8>) -> Next {
         self.errors += 1;
         Reply::from(Answer::BdatRefused).write(out);
-        if chunk_size > self.intake.config.smtp.max_message_size {
+        if chunk_size > self.intake.smtp.max_message_size {
             Reply::from(Answer::BdatTooLarge).write(out);
             return Next::Quit;
         }
@@ -301,7 +301,7 @@ impl Session {
     fn size_refusal(&self) -> Reply {
         crate::metrics::refused(crate::metrics::Refusal::Size);
         Answer::TooBig {
-            limit: self.intake.config.smtp.max_message_size,
+            limit: self.intake.smtp.max_message_size,
         }
         .into()
     }

@@ -108,7 +108,7 @@ pub(super) async fn run<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let now = Instant::now();
-    let smtp = &intake.config.smtp;
+    let smtp = &intake.smtp;
     let deadline = now + Duration::from_secs(smtp.session_timeout);
     let command_deadline = now + Duration::from_secs(smtp.command_timeout);
     let mut session = Session {
@@ -176,7 +176,7 @@ impl Session {
                 let (used, next) = self.consume(rest, &mut mode, &mut out).await;
                 rest = &rest[used..];
                 let next = match next {
-                    Next::Continue if self.errors >= self.intake.config.smtp.max_errors => {
+                    Next::Continue if self.errors >= self.intake.smtp.max_errors => {
                         Reply::from(Answer::TooManyErrors).write(&mut out);
                         Next::Quit
                     }
@@ -237,7 +237,7 @@ impl Session {
     /// The next command must arrive within `smtp.command_timeout` from now.
     fn restart_command_clock(&mut self) {
         self.command_deadline =
-            Instant::now() + Duration::from_secs(self.intake.config.smtp.command_timeout);
+            Instant::now() + Duration::from_secs(self.intake.smtp.command_timeout);
     }
 
     /// Waits for input, within the time limits of the current mode. While waiting for a
@@ -267,7 +267,7 @@ impl Session {
                 tracing::debug!(session = %self.id, "closed an idle session to make room");
                 Wait::Close(Answer::ClosingIdle.into())
             }
-            Some(Err(_)) => Wait::Close(limit.reply(self.intake.config.smtp.min_data_rate)),
+            Some(Err(_)) => Wait::Close(limit.reply(self.intake.smtp.min_data_rate)),
             Some(Ok(Ok(0))) => Wait::Closed,
             Some(Ok(Ok(n))) => Wait::Bytes(n),
             Some(Ok(Err(e))) => return Err(e),
@@ -276,7 +276,7 @@ impl Session {
 
     /// The earliest time limit that applies to the next read, and which one it is.
     fn read_deadline(&self, mode: &Mode) -> (Instant, Limit) {
-        let smtp = &self.intake.config.smtp;
+        let smtp = &self.intake.smtp;
         let mut limits = vec![(self.deadline, Limit::Session)];
         match mode {
             Mode::Command(_) => limits.push((self.command_deadline, Limit::Idle)),
@@ -295,7 +295,7 @@ impl Session {
 
     /// Writes to the client, who must take it within `smtp.command_timeout`.
     async fn send(&self, stream: &mut Box<dyn Io>, bytes: &[u8]) -> std::io::Result<()> {
-        let limit = Duration::from_secs(self.intake.config.smtp.command_timeout);
+        let limit = Duration::from_secs(self.intake.smtp.command_timeout);
         tokio::time::timeout(limit, stream.write_all(bytes))
             .await
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "client not reading"))?
@@ -306,7 +306,7 @@ impl Session {
     /// holds its connection slot no longer than an idle one.
     async fn upgrade(&mut self, stream: Box<dyn Io>) -> Option<Box<dyn Io>> {
         let acceptor = self.intake.tls_acceptor()?;
-        let limit = Duration::from_secs(self.intake.config.smtp.command_timeout).min(MAX_HANDSHAKE);
+        let limit = Duration::from_secs(self.intake.smtp.command_timeout).min(MAX_HANDSHAKE);
         let handshake = tokio::time::timeout(limit, acceptor.accept(stream)).await;
         match handshake {
             Ok(Ok(tls)) => {
@@ -314,7 +314,7 @@ impl Session {
                 self.helo = None;
                 self.reset();
                 self.command_deadline =
-                    Instant::now() + Duration::from_secs(self.intake.config.smtp.command_timeout);
+                    Instant::now() + Duration::from_secs(self.intake.smtp.command_timeout);
                 Some(Box::new(tls))
             }
             _ => {
