@@ -20,9 +20,21 @@ use crate::address::RealAddress;
 use crate::bounce::BounceToken;
 use crate::delivery::Delivery;
 use crate::dsn::{self, BounceKind, Report};
-use crate::members::{MemberEntry, Members};
+use crate::members::{MemberEntry, Members, MembersError};
 use crate::notices::{self, Undelivered};
 use crate::store::{BounceReport, BounceTally};
+
+/// Why a report could not be handled (it is then refused with a temporary error, and comes
+/// again).
+#[derive(Debug, thiserror::Error)]
+pub enum BouncesError {
+    /// The members directory or its store failed.
+    #[error(transparent)]
+    Members(#[from] MembersError),
+    /// A notice could not be queued (delivery says why, in words).
+    #[error("{0}")]
+    Notice(String),
+}
 
 /// Hard bounces pause an alias only when their tokens were made on this many distinct days.
 pub const PAUSE_MIN_DAYS: i64 = 2;
@@ -57,7 +69,7 @@ impl Bounces {
         }
     }
 
-    pub async fn handle(&self, token: BounceToken, raw: &[u8]) -> Result<Outcome, String> {
+    pub async fn handle(&self, token: BounceToken, raw: &[u8]) -> Result<Outcome, BouncesError> {
         let report = dsn::classify(raw);
         crate::metrics::bounce(match &report {
             Report::Bounce { kind, .. } if *kind == BounceKind::Hard => "hard",
@@ -113,8 +125,8 @@ impl Bounces {
         }
     }
 
-    async fn member(&self, id: i64) -> Result<Option<MemberEntry>, String> {
-        self.members.by_id(id).await.map_err(|e| e.to_string())
+    async fn member(&self, id: i64) -> Result<Option<MemberEntry>, BouncesError> {
+        Ok(self.members.by_id(id).await?)
     }
 
     /// Records the report once per token; counting and pausing happen in one store call.
@@ -123,7 +135,7 @@ impl Bounces {
         token: &BounceToken,
         recipient: &MemberEntry,
         hard: bool,
-    ) -> Result<BounceTally, String> {
+    ) -> Result<BounceTally, BouncesError> {
         let report = BounceReport {
             token_hash: token.record_key(self.members.keys()),
             alias_id: recipient.id,
@@ -132,17 +144,14 @@ impl Bounces {
             limit: self.hard_bounce_limit,
             min_days: PAUSE_MIN_DAYS,
         };
-        self.members
-            .record_bounce(&report)
-            .await
-            .map_err(|e| e.to_string())
+        Ok(self.members.record_bounce(&report).await?)
     }
 
     async fn tell_sender(
         &self,
         sender: &MemberEntry,
         recipient: &MemberEntry,
-    ) -> Result<(), String> {
+    ) -> Result<(), BouncesError> {
         let alias = recipient.member.alias.address();
         let notice = notices::undelivered(
             self.members.domain(),
@@ -153,6 +162,7 @@ impl Bounces {
         self.delivery
             .queue_notice(&sender.member.real, notice)
             .await
+            .map_err(BouncesError::Notice)
     }
 
     /// The alias was just paused (by this report): its member is told, once.
@@ -161,7 +171,7 @@ impl Bounces {
         recipient: &MemberEntry,
         messages: i64,
         days: i64,
-    ) -> Result<(), String> {
+    ) -> Result<(), BouncesError> {
         tracing::warn!(
             hard_bounces = messages,
             days,
@@ -177,6 +187,7 @@ impl Bounces {
         self.delivery
             .queue_notice(&recipient.member.real, notice)
             .await
+            .map_err(BouncesError::Notice)
     }
 }
 

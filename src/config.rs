@@ -225,39 +225,77 @@ pub struct DelayRange {
 }
 
 impl TryFrom<String> for DelayRange {
-    type Error = String;
+    type Error = DelayRangeError;
 
-    fn try_from(text: String) -> Result<Self, String> {
-        let bad = |why: &str| {
-            format!("delivery.delay {text:?}: {why}; expected MIN..MAX such as \"5m..2h\" (units s, m, h, d)")
+    fn try_from(text: String) -> Result<Self, DelayRangeError> {
+        let bad = |why: DelayProblem| DelayRangeError {
+            text: text.clone(),
+            why,
         };
-        let (min, max) = text.split_once("..").ok_or_else(|| bad("no \"..\""))?;
-        let min = parse_duration(min).map_err(|e| bad(&e))?;
-        let max = parse_duration(max).map_err(|e| bad(&e))?;
+        let (min, max) = text
+            .split_once("..")
+            .ok_or_else(|| bad(DelayProblem::NoDots))?;
+        let min = parse_duration(min).map_err(|e| bad(e.into()))?;
+        let max = parse_duration(max).map_err(|e| bad(e.into()))?;
         if min > max {
-            return Err(bad("the minimum is larger than the maximum"));
+            return Err(bad(DelayProblem::MinAboveMax));
         }
         Ok(DelayRange { min, max })
     }
 }
 
+/// Why `delivery.delay` is not a range.
+#[derive(Debug, Error)]
+#[error("delivery.delay {text:?}: {why}; expected MIN..MAX such as \"5m..2h\" (units s, m, h, d)")]
+pub struct DelayRangeError {
+    text: String,
+    #[source]
+    why: DelayProblem,
+}
+
+#[derive(Debug, Error)]
+pub enum DelayProblem {
+    #[error("no \"..\"")]
+    NoDots,
+    #[error(transparent)]
+    Duration(#[from] DurationValueError),
+    #[error("the minimum is larger than the maximum")]
+    MinAboveMax,
+}
+
+/// Why a text is not a duration (the text is quoted in the message).
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum DurationValueError {
+    #[error("{0:?} is not a number of seconds or a duration")]
+    NotANumber(String),
+    #[error("unknown unit {unit:?} in {text:?}")]
+    UnknownUnit { unit: String, text: String },
+    #[error("{0:?} is too long")]
+    TooLong(String),
+}
+
 /// `90`, `90s`, `5m`, `2h`, `1d` as seconds.
-pub fn parse_duration(text: &str) -> Result<u64, String> {
+pub fn parse_duration(text: &str) -> Result<u64, DurationValueError> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (number, unit) = t.split_at(split);
     let n: u64 = number
         .parse()
-        .map_err(|_| format!("{t:?} is not a number of seconds or a duration"))?;
+        .map_err(|_| DurationValueError::NotANumber(t.to_string()))?;
     let scale = match unit.trim() {
         "" | "s" => 1,
         "m" => 60,
         "h" => 3600,
         "d" => 86_400,
-        other => return Err(format!("unknown unit {other:?} in {t:?}")),
+        other => {
+            return Err(DurationValueError::UnknownUnit {
+                unit: other.to_string(),
+                text: t.to_string(),
+            })
+        }
     };
     n.checked_mul(scale)
-        .ok_or_else(|| format!("{t:?} is too long"))
+        .ok_or_else(|| DurationValueError::TooLong(t.to_string()))
 }
 
 fn seconds_or_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
@@ -404,8 +442,13 @@ pub struct LogConfig {
 
 /// `host:port` with the port defaulted to 25 (`host`, `1.2.3.4`, `[::1]`), or why it is not
 /// a relay address. A bare IPv6 address is refused (write `[::1]:25`).
-pub fn relay_with_port(relay: &str) -> Result<String, String> {
-    let bad = |why: &str| Err(format!("'{relay}' {why}"));
+pub fn relay_with_port(relay: &str) -> Result<String, RelayError> {
+    let bad = |why: &'static str| {
+        Err(RelayError {
+            relay: relay.to_string(),
+            why,
+        })
+    };
     if relay.is_empty() || relay.contains(char::is_whitespace) {
         return bad("is not host:port");
     }
@@ -444,6 +487,14 @@ pub fn relay_with_port(relay: &str) -> Result<String, String> {
     Ok(format!("{host}:{port}"))
 }
 
+/// Why `delivery.relay` is not `host:port`.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[error("'{relay}' {why}")]
+pub struct RelayError {
+    relay: String,
+    why: &'static str,
+}
+
 /// Socket addresses in the file, with messages that say what is wrong: a listen address
 /// needs its port; a name server's port defaults to 53.
 mod socket {
@@ -451,7 +502,16 @@ mod socket {
 
     use serde::{de::Error, Deserialize, Deserializer};
 
-    pub fn parse(s: &str, default_port: Option<u16>) -> Result<SocketAddr, String> {
+    /// Why a text is not a socket address.
+    #[derive(Debug, thiserror::Error)]
+    pub enum SocketError {
+        #[error("'{text}' has no port: write {example}")]
+        NoPort { text: String, example: SocketAddr },
+        #[error("'{0}' is not an IP:PORT address (names are not resolved here; IPv6 as [::1]:25)")]
+        NotIpPort(String),
+    }
+
+    pub fn parse(s: &str, default_port: Option<u16>) -> Result<SocketAddr, SocketError> {
         let s = s.trim();
         if let Ok(addr) = s.parse::<SocketAddr>() {
             return Ok(addr);
@@ -459,13 +519,11 @@ mod socket {
         let bare = s.trim_start_matches('[').trim_end_matches(']');
         match (bare.parse::<IpAddr>(), default_port) {
             (Ok(ip), Some(port)) => Ok(SocketAddr::new(ip, port)),
-            (Ok(ip), None) => Err(format!(
-                "'{s}' has no port: write {}",
-                SocketAddr::new(ip, 25)
-            )),
-            _ => Err(format!(
-                "'{s}' is not an IP:PORT address (names are not resolved here; IPv6 as [::1]:25)"
-            )),
+            (Ok(ip), None) => Err(SocketError::NoPort {
+                text: s.to_string(),
+                example: SocketAddr::new(ip, 25),
+            }),
+            _ => Err(SocketError::NotIpPort(s.to_string())),
         }
     }
 
@@ -861,6 +919,7 @@ sender_auth = "dmarc"
         );
         assert!(relay_with_port("::1")
             .unwrap_err()
+            .to_string()
             .contains("[ADDRESS]:PORT"));
         assert!(relay_with_port("h:0").is_err() && relay_with_port("h:x").is_err());
         let err =

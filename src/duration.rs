@@ -50,8 +50,8 @@ pub fn parse_secs(text: &str) -> Result<u64, DurationError> {
 }
 
 /// For clap's `value_parser`: the seconds, or the message.
-pub fn clap_secs(text: &str) -> Result<u64, String> {
-    parse_secs(text).map_err(|e| e.to_string())
+pub fn clap_secs(text: &str) -> Result<u64, DurationError> {
+    parse_secs(text)
 }
 
 #[cfg(test)]

@@ -185,7 +185,7 @@ impl SenderAuthenticator {
         };
         let from_domain = match author_domain(&message) {
             Ok(domain) => domain,
-            Err(reason) => return fail(reason),
+            Err(reason) => return fail(reason.to_string()),
         };
         let envelope_domain = envelope_domain(mail_from, helo);
         let spf = spf.output.clone().unwrap_or_else(|| {
@@ -224,7 +224,7 @@ fn log_verdict(verdict: &Verdict, from_domain: &str) {
 
 /// The one domain of the `From:` header field (lower case, A-label), or the reason why there is
 /// none we can check.
-fn author_domain(message: &AuthenticatedMessage<'_>) -> Result<String, String> {
+fn author_domain(message: &AuthenticatedMessage<'_>) -> Result<String, NoAuthorDomain> {
     let mut domains = message.from.iter().map(|addr| {
         addr.rsplit_once('@')
             .map(|(_, d)| d.trim_end_matches('.').to_ascii_lowercase())
@@ -232,14 +232,21 @@ fn author_domain(message: &AuthenticatedMessage<'_>) -> Result<String, String> {
     });
     let first = domains.next().unwrap_or_default();
     if first.is_empty() || !is_safe_domain(&first) {
-        return Err("the message has no valid From address".into());
+        return Err(NoAuthorDomain::NoFrom);
     }
     if domains.any(|d| d != first) {
-        return Err(
-            "the From header has addresses in several domains; send from one address".into(),
-        );
+        return Err(NoAuthorDomain::SeveralDomains);
     }
     Ok(first)
+}
+
+/// Why a message has no one author domain to check (the text is the reply's reason).
+#[derive(Debug, thiserror::Error)]
+enum NoAuthorDomain {
+    #[error("the message has no valid From address")]
+    NoFrom,
+    #[error("the From header has addresses in several domains; send from one address")]
+    SeveralDomains,
 }
 
 /// The RFC5321.MailFrom domain, or the HELO name for the null sender (RFC 7489 §3.1.2).

@@ -104,23 +104,35 @@ fn parse(members: &Members, text: &str) -> (Vec<Line>, Vec<String>) {
     (lines, problems)
 }
 
+/// Why a line cannot be imported: it conflicts with the database.
+#[derive(Debug, thiserror::Error)]
+enum Conflict {
+    #[error("the alias is already taken (by another address)")]
+    TakenByOther,
+    #[error("that real address already has the alias {0}")]
+    HasAlias(Alias),
+    #[error("the alias is already taken")]
+    Taken,
+    #[error("a registration waiting for confirmation holds it")]
+    Pending,
+    #[error("the name was removed and is never given out again")]
+    Removed,
+}
+
 /// `Ok(Ok(true))`: the alias exists with this real address (skip); `Ok(Ok(false))`: it can
 /// be added; `Ok(Err(why))`: it conflicts with the database.
-async fn check(members: &Members, line: &Line) -> Result<Result<bool, String>> {
+async fn check(members: &Members, line: &Line) -> Result<Result<bool, Conflict>> {
     if let Some(entry) = members.by_alias(&line.alias.name).await? {
         return Ok(
             if entry.member.real.normalized() == line.real.normalized() {
                 Ok(true)
             } else {
-                Err("the alias is already taken (by another address)".into())
+                Err(Conflict::TakenByOther)
             },
         );
     }
     if let Some(entry) = members.by_real(&line.real).await? {
-        return Ok(Err(format!(
-            "that real address already has the alias {}",
-            entry.member.alias
-        )));
+        return Ok(Err(Conflict::HasAlias(entry.member.alias)));
     }
     Ok(
         match members
@@ -129,9 +141,9 @@ async fn check(members: &Members, line: &Line) -> Result<Result<bool, String>> {
             .await?
         {
             NameStatus::Free => Ok(false),
-            NameStatus::Taken => Err("the alias is already taken".into()),
-            NameStatus::Pending => Err("a registration waiting for confirmation holds it".into()),
-            NameStatus::Removed => Err("the name was removed and is never given out again".into()),
+            NameStatus::Taken => Err(Conflict::Taken),
+            NameStatus::Pending => Err(Conflict::Pending),
+            NameStatus::Removed => Err(Conflict::Removed),
         },
     )
 }
