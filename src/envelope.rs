@@ -44,8 +44,6 @@ impl Recipient {
 
 /// A finished SMTP transaction.
 pub struct Transaction {
-    /// The session's number, for log lines (never the client's address).
-    pub session: String,
     pub peer: IpAddr,
     pub helo: String,
     pub mail_from: String,

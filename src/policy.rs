@@ -76,11 +76,11 @@ impl Policy {
             .await
         {
             Verdict::Pass { method } => {
-                tracing::debug!(session = %tx.session, method, "sender authenticated");
+                tracing::debug!(method, "sender authenticated");
                 Ok(())
             }
             Verdict::Fail { reason } => {
-                tracing::info!(session = %tx.session, "sender authentication failed");
+                tracing::info!("sender authentication failed");
                 metrics::refused(self.failed_mechanism(&tx.message));
                 Err(Refusal::AuthFailed { reason })
             }

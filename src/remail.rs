@@ -169,14 +169,14 @@ impl Remail {
         let (entries, rewritten_ids) = match outcome {
             Ok(Some(done)) => done,
             Ok(None) => {
-                tracing::info!(session = %tx.session, "dropped a copy of our own mail (loop)");
+                tracing::info!("dropped a copy of our own mail (loop)");
                 return Ok(None);
             }
             Err(refusal) => return Err(refusal),
         };
         self.record_thread(sender.id, rewritten_ids);
         let first = entries[0].id.clone();
-        tracing::info!(session = %tx.session, queue_id = %first, recipients = entries.len(), size = entries[0].message.len(), "queued");
+        tracing::info!(queue_id = %first, recipients = entries.len(), size = entries[0].message.len(), "queued");
         self.log_sends(sender, to, &entries).await;
         self.delivery.enqueue(entries);
         Ok(Some(first))
@@ -282,7 +282,10 @@ impl Remail {
             .queue_notice(operator, message)
             .await
             .map_err(local_error)?;
-        tracing::info!(session = %tx.session, size = tx.message.len(), "mail for postmaster forwarded to the operator");
+        tracing::info!(
+            size = tx.message.len(),
+            "mail for postmaster forwarded to the operator"
+        );
         Ok(())
     }
 
@@ -306,10 +309,10 @@ impl Remail {
                     self.auto_reply(tx, &from, &to, &mut verdict).await?;
                 }
                 Outcome::Notified { paused } => {
-                    tracing::info!(session = %tx.session, paused, "bounce report handled");
+                    tracing::info!(paused, "bounce report handled");
                 }
                 Outcome::Dropped(why) => {
-                    tracing::info!(session = %tx.session, why, "bounce address mail dropped")
+                    tracing::info!(why, "bounce address mail dropped")
                 }
             }
         }
@@ -332,7 +335,7 @@ impl Remail {
         verdict: &mut Option<Verdict>,
     ) -> Result<(), Refusal> {
         if !self.written_by(tx, from) {
-            tracing::info!(session = %tx.session, "dropped an automatic reply not from the recipient's address");
+            tracing::info!("dropped an automatic reply not from the recipient's address");
             return Ok(());
         }
         if verdict.is_none() {
@@ -341,7 +344,7 @@ impl Remail {
         match verdict.as_ref().expect("set above") {
             Verdict::Pass { .. } => self.remail(tx, from, &[to]).await.map(drop),
             Verdict::Fail { .. } => {
-                tracing::info!(session = %tx.session, "dropped an automatic reply that failed sender authentication");
+                tracing::info!("dropped an automatic reply that failed sender authentication");
                 Ok(())
             }
             Verdict::TempFail { reason } => Err(Refusal::AuthUnavailable {

@@ -22,7 +22,7 @@ impl Session {
         out: &mut Vec<u8>,
     ) -> Next {
         if let Err(reply) = self.client.command() {
-            tracing::info!(session = %self.id, "client over its command rate; closing");
+            tracing::info!("client over its command rate; closing");
             reply.write(out);
             return Next::Quit;
         }
@@ -85,7 +85,7 @@ impl Session {
             Request::Mail { from } => self.mail(from).await,
             Request::Rcpt { to } => {
                 if let Some(reply) = self.client.cut_off() {
-                    tracing::info!(session = %self.id, "client cut off after too many refused recipients");
+                    tracing::info!("client cut off after too many refused recipients");
                     reply.write(out);
                     return Next::Quit;
                 }
@@ -202,7 +202,7 @@ impl Session {
             Ok(rcpt) => {
                 if !self.recipients.iter().any(|r| r.same_as(&rcpt)) {
                     if let Err(refusal) = self.rate_limit(&rcpt) {
-                        tracing::info!(session = %self.id, "recipient refused by a rate limit");
+                        tracing::info!("recipient refused by a rate limit");
                         return refusal.into();
                     }
                     self.recipients.push(rcpt);
@@ -263,7 +263,7 @@ impl Session {
             }
             DataEnd::BareLineEnd(kind) => {
                 self.reset();
-                tracing::info!(session = %self.id, bare = ?kind, "refused a message with a bare line end");
+                tracing::info!(bare = ?kind, "refused a message with a bare line end");
                 Answer::BareLineEnd {
                     lf: kind == BareLineEnd::Lf,
                 }
@@ -274,7 +274,6 @@ impl Session {
 
     async fn finish_message(&mut self, message: Vec<u8>) -> Reply {
         let tx = Transaction {
-            session: self.id.clone(),
             peer: self.peer.ip(),
             helo: self.helo.clone().unwrap_or_default(),
             mail_from: std::mem::take(&mut self.mail_from),

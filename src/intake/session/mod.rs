@@ -10,17 +10,20 @@
 //! message data must keep coming (`smtp.data_timeout` per read) and on average at
 //! `smtp.min_data_rate` bytes per second after a first `data_timeout`; the whole session
 //! ends at `smtp.session_timeout`. A session waiting for a command may be asked to close when
-//! the service is full ([`super::slots`]). Client IPs are never logged; a session is known in
-//! logs by a random id.
+//! the service is full ([`super::slots`]). Client IPs are never logged: every log line of a
+//! session, down through policy and remail, is inside its one `smtp` span, whose only field is
+//! the session's number in this process (`smtp{session=7}`).
 
 mod commands;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::clients::Client;
 use super::command::{LineEvent, LineReader};
@@ -74,9 +77,11 @@ enum Wait {
     Close(Reply),
 }
 
+/// Sessions started in this process; the next one's number is one more.
+static SESSIONS: AtomicU64 = AtomicU64::new(0);
+
 struct Session {
     intake: Arc<Intake>,
-    id: String,
     peer: SocketAddr,
     client: Client,
     slot: SlotGuard,
@@ -112,7 +117,6 @@ pub(super) async fn run<S>(
     let deadline = now + Duration::from_secs(smtp.session_timeout);
     let command_deadline = now + Duration::from_secs(smtp.command_timeout);
     let mut session = Session {
-        id: crate::keys::random_hex(4),
         intake,
         peer,
         client,
@@ -129,11 +133,20 @@ pub(super) async fn run<S>(
         member_counted: false,
         errors: 0,
     };
-    tracing::debug!(session = %session.id, "connection opened");
-    let talk = session.talk(Box::new(stream));
-    if let Ok(Some(mut stream)) = tokio::time::timeout_at(deadline + DEADLINE_GRACE, talk).await {
-        let _ = tokio::time::timeout(Duration::from_secs(5), stream.shutdown()).await;
+    let span = tracing::info_span!(
+        "smtp",
+        session = SESSIONS.fetch_add(1, Ordering::Relaxed) + 1
+    );
+    async move {
+        tracing::debug!("connection opened");
+        let talk = session.talk(Box::new(stream));
+        if let Ok(Some(mut stream)) = tokio::time::timeout_at(deadline + DEADLINE_GRACE, talk).await
+        {
+            let _ = tokio::time::timeout(Duration::from_secs(5), stream.shutdown()).await;
+        }
     }
+    .instrument(span)
+    .await
 }
 
 impl Session {
@@ -144,7 +157,7 @@ impl Session {
                 Ok(Next::StartTls) => stream = self.upgrade(stream).await?,
                 Ok(_) => return Some(stream),
                 Err(e) => {
-                    tracing::debug!(session = %self.id, error = %e, "session ended");
+                    tracing::debug!(error = %e, "session ended");
                     return Some(stream);
                 }
             }
@@ -264,7 +277,7 @@ impl Session {
         Ok(match read {
             None if self.slot.stopping() => Wait::Close(Answer::ShuttingDown.into()),
             None => {
-                tracing::debug!(session = %self.id, "closed an idle session to make room");
+                tracing::debug!("closed an idle session to make room");
                 Wait::Close(Answer::ClosingIdle.into())
             }
             Some(Err(_)) => Wait::Close(limit.reply(self.intake.smtp.min_data_rate)),
@@ -318,7 +331,7 @@ impl Session {
                 Some(Box::new(tls))
             }
             _ => {
-                tracing::debug!(session = %self.id, "TLS handshake failed");
+                tracing::debug!("TLS handshake failed");
                 None
             }
         }
