@@ -275,7 +275,7 @@ fn load_config(path: Option<&PathBuf>) -> Result<Config> {
 async fn run(cli: Cli) -> Result<()> {
     let config = load_config(cli.config.as_ref())?;
     match cli.command {
-        Command::Serve => Ok(service::serve(config).await?),
+        Command::Serve => Ok(service::serve_config(config).await?),
         Command::Alias(cmd) => alias(&config, cmd).await,
         Command::Queue(cmd) => queue(&config, cmd).await,
         Command::OptOut(cmd) => opt_out(&config, cmd).await,

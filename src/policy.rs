@@ -18,10 +18,11 @@ use std::net::IpAddr;
 
 use crate::address::{AliasName, RealAddress};
 use crate::bounce::BounceToken;
-use crate::envelope::{Recipient, Sender, Transaction};
+use crate::envelope::{Decision, Pipeline, Recipient, Sender, Transaction};
 use crate::members::Members;
 use crate::metrics::{self, Refusal as Counted};
-use crate::reply::Refusal;
+use crate::remail::Remail;
+use crate::reply::{Answer, Refusal};
 use crate::sender_auth::{SenderAuthenticator, SpfCheck, Verdict};
 use crate::store::{now_unix, AliasState};
 
@@ -200,6 +201,46 @@ impl Policy {
 fn no_such_alias() -> Refusal {
     metrics::refused(Counted::UnknownAlias);
     Refusal::NoSuchAlias
+}
+
+/// The service's [`Pipeline`]: policy decides at MAIL, RCPT and after DATA (sender
+/// authentication), then [`Remail`] takes the accepted transaction.
+pub struct Stages {
+    pub policy: Policy,
+    pub remail: Remail,
+}
+
+impl Pipeline for Stages {
+    fn mail<'a>(
+        &'a self,
+        peer: IpAddr,
+        helo: &'a str,
+        mail_from: &'a str,
+    ) -> Decision<'a, Result<(Sender, Option<SpfCheck>), Refusal>> {
+        Box::pin(async move {
+            let sender = self.policy.sender(mail_from).await?;
+            let spf = match sender {
+                Sender::Member(_) => self.policy.spf(peer, helo, mail_from).await,
+                _ => None,
+            };
+            Ok((sender, spf))
+        })
+    }
+
+    fn rcpt<'a>(
+        &'a self,
+        sender: &'a Sender,
+        address: &'a str,
+    ) -> Decision<'a, Result<Recipient, Refusal>> {
+        Box::pin(self.policy.recipient(sender, address))
+    }
+
+    fn data(&self, tx: Transaction) -> Decision<'_, Result<Answer, Refusal>> {
+        Box::pin(async move {
+            self.policy.authenticate(&tx).await?;
+            self.remail.accept(tx).await
+        })
+    }
 }
 
 /// Whether the header section of `raw` holds a `DKIM-Signature` field.

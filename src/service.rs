@@ -4,6 +4,7 @@
 //! shuts down gracefully on SIGTERM/SIGINT (sessions in flight finish). SIGHUP reloads the
 //! TLS certificate.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -21,7 +22,7 @@ use crate::dkim::DkimKeys;
 use crate::intake::Intake;
 use crate::keys::Keys;
 use crate::members::Members;
-use crate::policy::Policy;
+use crate::policy::{Policy, Stages};
 use crate::remail::Remail;
 use crate::sender_auth::SenderAuthenticator;
 use crate::spool::Spool;
@@ -191,119 +192,221 @@ pub fn load_tls(config: &Config) -> Result<Option<TlsAcceptor>, ServiceError> {
     Ok(Some(TlsAcceptor::from(Arc::new(server))))
 }
 
-/// Runs the service until SIGTERM or SIGINT.
-pub async fn serve(config: Config) -> Result<(), ServiceError> {
-    let config = Arc::new(config);
-    // Before anything is opened or started: a bad certificate stops `serve` at once, and
-    // signals are handled from before the first listener answers (SIGHUP would otherwise
-    // end the process with its default action).
-    log_start(&config);
-    let tls = load_tls(&config)?;
-    let signals = Signals::install()?;
-    if let Some(warning) = postmaster_warning(&config) {
+/// Runs the service on an SMTP listener the caller bound (an ephemeral one in tests), with
+/// the web, admin and control listeners of `config`, until `shutdown` completes; then
+/// sessions in flight finish and delivery stops (as mini-redis's `server::run`).
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServiceError> {
+    Service::open(config)
+        .await?
+        .run(vec![listener], shutdown)
+        .await
+}
+
+/// `remailer serve`: [`Service::open`], then the SMTP listeners of `smtp.listen` (bound only
+/// once the store, spool and keys are open, and after the admin server), until SIGTERM or
+/// SIGINT. SIGHUP reloads the TLS certificate.
+pub async fn serve_config(config: Config) -> Result<(), ServiceError> {
+    let stop = stop_signals()?;
+    let service = Service::open(config).await?;
+    let mut listeners = Vec::new();
+    for addr in &service.config.smtp.listen {
+        listeners.push(bind(*addr).await?);
+    }
+    service.run(listeners, stop).await
+}
+
+/// Completes at the first SIGTERM or SIGINT. Installed when called, so a signal that comes
+/// while the service starts is not lost (nor ends the process by its default action).
+pub fn stop_signals() -> Result<impl Future<Output = ()>, ServiceError> {
+    let install = |kind| signal(kind).map_err(|e| setup(format!("cannot handle signals: {e}")));
+    let (mut term, mut int) = (
+        install(SignalKind::terminate())?,
+        install(SignalKind::interrupt())?,
+    );
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
+}
+
+async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, ServiceError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServiceError::Listen {
+            addr: addr.to_string(),
+            source,
+        })
+}
+
+/// Everything `serve` runs, opened and started (the queue resumed), before any listener.
+pub struct Service {
+    config: Arc<Config>,
+    intake: Arc<Intake>,
+    web: Arc<Web>,
+    keys: Arc<Keys>,
+    delivery: Delivery,
+    hup: Signal,
+    /// Turns true to stop the servers.
+    stop: watch::Sender<bool>,
+    /// The admin server, started last in [`Service::open`]: it answers before SMTP does.
+    admin: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Service {
+    /// Opens keys, store and spool, starts delivery (resuming the queue), builds the stages
+    /// and starts the admin server (`admin.listen`). A bad certificate stops it before
+    /// anything is opened.
+    pub async fn open(config: Config) -> Result<Service, ServiceError> {
+        let config = Arc::new(config);
+        // Before anything is opened or started: a bad certificate stops `serve` at once, and
+        // SIGHUP is handled from before the first listener answers (it would otherwise end
+        // the process with its default action).
+        log_start(&config);
+        let tls = load_tls(&config)?;
+        let hup = signal(SignalKind::hangup())
+            .map_err(|e| setup(format!("cannot handle signals: {e}")))?;
+        warn_about(&config);
+        let metrics = crate::metrics::install();
+        let (keys, members) = open_members(&config).await?;
+        crate::logtag::init(&keys, config.log.show_domains);
+        if config.log.show_domains {
+            tracing::warn!("log.show_domains = true: log lines name real domains (of senders and their mail servers) instead of keyed tags; this identifies members' providers. Use it only for debugging, and turn it off again");
+        }
+        if config.privacy.send_log {
+            tracing::info!(days = config.privacy.send_log_days, "privacy.send_log is on: each remailed message is recorded (time, queue id, sender and recipient alias, size, outcome)");
+        }
+        let spool_dir = crate::data_dir::spool_dir(&config);
+        crate::data_dir::create_private_dir(&spool_dir).map_err(setup)?;
+        let spool = Arc::new(Spool::open(&spool_dir, keys.clone()).map_err(setup)?);
+        let dkim = Arc::new(dkim_keys(&config).await?);
+        let delivery = Delivery::new(config.clone(), spool.clone(), members.clone(), dkim.clone())
+            .map_err(setup)?;
+        let resumed = delivery.resume();
+        if resumed > 0 {
+            tracing::info!(entries = resumed, "resumed the queue");
+        }
+        let auth =
+            SenderAuthenticator::new(&config.dns, config.policy.sender_auth, &config.hostname())
+                .map_err(setup)?;
+        let web = Arc::new(Web::new(
+            config.clone(),
+            keys.clone(),
+            members.clone(),
+            delivery.clone(),
+        ));
+        let remail = Remail::new(
+            crate::remail::Settings::of(&config),
+            members.clone(),
+            keys.clone(),
+            spool,
+            delivery.clone(),
+            dkim,
+            auth.clone(),
+        );
+        let policy = Policy::new(
+            members,
+            &config.web.public_url,
+            auth,
+            config.postmaster().is_some(),
+        );
+        let intake = Arc::new(Intake::new(
+            crate::intake::Settings::of(&config),
+            Box::new(Stages { policy, remail }),
+            tls,
+        ));
+        let (stop, stop_rx) = watch::channel(false);
+        // Bound before the SMTP and web listeners: once they answer, so does /metrics.
+        let admin = spawn_admin(&config, metrics, delivery.clone(), stop_rx).await?;
+        Ok(Service {
+            config,
+            intake,
+            web,
+            keys,
+            delivery,
+            hup,
+            stop,
+            admin,
+        })
+    }
+
+    /// The SMTP intake, for sessions over any stream ([`crate::intake::run_session`]).
+    pub fn intake(&self) -> Arc<Intake> {
+        self.intake.clone()
+    }
+
+    /// Serves SMTP on `smtp`, the web forms on `web.listen`, the admin server and the control
+    /// socket until `shutdown` completes; then finishes sessions in flight and stops.
+    pub async fn run(
+        self,
+        smtp: Vec<TcpListener>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), ServiceError> {
+        let Service {
+            config,
+            intake,
+            web,
+            keys,
+            delivery,
+            hup,
+            stop: stop_tx,
+            admin,
+        } = self;
+        let stop_rx = stop_tx.subscribe();
+        let mut servers = Vec::new();
+        for listener in smtp {
+            tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "SMTP listening");
+            servers.push(tokio::spawn(
+                intake.clone().serve(listener, stop_rx.clone()),
+            ));
+        }
+        let web_listener = bind(config.web.listen).await?;
+        tracing::info!(addr = %web_listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "web listening");
+        let purge = web.signup.spawn_purge();
+        let web_server = tokio::spawn(crate::web::server::serve(
+            web_listener,
+            crate::web::router(web.clone()),
+            config.web.clone(),
+            keys.clone(),
+            stop_rx.clone(),
+        ));
+        let control = spawn_control(&config, delivery.clone())?;
+        tokio::select! {
+            _ = shutdown => {}
+            _ = reload_on_hup(hup, &config, &intake) => {}
+        }
+
+        tracing::info!("shutting down: finishing sessions in flight");
+        let _ = stop_tx.send(true);
+        for s in servers {
+            let _ = s.await;
+        }
+        let _ = web_server.await;
+        if let Some(admin) = admin {
+            admin.abort();
+        }
+        purge.abort();
+        control.abort();
+        let _ = std::fs::remove_file(control_socket(&config));
+        delivery.shutdown().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// The warnings `serve` gives at start about what the config leaves open.
+fn warn_about(config: &Config) {
+    if let Some(warning) = postmaster_warning(config) {
         tracing::warn!("{warning}");
     }
-    let metrics = crate::metrics::install();
     if config.policy.sender_auth == SenderAuth::None {
         tracing::warn!("policy.sender_auth = \"none\": the From address is trusted as given; anyone who forges a member's address can write as that member's alias");
     }
-    let (keys, members) = open_members(&config).await?;
-    crate::logtag::init(&keys, config.log.show_domains);
-    if config.log.show_domains {
-        tracing::warn!("log.show_domains = true: log lines name real domains (of senders and their mail servers) instead of keyed tags; this identifies members' providers. Use it only for debugging, and turn it off again");
-    }
-    if config.privacy.send_log {
-        tracing::info!(days = config.privacy.send_log_days, "privacy.send_log is on: each remailed message is recorded (time, queue id, sender and recipient alias, size, outcome)");
-    }
-    let spool_dir = crate::data_dir::spool_dir(&config);
-    crate::data_dir::create_private_dir(&spool_dir).map_err(setup)?;
-    let spool = Arc::new(Spool::open(&spool_dir, keys.clone()).map_err(setup)?);
-    let dkim = Arc::new(dkim_keys(&config).await?);
-    let delivery = Delivery::new(config.clone(), spool.clone(), members.clone(), dkim.clone())
-        .map_err(setup)?;
-    let resumed = delivery.resume();
-    if resumed > 0 {
-        tracing::info!(entries = resumed, "resumed the queue");
-    }
-    let auth = SenderAuthenticator::new(&config.dns, config.policy.sender_auth, &config.hostname())
-        .map_err(setup)?;
-    let web = Arc::new(Web::new(
-        config.clone(),
-        keys.clone(),
-        members.clone(),
-        delivery.clone(),
-    ));
-    let remail = Remail::new(
-        crate::remail::Settings::of(&config),
-        members.clone(),
-        keys.clone(),
-        spool,
-        delivery.clone(),
-        dkim,
-        auth.clone(),
-    );
-    let policy = Policy::new(
-        members,
-        &config.web.public_url,
-        auth,
-        config.postmaster().is_some(),
-    );
-    let intake = Arc::new(Intake::new(
-        crate::intake::Settings::of(&config),
-        policy,
-        remail,
-        tls,
-    ));
-
-    let (stop_tx, stop_rx) = watch::channel(false);
-    // Bound before the SMTP and web listeners: once they answer, so does /metrics.
-    let admin = spawn_admin(&config, metrics, delivery.clone(), stop_rx.clone()).await?;
-    let mut servers = Vec::new();
-    for addr in &config.smtp.listen {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServiceError::Listen {
-                addr: addr.to_string(),
-                source,
-            })?;
-        tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "SMTP listening");
-        servers.push(tokio::spawn(
-            intake.clone().serve(listener, stop_rx.clone()),
-        ));
-    }
-    let web_listener = TcpListener::bind(config.web.listen)
-        .await
-        .map_err(|source| ServiceError::Listen {
-            addr: config.web.listen.to_string(),
-            source,
-        })?;
-    tracing::info!(addr = %web_listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "web listening");
-    let purge = web.signup.spawn_purge();
-    let web_server = tokio::spawn(crate::web::server::serve(
-        web_listener,
-        crate::web::router(web.clone()),
-        config.web.clone(),
-        keys.clone(),
-        stop_rx.clone(),
-    ));
-    let control = spawn_control(&config, delivery.clone())?;
-    wait_for_signals(signals, &config, &intake).await;
-
-    tracing::info!("shutting down: finishing sessions in flight");
-    let _ = stop_tx.send(true);
-    for s in servers {
-        let _ = s.await;
-    }
-    let _ = web_server.await;
-    if let Some(admin) = admin {
-        admin.abort();
-    }
-    purge.abort();
-    control.abort();
-    let _ = std::fs::remove_file(control_socket(&config));
-    delivery.shutdown().await;
-    tracing::info!("stopped");
-    Ok(())
 }
 
 /// The admin server (`/metrics`, `/healthz`) on `admin.listen`, unless that is empty; and
@@ -341,44 +444,23 @@ async fn spawn_admin(
     })))
 }
 
-/// The signals `serve` handles: SIGTERM and SIGINT stop it, SIGHUP reloads the certificate.
-struct Signals {
-    term: Signal,
-    int: Signal,
-    hup: Signal,
-}
-
-impl Signals {
-    fn install() -> Result<Self, ServiceError> {
-        let install = |kind| signal(kind).map_err(|e| setup(format!("cannot handle signals: {e}")));
-        Ok(Signals {
-            term: install(SignalKind::terminate())?,
-            int: install(SignalKind::interrupt())?,
-            hup: install(SignalKind::hangup())?,
-        })
-    }
-}
-
-async fn wait_for_signals(signals: Signals, config: &Config, intake: &Intake) {
-    let Signals {
-        mut term,
-        mut int,
-        mut hup,
-    } = signals;
-    loop {
-        tokio::select! {
-            _ = term.recv() => return,
-            _ = int.recv() => return,
-            _ = hup.recv() => match load_tls(config) {
-                Ok(None) => tracing::info!("SIGHUP: no TLS certificate is configured (smtp.tls_cert), nothing to reload"),
-                Ok(tls) => {
-                    if let Ok(mut slot) = intake.tls.write() { *slot = tls; }
-                    tracing::info!("reloaded the TLS certificate");
+/// Reloads the TLS certificate at each SIGHUP (never completes).
+async fn reload_on_hup(mut hup: Signal, config: &Config, intake: &Intake) {
+    while hup.recv().await.is_some() {
+        match load_tls(config) {
+            Ok(None) => tracing::info!(
+                "SIGHUP: no TLS certificate is configured (smtp.tls_cert), nothing to reload"
+            ),
+            Ok(tls) => {
+                if let Ok(mut slot) = intake.tls.write() {
+                    *slot = tls;
                 }
-                Err(e) => tracing::error!(error = %e, "TLS reload failed; keeping the old certificate"),
-            },
+                tracing::info!("reloaded the TLS certificate");
+            }
+            Err(e) => tracing::error!(error = %e, "TLS reload failed; keeping the old certificate"),
         }
     }
+    std::future::pending::<()>().await
 }
 
 /// The control socket: one command per connection (`flush`, `delete ID`), answered with

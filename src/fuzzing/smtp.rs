@@ -212,8 +212,7 @@ impl World {
             let policy = Policy::new(members, &config.web.public_url, auth, true);
             Arc::new(Intake::new(
                 crate::intake::Settings::of(&config),
-                policy,
-                remail,
+                Box::new(crate::policy::Stages { policy, remail }),
                 None,
             ))
         });

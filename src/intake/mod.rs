@@ -1,6 +1,7 @@
 //! `intake`: the SMTP server. It accepts connections (up to `smtp.max_connections`, and
 //! `smtp.max_connections_per_client` from one client address, [`clients`]), runs one
-//! [`session`] per connection, and hands finished transactions to [`crate::remail`]. When
+//! [`session`] per connection, and asks its [`Pipeline`] (policy, then remail) what to decide
+//! about senders, recipients and finished transactions. When
 //! the service is full, the session idle longest is closed to make room ([`slots`]).
 //! STARTTLS is offered when a certificate is configured; the certificate is reloaded on SIGHUP.
 //! Input is framed by [`command`] and [`data`], whose receivers are pure.
@@ -21,8 +22,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, LimitsConfig, SmtpConfig};
-use crate::policy::Policy;
-use crate::remail::Remail;
+use crate::envelope::Pipeline;
 use crate::reply::{Answer, Reply};
 use clients::Clients;
 use slots::Slots;
@@ -56,8 +56,8 @@ impl Settings {
 pub struct Intake {
     pub smtp: SmtpConfig,
     pub hostname: String,
-    pub policy: Policy,
-    pub remail: Remail,
+    /// What decides on senders, recipients and messages ([`crate::policy::Stages`]).
+    pub pipeline: Box<dyn Pipeline>,
     pub tls: RwLock<Option<TlsAcceptor>>,
     connections: Arc<Semaphore>,
     clients: Arc<Clients>,
@@ -67,12 +67,7 @@ pub struct Intake {
 }
 
 impl Intake {
-    pub fn new(
-        settings: Settings,
-        policy: Policy,
-        remail: Remail,
-        tls: Option<TlsAcceptor>,
-    ) -> Self {
+    pub fn new(settings: Settings, pipeline: Box<dyn Pipeline>, tls: Option<TlsAcceptor>) -> Self {
         let Settings {
             smtp,
             limits,
@@ -93,8 +88,7 @@ impl Intake {
             slots: Arc::new(Slots::default()),
             limits: crate::rate_limits::MessageLimits::new(&limits),
             smtp,
-            policy,
-            remail,
+            pipeline,
             tls: RwLock::new(tls),
         }
     }

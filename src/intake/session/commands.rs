@@ -169,16 +169,14 @@ impl Session {
         if !from.address.is_ascii() && !smtputf8 {
             return command::needs_smtputf8();
         }
-        match self.intake.policy.sender(&from.address).await {
-            Ok(sender) => {
-                if matches!(sender, Sender::Member(_)) {
-                    let helo = self.helo.clone().unwrap_or_default();
-                    self.spf = self
-                        .intake
-                        .policy
-                        .spf(self.peer.ip(), &helo, &from.address)
-                        .await;
-                }
+        let helo = self.helo.clone().unwrap_or_default();
+        let decision = self
+            .intake
+            .pipeline
+            .mail(self.peer.ip(), &helo, &from.address);
+        match decision.await {
+            Ok((sender, spf)) => {
+                self.spf = spf;
                 self.sender = Some(sender);
                 self.smtputf8 = smtputf8;
                 self.mail_from = from.address;
@@ -198,7 +196,7 @@ impl Session {
         if self.recipients.len() >= self.intake.smtp.max_recipients {
             return Answer::TooManyRecipients.into();
         }
-        match self.intake.policy.recipient(sender, &to.address).await {
+        match self.intake.pipeline.rcpt(sender, &to.address).await {
             Ok(rcpt) => {
                 if !self.recipients.iter().any(|r| r.same_as(&rcpt)) {
                     if let Err(refusal) = self.rate_limit(&rcpt) {
@@ -282,11 +280,7 @@ impl Session {
             message: Arc::new(message),
             spf: self.spf.take(),
         };
-        if let Err(refusal) = self.intake.policy.authenticate(&tx).await {
-            self.reset();
-            return refusal.into();
-        }
-        let reply = match self.intake.remail.accept(tx).await {
+        let reply = match self.intake.pipeline.data(tx).await {
             Ok(accepted) => {
                 crate::metrics::accepted();
                 accepted.into()
