@@ -8,6 +8,9 @@
 //! What comes back to bounce addresses ([`bounce`]) is read by [`dsn`] and handled by
 //! [`bounces`]; [`notices`] are the messages the service writes itself; [`oneway`] is the
 //! one-way anonymous form and recipient opt-out.
+//! Between the session and what follows it: [`envelope`] (the words of a transaction and the
+//! `Pipeline` trait) and [`reply`] (every SMTP reply, in one place). Modules import each other
+//! one way only (ARCHITECTURE.md §4).
 //! Around it: [`members`] and [`store`] (aliases with sealed addresses, SQLite through one
 //! trait), [`keys`] (secrets), [`config`], [`address`] (validated address types),
 //! [`dns_records`] (what to publish), [`rate_limits`] and [`metrics`] (what the admin server
