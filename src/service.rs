@@ -295,7 +295,7 @@ impl Service {
             SenderAuthenticator::new(&config.dns, config.policy.sender_auth, &config.hostname())
                 .map_err(setup)?;
         let web = Arc::new(Web::new(
-            config.clone(),
+            crate::web::Settings::of(&config),
             keys.clone(),
             members.clone(),
             delivery.clone(),

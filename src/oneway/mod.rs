@@ -19,7 +19,7 @@ use thiserror::Error;
 
 use crate::address::{AliasName, Domain, RealAddress};
 use crate::bounce::BounceToken;
-use crate::config::Config;
+use crate::config::WebConfig;
 use crate::delivery::Delivery;
 use crate::keys::Keys;
 use crate::members::Members;
@@ -180,8 +180,11 @@ struct Target {
 
 /// The one-way form's service: rules, limits and the mail it writes.
 pub struct OneWay {
-    config: Arc<Config>,
+    /// `[web]`: whether the form is on, its limits, the public URL.
+    web: WebConfig,
     domain: Domain,
+    /// `web.operator` (or its default), named in every letter's footer.
+    operator: String,
     keys: Arc<Keys>,
     members: Members,
     delivery: Delivery,
@@ -192,15 +195,23 @@ pub struct OneWay {
 }
 
 impl OneWay {
-    pub fn new(config: Arc<Config>, members: Members, keys: Arc<Keys>, delivery: Delivery) -> Self {
-        let per_client = config.web.one_way_per_client_per_hour;
+    pub fn new(
+        web: WebConfig,
+        domain: Domain,
+        operator: String,
+        members: Members,
+        keys: Arc<Keys>,
+        delivery: Delivery,
+    ) -> Self {
+        let per_client = web.one_way_per_client_per_hour;
         OneWay {
-            domain: config.domain(),
+            domain,
+            operator,
             opt_outs: OptOuts::new(members.store().clone(), keys.clone()),
             send_clients: ClientLimiter::new(per_client),
             opt_out_clients: ClientLimiter::new(per_client),
             last_purge: AtomicI64::new(0),
-            config,
+            web,
             keys,
             members,
             delivery,
@@ -208,7 +219,7 @@ impl OneWay {
     }
 
     pub fn enabled(&self) -> bool {
-        self.config.web.one_way
+        self.web.one_way
     }
 
     pub fn opt_outs(&self) -> &OptOuts {
@@ -229,7 +240,7 @@ impl OneWay {
             return Err(Refusal::Disabled);
         }
         let subject = check_subject(&draft.subject)?;
-        let body = check_body(&draft.body, self.config.web.one_way_max_body)?;
+        let body = check_body(&draft.body, self.web.one_way_max_body)?;
         let to = RealAddress::parse_any(&draft.to).map_err(|_| Refusal::BadAddress)?;
         if !self.send_clients.allow(client) {
             return Err(Refusal::ClientLimit);
@@ -245,8 +256,8 @@ impl OneWay {
         }
         self.take_send_slots(&target.mailbox).await?;
         let token = token::link_token(&self.keys, &target.mailbox);
-        let public_url = self.config.web.public_url.clone();
-        let operator = self.config.operator();
+        let public_url = self.web.public_url.clone();
+        let operator = self.operator.clone();
         let msg = message::one_way(&message::Letter {
             domain: &self.domain,
             public_url: &public_url,
@@ -302,7 +313,7 @@ impl OneWay {
     async fn take_send_slots(&self, mailbox: &RealAddress) -> Result<(), Refusal> {
         let now = now_unix();
         self.purge_now_and_then(now).await;
-        let web = &self.config.web;
+        let web = &self.web;
         let counters = [
             limits::per_day(
                 KIND_RECIPIENT,
@@ -378,12 +389,8 @@ impl OneWay {
             return Ok(());
         }
         let token = token::link_token(&self.keys, &to);
-        let msg = message::opt_out_confirmation(
-            &self.domain,
-            &self.config.web.public_url,
-            &to.expose(),
-            &token,
-        );
+        let msg =
+            message::opt_out_confirmation(&self.domain, &self.web.public_url, &to.expose(), &token);
         self.delivery
             .queue_notice(&to, msg)
             .await

@@ -17,7 +17,7 @@ use subtle::ConstantTimeEq;
 use thiserror::Error;
 
 use crate::address::{Alias, RealAddress};
-use crate::config::Config;
+use crate::config::WebConfig;
 use crate::delivery::Delivery;
 use crate::keys::Purpose;
 use crate::members::{Members, MembersError};
@@ -81,7 +81,8 @@ pub enum Confirmed {
 
 #[derive(Clone)]
 pub struct Signup {
-    config: Arc<Config>,
+    /// `[web]`: token lifetime, links, mail limits.
+    web: WebConfig,
     members: Members,
     delivery: Delivery,
     /// (hour number, mails sent in it), for `web.mails_per_hour`.
@@ -113,9 +114,9 @@ pub fn well_formed(token: &str) -> bool {
 }
 
 impl Signup {
-    pub fn new(config: Arc<Config>, members: Members, delivery: Delivery) -> Self {
+    pub fn new(web: WebConfig, members: Members, delivery: Delivery) -> Self {
         Signup {
-            config,
+            web,
             members,
             delivery,
             hourly: Arc::default(),
@@ -123,15 +124,15 @@ impl Signup {
     }
 
     fn ttl(&self) -> i64 {
-        self.config.web.token_hours as i64 * 3600
+        self.web.token_hours as i64 * 3600
     }
 
     fn link(&self, token: &str) -> String {
-        format!("{}/confirm/{token}", self.config.web.base_url())
+        format!("{}/confirm/{token}", self.web.base_url())
     }
 
     fn remove_url(&self) -> String {
-        format!("{}/remove", self.config.web.base_url())
+        format!("{}/remove", self.web.base_url())
     }
 
     /// Whether the alias name can be registered; the reason when not.
@@ -156,7 +157,7 @@ impl Signup {
         if slot.0 != hour {
             *slot = (hour, 0);
         }
-        if slot.1 >= self.config.web.mails_per_hour {
+        if slot.1 >= self.web.mails_per_hour {
             return false;
         }
         slot.1 += 1;
@@ -175,7 +176,7 @@ impl Signup {
             .store()
             .count_mail(&key, (day + 2) * 86_400)
             .await?;
-        if count > self.config.web.mails_per_address_day as i64 {
+        if count > self.web.mails_per_address_day as i64 {
             tracing::info!("confirmation mail not sent: the address had its share today");
             return Ok(false);
         }
@@ -244,7 +245,7 @@ impl Signup {
             other => other?,
         }
         tracing::info!(alias = %alias, "registration waiting for confirmation");
-        let hours = self.config.web.token_hours;
+        let hours = self.web.token_hours;
         let mail = mails::confirm_register(domain, real, alias, &self.link(&token), hours);
         self.send(real, mail).await
     }
@@ -274,7 +275,7 @@ impl Signup {
             .store()
             .insert_pending(&rec, now_unix())
             .await?;
-        let hours = self.config.web.token_hours;
+        let hours = self.web.token_hours;
         let mail = mails::confirm_remove(
             self.members.domain(),
             real,

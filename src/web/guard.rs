@@ -50,7 +50,7 @@ pub async fn guard(State(web): State<super::State>, request: Request, next: Next
     }
     secure(
         &mut response,
-        web.config.web.onion_location.as_deref(),
+        web.settings.web.onion_location.as_deref(),
         &path,
     );
     response

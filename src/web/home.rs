@@ -18,7 +18,7 @@ pub fn routes() -> Router<State> {
 }
 
 async fn index(axum::extract::State(web): axum::extract::State<State>) -> Page {
-    let domain = web.config.domain.as_str();
+    let domain = web.settings.domain.as_str();
     Page::ok(
         format!("Aliases at {domain}"),
         html! {
@@ -39,7 +39,7 @@ async fn index(axum::extract::State(web): axum::extract::State<State>) -> Page {
                 "your style, quoted text or the metadata of attachments. It is not a mixnet."
             }
             h2 { "What is recorded about your mail" }
-            (send_log_notice(&web.config.privacy))
+            (send_log_notice(&web.settings.privacy))
             h2 { "How to use an alias" }
             ol {
                 li { a href="/register" { "Register" } " an alias and your real address. You get a mail with a confirmation link; follow it and press the button." }

@@ -30,7 +30,8 @@ use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::config::Config;
+use crate::address::Domain;
+use crate::config::{Config, PrivacyConfig, WebConfig};
 use crate::delivery::Delivery;
 use crate::keys::Keys;
 use crate::members::Members;
@@ -41,9 +42,32 @@ use crate::store::now_unix;
 pub use page::{error_page, Page};
 pub use server::ClientKey;
 
+/// The parts of the configuration the web side uses, read once when the service starts.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `[web]`.
+    pub web: WebConfig,
+    pub domain: Domain,
+    /// `[privacy]` (the home page says whether a send log is kept).
+    pub privacy: PrivacyConfig,
+    /// `web.operator`, or its default.
+    pub operator: String,
+}
+
+impl Settings {
+    pub fn of(config: &Config) -> Self {
+        Settings {
+            web: config.web.clone(),
+            domain: config.domain(),
+            privacy: config.privacy.clone(),
+            operator: config.operator(),
+        }
+    }
+}
+
 /// What every handler can reach.
 pub struct Web {
-    pub config: Arc<Config>,
+    pub settings: Settings,
     pub keys: Arc<Keys>,
     pub members: Members,
     pub delivery: Delivery,
@@ -55,17 +79,19 @@ pub struct Web {
 pub type State = Arc<Web>;
 
 impl Web {
-    pub fn new(config: Arc<Config>, keys: Arc<Keys>, members: Members, delivery: Delivery) -> Self {
-        let signup = Signup::new(config.clone(), members.clone(), delivery.clone());
+    pub fn new(settings: Settings, keys: Arc<Keys>, members: Members, delivery: Delivery) -> Self {
+        let signup = Signup::new(settings.web.clone(), members.clone(), delivery.clone());
         let oneway = OneWay::new(
-            config.clone(),
+            settings.web.clone(),
+            settings.domain.clone(),
+            settings.operator.clone(),
             members.clone(),
             keys.clone(),
             delivery.clone(),
         );
         Web {
             oneway,
-            config,
+            settings,
             keys,
             members,
             delivery,
@@ -89,13 +115,13 @@ impl Web {
 
     /// `{web.public_url}{path}`.
     pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.config.web.base_url())
+        format!("{}{path}", self.settings.web.base_url())
     }
 }
 
 /// All routes with their limits and guards.
 pub fn router(web: State) -> Router {
-    let timeout = Duration::from_secs(web.config.web.request_timeout);
+    let timeout = Duration::from_secs(web.settings.web.request_timeout);
     Router::new()
         .merge(home::routes())
         .merge(register::routes())
@@ -105,7 +131,7 @@ pub fn router(web: State) -> Router {
         .route_layer(axum::middleware::from_fn(guard::route_pattern))
         .fallback(|| async { error_page(StatusCode::NOT_FOUND) })
         .method_not_allowed_fallback(|| async { error_page(StatusCode::METHOD_NOT_ALLOWED) })
-        .layer(DefaultBodyLimit::max(web.config.web.max_body))
+        .layer(DefaultBodyLimit::max(web.settings.web.max_body))
         .layer(CatchPanicLayer::custom(|_| {
             tracing::error!("a web handler panicked");
             error_page(StatusCode::INTERNAL_SERVER_ERROR).into_response()

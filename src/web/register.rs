@@ -95,7 +95,7 @@ async fn register_form(Extract(web): Extract<State>) -> Page {
 }
 
 fn register_page(web: &State, f: &RegisterFields, errors: &Errors, status: StatusCode) -> Page {
-    let domain = web.config.domain.as_str();
+    let domain = web.settings.domain.as_str();
     let alias_hint = format!("Your alias will be NAME@{domain}: a-z, 0-9, '.', '-' and '_'.");
     Page::new(
         status,
@@ -150,7 +150,7 @@ async fn register(
     if let Err(page) = web.check_csrf("/register", &f.csrf) {
         return page.into_response();
     }
-    let domain = web.config.domain();
+    let domain = web.settings.domain.clone();
     let mut errors = Errors::default();
     let alias = match Alias::parse(f.alias.trim(), &domain) {
         Ok(a) => Some(a),
@@ -265,7 +265,7 @@ async fn remove(
         return page.into_response();
     }
     let mut errors = Errors::default();
-    let Some(real) = parse_address(&f.address, &web.config.domain(), &mut errors) else {
+    let Some(real) = parse_address(&f.address, &web.settings.domain.clone(), &mut errors) else {
         return remove_page(&web, &f, &errors, StatusCode::UNPROCESSABLE_ENTITY).into_response();
     };
     match web.signup.request_remove(&real).await {

@@ -57,14 +57,14 @@ fn send_page(
     general: Option<&str>,
     status: StatusCode,
 ) -> Page {
-    let max_body = web.config.web.one_way_max_body;
+    let max_body = web.settings.web.one_way_max_body;
     let body_hint = format!("Plain text, at most {max_body} bytes.");
     Page::new(
         status,
         "Send a one-way anonymous message",
         html! {
             p { "Write one plain-text message to one address. It comes from "
-                code { (crate::oneway::NO_REPLY) "@" (web.config.domain) }
+                code { (crate::oneway::NO_REPLY) "@" (web.settings.domain) }
                 ", which accepts no mail: the recipient cannot reply, and the service keeps no record of who sent it. "
                 "The message ends with a note saying that it came through this form, who runs it, and how to receive no more." }
             p { "Addresses that have " a href="/opt-out" { "opted out" } " receive nothing from this form." }
