@@ -155,17 +155,20 @@ impl Remail {
             domain: self.settings.domain.clone(),
             keys: self.keys.clone(),
             dkim: self.dkim.clone(),
-            spool: self.spool.clone(),
             strip_signatures: self.settings.strip_signatures,
             schedule: self.settings.schedule,
             sender: sender.clone(),
             recipients: to.iter().map(|m| (*m).clone()).collect(),
             snapshot,
         };
-        let message = tx.message.clone();
-        let outcome = tokio::task::spawn_blocking(move || job.run(&message))
-            .await
-            .map_err(local_error)?;
+        let outcome = if tx.message.len() <= INLINE_MAX {
+            job.run(&tx.message)
+        } else {
+            let message = tx.message.clone();
+            tokio::task::spawn_blocking(move || job.run(&message))
+                .await
+                .map_err(local_error)?
+        };
         let (entries, rewritten_ids) = match outcome {
             Ok(Some(done)) => done,
             Ok(None) => {
@@ -174,6 +177,10 @@ impl Remail {
             }
             Err(refusal) => return Err(refusal),
         };
+        self.spool
+            .store_async(&entries)
+            .await
+            .map_err(local_error)?;
         self.record_thread(sender.id, rewritten_ids);
         let first = entries[0].id.clone();
         tracing::info!(queue_id = %first, recipients = entries.len(), size = entries[0].message.len(), "queued");
@@ -385,13 +392,12 @@ fn sole_author(raw: &[u8]) -> Option<String> {
     all.next().is_none().then_some(first)
 }
 
-/// The CPU and disk part of remailing, run off the async workers: rewrite, DKIM-sign, and
-/// make one spool entry per recipient durable.
+/// The CPU part of remailing: rewrite, DKIM-sign, and make one spool entry per recipient
+/// (which the caller then makes durable). See [`INLINE_MAX`] for where it runs.
 struct Job {
     domain: Domain,
     keys: Arc<Keys>,
     dkim: Arc<DkimKeys>,
-    spool: Arc<Spool>,
     strip_signatures: bool,
     /// Release times (`delivery.delay`, `delivery.pool_interval`), chosen before the 250.
     schedule: Schedule,
@@ -400,7 +406,13 @@ struct Job {
     snapshot: Lookup,
 }
 
-/// Durable entries and the (issued, original) Message-IDs.
+/// Messages up to this size are rewritten and signed on the session's own task: their cost is
+/// about one RSA signature (~1 ms), and handing them to the blocking pool cost more in thread
+/// wake-ups than it saved. Larger ones go to the blocking pool, so one big message cannot hold
+/// a runtime worker for long.
+const INLINE_MAX: usize = 64 * 1024;
+
+/// Entries to store and the (issued, original) Message-IDs.
 type Done = (Vec<Entry>, (String, Option<String>));
 
 impl Job {
@@ -452,7 +464,6 @@ impl Job {
                 history: Vec::new(),
             })
             .collect();
-        self.spool.store(&entries).map_err(local_error)?;
         Ok(Some((
             entries,
             (rewritten.message_id, rewritten.original_message_id),
