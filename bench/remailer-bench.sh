@@ -11,6 +11,8 @@
 #        AUTH=1: inbound sender authentication on (policy.sender_auth = "dmarc"), against a
 #        loopback DNS server (bench/dns-server.py on DNS_PORT=5354) that publishes SPF and
 #        DMARC for real.test. Outbound DKIM signing (RSA-2048 + Ed25519) is always on.
+#        BIN=PATH: run that binary instead of building this tree's release one (to compare
+#        two builds side by side, each on its own PORT and RUN_DIR).
 #        STORE_URL=postgres://…: the store on that PostgreSQL database instead of the embedded
 #        SQLite one (the database must exist and be empty or hold this run's data).
 set -euo pipefail
@@ -21,7 +23,7 @@ RUN_DIR=${RUN_DIR:-/tmp/remailer-bench/rust}
 AUTH=${AUTH:-0}
 DNS_PORT=${DNS_PORT:-5354}
 WEB_PORT=${WEB_PORT:-2780}
-BIN=$ROOT/target/release/remailer
+BIN=${BIN:-}
 die() { echo "remailer-bench.sh: $*" >&2; exit 2; }
 
 install_harness_tools() {  # what ../shared/bench needs, installed once
@@ -35,7 +37,10 @@ install_harness_tools() {  # what ../shared/bench needs, installed once
 start() {
     [ -z "$(ss -Hltn "sport = :$PORT")" ] || die "something already listens on port $PORT"
     install_harness_tools
-    cargo build --release --locked --manifest-path "$ROOT/Cargo.toml"
+    if [ -z "$BIN" ]; then
+        cargo build --release --locked --manifest-path "$ROOT/Cargo.toml"
+        BIN=$ROOT/target/release/remailer
+    fi
     rm -rf "$RUN_DIR"
     mkdir -p "$RUN_DIR"
     local sender_auth=none dns=""
