@@ -7,6 +7,8 @@
 //! real address (see [`Remail::auto_reply`]); otherwise it is accepted and discarded.
 //! Logs name queue ids and counts only: never an address, and not who wrote to whom.
 
+mod threads;
+
 use std::sync::Arc;
 
 use rand::RngCore;
@@ -25,7 +27,8 @@ use crate::reply::{Answer, Refusal};
 use crate::rewrite::{self, Lookup, Member, RewriteError};
 use crate::sender_auth::{SenderAuthenticator, Verdict};
 use crate::spool::{Entry, Envelope, Kind, Spool};
-use crate::store::{now_unix, SendLogEntry, SendOutcome, ThreadLink};
+use crate::store::{now_unix, SendLogEntry, SendOutcome};
+use threads::ThreadLinks;
 
 /// At most this many distinct addresses found in a message are looked up (bounds the work a
 /// message can cause); later ones are left as they are.
@@ -63,7 +66,9 @@ impl Settings {
 pub struct Remail {
     settings: Settings,
     bounces: Bounces,
-    threads: tokio::sync::mpsc::UnboundedSender<ThreadLink>,
+    threads: ThreadLinks,
+    /// Stops the hourly purge when the [`Remail`] is dropped.
+    _purger: tokio_util::sync::DropGuard,
     dkim: Arc<DkimKeys>,
     members: Members,
     keys: Arc<Keys>,
@@ -87,10 +92,11 @@ impl Remail {
         dkim: Arc<DkimKeys>,
         auth: SenderAuthenticator,
     ) -> Self {
-        let threads = spawn_thread_recorder(
+        let purger = spawn_purger(
             members.clone(),
             settings.privacy.send_log_days as i64 * 86_400,
         );
+        let threads = ThreadLinks::spawn(members.store().clone());
         let bounces = Bounces::new(
             members.clone(),
             delivery.clone(),
@@ -99,6 +105,7 @@ impl Remail {
         Remail {
             bounces,
             threads,
+            _purger: purger,
             settings,
             dkim,
             members,
@@ -220,7 +227,7 @@ impl Remail {
             return;
         };
         let expires = now_unix() + self.settings.privacy.thread_map_days as i64 * 86_400;
-        let _ = self.threads.send((
+        self.threads.record((
             issued,
             self.keys.seal(original.as_bytes()),
             expires,
@@ -263,13 +270,13 @@ impl Remail {
             .filter(|id| id.ends_with(&suffix))
             .take(MAX_LOOKUPS)
         {
-            if let Some(sealed) = self
-                .members
-                .store()
-                .thread_original(id, now)
-                .await
-                .map_err(local_error)?
-            {
+            let sealed = match self.threads.pending(id) {
+                Some(sealed) => Some(sealed),
+                None => {
+                    (self.members.store().thread_original(id, now).await).map_err(local_error)?
+                }
+            };
+            if let Some(sealed) = sealed {
                 if let Ok(Ok(original)) = self.keys.open(&sealed).map(String::from_utf8) {
                     snap.add_issued(id.clone(), original);
                 }
@@ -499,35 +506,18 @@ async fn purge_expired(members: &Members, send_log_secs: i64) {
     }
 }
 
-/// Writes thread links in batches, and every hour runs [`purge_expired`] (also once at
-/// start). Ends when the [`Remail`] is dropped.
-fn spawn_thread_recorder(
-    members: Members,
-    send_log_secs: i64,
-) -> tokio::sync::mpsc::UnboundedSender<ThreadLink> {
-    let store = members.store().clone();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<ThreadLink>();
+/// Every hour runs [`purge_expired`] (also once at start), until the guard is dropped.
+fn spawn_purger(members: Members, send_log_secs: i64) -> tokio_util::sync::DropGuard {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let stopped = stop.clone();
     tokio::spawn(async move {
         let mut purge = tokio::time::interval(std::time::Duration::from_secs(3600));
         loop {
-            let first = tokio::select! {
-                link = rx.recv() => match link { Some(l) => l, None => return },
-                _ = purge.tick() => {
-                    purge_expired(&members, send_log_secs).await;
-                    continue;
-                }
-            };
-            let mut batch = vec![first];
-            while batch.len() < 500 {
-                match rx.try_recv() {
-                    Ok(l) => batch.push(l),
-                    Err(_) => break,
-                }
-            }
-            if let Err(e) = store.put_threads(&batch).await {
-                tracing::warn!(error = %e, links = batch.len(), "could not record thread links");
+            tokio::select! {
+                _ = stopped.cancelled() => return,
+                _ = purge.tick() => purge_expired(&members, send_log_secs).await,
             }
         }
     });
-    tx
+    stop.drop_guard()
 }
