@@ -6,36 +6,11 @@ mod harness;
 
 use std::time::Duration;
 
-use harness::web::{confirm_token, csrf_of, field_value, Answer};
-use harness::{wait_for, Delivered, Service, Sink, SinkMode, WebClient};
+use harness::web::{confirm_token, csrf_of, field_value, start, Answer};
+use harness::{Service, Sink, WebClient};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const ANN: &str = "ann.lee@real.example";
-
-async fn start(extra: &str) -> (Service, Sink, WebClient) {
-    let sink = Sink::start(SinkMode::Accept).await;
-    let svc = Service::start(sink.port, extra).await;
-    let web = WebClient::new(svc.web_port);
-    (svc, sink, web)
-}
-
-/// The mails delivered to `rcpt` so far.
-fn mails_to(sink: &Sink, rcpt: &str) -> Vec<Delivered> {
-    sink.delivered()
-        .into_iter()
-        .filter(|d| d.rcpt_to.iter().any(|r| r == rcpt))
-        .collect()
-}
-
-/// Waits for the `n`th mail to `rcpt` and returns it.
-async fn nth_mail(sink: &Sink, rcpt: &str, n: usize) -> Delivered {
-    wait_for(
-        &format!("mail {n} to {rcpt}"),
-        Duration::from_secs(20),
-        || mails_to(sink, rcpt).into_iter().nth(n - 1),
-    )
-    .await
-}
 
 fn aliases(svc: &Service) -> String {
     let (code, out, err) = svc.cli(&["alias", "list"]);
@@ -93,13 +68,13 @@ fn assert_headers(path: &str, a: &Answer) {
 
 /// Registers `alias` for `address` on the form; returns the confirmation link's token.
 async fn register(web: &WebClient, sink: &Sink, alias: &str, address: &str) -> String {
-    let before = mails_to(sink, address).len();
+    let before = sink.mails_to(address).len();
     let a = web
         .submit("/register", &[("alias", alias), ("address", address)])
         .await;
     assert_eq!(a.status, 200, "{}", a.body);
     assert!(a.body.contains("Check your mailbox"), "{}", a.body);
-    let mail = nth_mail(sink, address, before + 1).await;
+    let mail = sink.nth_mail(address, before + 1).await;
     confirm_token(&mail.body_text()).expect("the mail carries a confirmation link")
 }
 
@@ -331,7 +306,7 @@ async fn register_confirm_from_the_mailed_link_and_welcome() {
         )
         .await;
     assert_eq!(a.status, 200, "{}", a.body);
-    let mail = nth_mail(&sink, ANN, 1).await;
+    let mail = sink.nth_mail(ANN, 1).await;
     assert!(
         mail.header("DKIM-Signature").is_some(),
         "signed like every mail"
@@ -378,7 +353,7 @@ async fn register_confirm_from_the_mailed_link_and_welcome() {
         aliases(&svc)
     );
 
-    let welcome = nth_mail(&sink, ANN, 2).await;
+    let welcome = sink.nth_mail(ANN, 2).await;
     let text = welcome.body_text();
     assert!(welcome.header("Subject").unwrap().contains("is active"));
     assert!(
@@ -430,14 +405,14 @@ async fn a_member_address_and_a_stranger_get_the_same_page() {
         member.body, stranger.body,
         "nobody can tell a member from the page"
     );
-    let note = nth_mail(&sink, "bob@real.example", 1).await;
+    let note = sink.nth_mail("bob@real.example", 1).await;
     let text = note.body_text();
     assert!(
         text.contains("already has an alias: bob@remailer.test"),
         "{text}"
     );
     assert!(confirm_token(&text).is_none(), "no link for a second alias");
-    nth_mail(&sink, "carol@real.example", 1).await;
+    sink.nth_mail("carol@real.example", 1).await;
     let r1 = web
         .submit("/remove", &[("address", "bob@real.example")])
         .await;
@@ -445,10 +420,10 @@ async fn a_member_address_and_a_stranger_get_the_same_page() {
         .submit("/remove", &[("address", "nobody@real.example")])
         .await;
     assert_eq!((r1.status, r1.body.as_str()), (r2.status, r2.body.as_str()));
-    nth_mail(&sink, "bob@real.example", 2).await;
+    sink.nth_mail("bob@real.example", 2).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
-        mails_to(&sink, "nobody@real.example").is_empty(),
+        sink.mails_to("nobody@real.example").is_empty(),
         "no mail for a non-member"
     );
 }
@@ -513,7 +488,7 @@ async fn removal_is_confirmed_by_mail_and_the_name_is_never_reused() {
     let (svc, sink, web) = start("").await;
     let token = register(&web, &sink, "ann", ANN).await;
     assert_eq!(press(&web, &token).await.status, 200);
-    nth_mail(&sink, ANN, 2).await; // welcome
+    sink.nth_mail(ANN, 2).await; // welcome
 
     // Ann writes to Bob: the store now holds a thread link from her message
     svc.add_alias("bob", "bob@real.example");
@@ -522,7 +497,7 @@ async fn removal_is_confirmed_by_mail_and_the_name_is_never_reused() {
     let msg = harness::message(ANN, "bob@remailer.test", "Hi", "Hello Bob");
     let r = c.send_mail(ANN, &["bob@remailer.test"], &msg).await;
     assert_eq!(r.code, 250, "{r:?}");
-    nth_mail(&sink, "bob@real.example", 1).await;
+    sink.nth_mail("bob@real.example", 1).await;
     let links_of_ann = "SELECT COUNT(*) FROM thread_map WHERE alias_id = (SELECT id FROM aliases WHERE name = 'ann')";
     let db = db_pool(&svc).await;
     let mut links = 0;
@@ -541,7 +516,7 @@ async fn removal_is_confirmed_by_mail_and_the_name_is_never_reused() {
     let a = web.submit("/remove", &[("address", ANN)]).await;
     assert_eq!(a.status, 200);
     assert!(a.body.contains("Check your mailbox"));
-    let mail = nth_mail(&sink, ANN, 3).await;
+    let mail = sink.nth_mail(ANN, 3).await;
     let text = mail.body_text();
     assert!(
         text.contains("remove your alias ann@remailer.test"),
@@ -653,9 +628,9 @@ async fn one_address_gets_only_a_few_confirmation_mails_a_day() {
         let a = web.submit("/remove", &[("address", victim)]).await;
         assert_eq!(a.status, 200);
     }
-    nth_mail(&sink, victim, 3).await;
+    sink.nth_mail(victim, 3).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(mails_to(&sink, victim).len(), 3, "at most 3 a day");
+    assert_eq!(sink.mails_to(victim).len(), 3, "at most 3 a day");
     // another address is not affected
     register(&web, &sink, "other", "other@real.example").await;
 }

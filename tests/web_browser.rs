@@ -172,7 +172,7 @@ async fn one_way_and_footer_opt_out(b: &mut Browser, sink: &Sink) {
     assert_eq!(b.value("body").await, "Once more.");
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
-        mails_to(sink, FRIEND).len(),
+        sink.mails_to(FRIEND).len(),
         1,
         "an opted-out address got mail"
     );
@@ -206,7 +206,7 @@ async fn opt_out_form(b: &mut Browser, sink: &Sink) {
     send(b, OTHER, "Hi", "Hello.").await;
     let refused = b.check_page("send-refused-other").await;
     assert!((400..500).contains(&refused.status), "{}", refused.text);
-    assert_eq!(mails_to(sink, OTHER).len(), 1, "only the confirmation mail");
+    assert_eq!(sink.mails_to(OTHER).len(), 1, "only the confirmation mail");
 }
 
 async fn remove(b: &mut Browser, svc: &Service, sink: &Sink) {
@@ -255,18 +255,11 @@ fn alias_state(svc: &Service, name: &str) -> Option<String> {
     })
 }
 
-fn mails_to(sink: &Sink, rcpt: &str) -> Vec<Delivered> {
-    sink.delivered()
-        .into_iter()
-        .filter(|d| d.rcpt_to.iter().any(|r| r == rcpt))
-        .collect()
-}
-
 /// Waits until `rcpt` has received `n` mails; returns them in order.
 async fn wait_mails(sink: &Sink, rcpt: &str, n: usize) -> Vec<Delivered> {
     let what = format!("{n} mails to {rcpt}");
     wait_for(&what, T, || {
-        let got = mails_to(sink, rcpt);
+        let got = sink.mails_to(rcpt);
         (got.len() >= n).then_some(got)
     })
     .await

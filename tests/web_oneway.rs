@@ -9,33 +9,10 @@ mod support;
 
 use std::time::Duration;
 
-use harness::web::Answer;
-use harness::{wait_for, Client, Delivered, Service, Sink, SinkMode, WebClient};
+use harness::web::{start, Answer};
+use harness::{Client, Service, WebClient};
 
 const EVE: &str = "eve@outside.example";
-
-async fn start(extra: &str) -> (Service, Sink, WebClient) {
-    let sink = Sink::start(SinkMode::Accept).await;
-    let svc = Service::start(sink.port, extra).await;
-    let web = WebClient::new(svc.web_port);
-    (svc, sink, web)
-}
-
-fn mails_to(sink: &Sink, rcpt: &str) -> Vec<Delivered> {
-    sink.delivered()
-        .into_iter()
-        .filter(|d| d.rcpt_to.iter().any(|r| r == rcpt))
-        .collect()
-}
-
-async fn nth_mail(sink: &Sink, rcpt: &str, n: usize) -> Delivered {
-    wait_for(
-        &format!("mail {n} to {rcpt}"),
-        Duration::from_secs(20),
-        || mails_to(sink, rcpt).into_iter().nth(n - 1),
-    )
-    .await
-}
 
 /// Fills the one-way form like a browser.
 async fn send(web: &WebClient, to: &str, subject: &str, body: &str) -> Answer {
@@ -93,7 +70,7 @@ async fn one_way_message_arrives_signed_with_footer_and_one_click_opt_out() {
     )
     .await;
     assert_sent(&a);
-    let mail = nth_mail(&sink, EVE, 1).await;
+    let mail = sink.nth_mail(EVE, 1).await;
     assert!(
         mail.mail_from.starts_with("b+"),
         "VERP sender: {}",
@@ -158,7 +135,7 @@ async fn one_way_message_arrives_signed_with_footer_and_one_click_opt_out() {
     assert_eq!(page.body.matches("<button").count(), 1);
     assert!(page.body.contains(&format!("action=\"{path}\"")));
     assert_sent(&send(&web, EVE, "second", "still reaches Eve").await);
-    nth_mail(&sink, EVE, 2).await;
+    sink.nth_mail(EVE, 2).await;
     let one_click = web
         .post_raw(
             &path,
@@ -176,7 +153,7 @@ async fn one_way_message_arrives_signed_with_footer_and_one_click_opt_out() {
     );
     assert_eq!(svc.cli(&["opt-out", "check", EVE]).0, 0);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(mails_to(&sink, EVE).len(), 2);
+    assert_eq!(sink.mails_to(EVE).len(), 2);
 
     // A forged or garbled link changes nothing.
     let forged = format!("/opt-out/{}A", &token[..token.len() - 1]);
@@ -249,7 +226,7 @@ async fn each_refusal_shows_its_reason_with_the_form_refilled() {
 
     // A member's alias may be written to: it reaches the member, addressed to the alias.
     assert_sent(&send(&web, "ann@remailer.test", "", "for the member").await);
-    let mail = nth_mail(&sink, "ann@real.example", 1).await;
+    let mail = sink.nth_mail("ann@real.example", 1).await;
     assert_eq!(mail.header("To").as_deref(), Some("<ann@remailer.test>"));
     assert_eq!(mail.header("Subject").as_deref(), Some("(no subject)"));
     assert!(!mail.text().contains("ann@real.example"));
@@ -281,7 +258,7 @@ async fn per_recipient_and_global_limits_trigger_at_their_thresholds() {
         "as many messages as it may this hour",
         "zoe@outside.example",
     );
-    nth_mail(&sink, "joe@outside.example", 1).await;
+    sink.nth_mail("joe@outside.example", 1).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(sink.delivered().len(), 3);
 }
@@ -299,7 +276,7 @@ async fn per_client_limit_triggers_at_its_threshold() {
         third.body
     );
     assert!(third.body.contains("value=\"c@outside.example\""));
-    nth_mail(&sink, "b@outside.example", 1).await;
+    sink.nth_mail("b@outside.example", 1).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(sink.delivered().len(), 2);
     let log = svc.log();
@@ -337,7 +314,7 @@ async fn opt_out_through_the_form_and_its_mailed_link() {
     let a = web.submit("/opt-out", &[("address", EVE)]).await;
     assert_eq!(a.status, 200, "{}", a.body);
     assert!(a.body.contains("Check your mailbox"));
-    let mail = nth_mail(&sink, EVE, 1).await;
+    let mail = sink.nth_mail(EVE, 1).await;
     assert_eq!(mail.mail_from, "", "an automatic mail: null sender");
     assert!(mail.header("DKIM-Signature").is_some());
     let token = opt_out_token(&mail.body_text()).expect("the mail has a link");
@@ -368,7 +345,8 @@ async fn opt_out_through_the_form_and_its_mailed_link() {
         assert_eq!(again.status, 200);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let confirmations = mails_to(&sink, EVE)
+    let confirmations = sink
+        .mails_to(EVE)
         .iter()
         .filter(|m| m.mail_from.is_empty())
         .count();

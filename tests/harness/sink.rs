@@ -179,6 +179,24 @@ impl Sink {
         self.state.lock().unwrap().delivered.clone()
     }
 
+    /// The mails delivered to `rcpt` so far, in order.
+    pub fn mails_to(&self, rcpt: &str) -> Vec<Delivered> {
+        self.delivered()
+            .into_iter()
+            .filter(|d| d.rcpt_to.iter().any(|r| r == rcpt))
+            .collect()
+    }
+
+    /// Waits (up to 20 s) for the `n`th mail to `rcpt` and returns it.
+    pub async fn nth_mail(&self, rcpt: &str, n: usize) -> Delivered {
+        super::wait_for(
+            &format!("mail {n} to {rcpt}"),
+            std::time::Duration::from_secs(20),
+            || self.mails_to(rcpt).into_iter().nth(n - 1),
+        )
+        .await
+    }
+
     /// Transactions that reached the end of DATA (accepted or deferred).
     pub fn attempts(&self) -> usize {
         self.state.lock().unwrap().attempts

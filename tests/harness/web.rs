@@ -3,6 +3,16 @@
 
 use std::time::Duration;
 
+use super::{Service, Sink, SinkMode};
+
+/// A service with `extra` config, its accepting sink and a web client for its forms.
+pub async fn start(extra: &str) -> (Service, Sink, WebClient) {
+    let sink = Sink::start(SinkMode::Accept).await;
+    let svc = Service::start(sink.port, extra).await;
+    let web = WebClient::new(svc.web_port);
+    (svc, sink, web)
+}
+
 pub struct WebClient {
     pub base: String,
     http: reqwest::Client,
