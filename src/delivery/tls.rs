@@ -110,10 +110,21 @@ pub fn why_unverified(e: &mail_send::Error) -> &'static str {
         mail_send::Error::UnexpectedReply(_) => return "the server refused STARTTLS",
         _ => None,
     };
-    match rustls_error {
-        Some(rustls::Error::InvalidCertificate(c)) => match c {
+    match rustls_error.map(why_rustls) {
+        Some(NAME_MISMATCH) => "the certificate does not match the MX host name",
+        Some(why) => why,
+        None => "the TLS handshake failed",
+    }
+}
+
+const NAME_MISMATCH: &str = "the certificate does not match the host name";
+
+/// Why rustls refused a handshake, in words that name no host.
+pub fn why_rustls(e: &rustls::Error) -> &'static str {
+    match e {
+        rustls::Error::InvalidCertificate(c) => match c {
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
-                "the certificate does not match the MX host name"
+                NAME_MISMATCH
             }
             CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
                 "the certificate has expired"
