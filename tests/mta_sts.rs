@@ -303,3 +303,56 @@ async fn the_cached_policy_stays_in_force_when_the_policy_server_goes_away() {
     })
     .await;
 }
+
+/// The policy `remailer dns` prints (as `;   ` comment lines) and its `_mta-sts` record.
+fn printed_policy(svc: &Service) -> (String, String) {
+    let (code, out, err) = svc.cli(&["dns", "--create-keys"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("https://mta-sts.remailer.test/.well-known/mta-sts.txt"),
+        "{out}"
+    );
+    let record = out
+        .lines()
+        .find(|l| l.starts_with("_mta-sts.remailer.test. 3600 IN TXT "))
+        .unwrap_or_else(|| panic!("an _mta-sts record: {out}"));
+    let policy: String = out
+        .lines()
+        .filter_map(|l| l.strip_prefix(";   "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    (record.to_string(), policy)
+}
+
+#[test]
+fn remailer_dns_prints_the_mta_sts_record_and_policy_to_publish() {
+    use remailer::delivery::mta_sts::{txt_id, Mode, Policy};
+    let svc = Service::prepare(harness::free_port(), "");
+    let (record, text) = printed_policy(&svc);
+    let txt = support::dns_server::unquote(record.split_once(" TXT ").unwrap().1).concat();
+    assert!(txt_id(&[txt]).is_some(), "a valid record: {record}");
+    let policy = Policy::parse(&text).unwrap();
+    assert!(policy.matches("mx.remailer.test"), "{text}");
+    assert_eq!(
+        policy.mode,
+        Mode::Testing,
+        "no STARTTLS without smtp.tls_cert"
+    );
+
+    let cert = TestCert::new(&["mx.remailer.test"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_file, key_file) = cert.write(dir.path());
+    let extra = format!(
+        "smtp.tls_cert = \"{}\"\nsmtp.tls_key = \"{}\"",
+        cert_file.display(),
+        key_file.display()
+    );
+    let with_tls = Service::prepare(harness::free_port(), &extra);
+    let (record2, text2) = printed_policy(&with_tls);
+    assert_eq!(
+        Policy::parse(&text2).unwrap().mode,
+        Mode::Enforce,
+        "{text2}"
+    );
+    assert_ne!(record, record2, "a changed policy gets a new id");
+}
