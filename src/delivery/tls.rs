@@ -56,6 +56,13 @@ pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, St
     Ok(certs)
 }
 
+/// Checks `delivery.tls_ca_file` as [`Connectors::new`] reads it (readable, PEM, at least one
+/// certificate, each usable as a trust root); returns how many certificates it holds.
+pub fn check_ca_file(path: &Path) -> Result<usize, TlsSetupError> {
+    let store = roots(Some(path))?;
+    Ok(store.len() - webpki_roots::TLS_SERVER_ROOTS.len())
+}
+
 /// A PEM reading error in words: the file could not be read, or what in it is wrong.
 pub fn pem_error(e: pem::Error) -> String {
     match e {
