@@ -175,16 +175,20 @@ fn mta_sts_note(config: &Config) -> String {
     out
 }
 
-/// All records as zone-file text, one line each, with a comment header, then (as comment
-/// lines) the MTA-STS policy to serve.
-pub fn format_zone(config: &Config, records: &[ZoneRecord]) -> String {
+/// All records as zone-file text, one line each, with a comment header.
+pub fn format_zone(records: &[ZoneRecord]) -> String {
     let mut out = String::from("; DNS records for remailer (paste into the zone)\n");
     for r in records {
         out.push_str(&r.zone_line());
         out.push('\n');
     }
-    out.push_str(&mta_sts_note(config));
     out
+}
+
+/// What `remailer dns` prints: [`format_zone`], then (as comment lines) how to publish the
+/// MTA-STS policy, and the policy.
+pub fn format_dns(config: &Config, records: &[ZoneRecord]) -> String {
+    format_zone(records) + &mta_sts_note(config)
 }
 
 /// `text` as quoted strings of at most 255 characters each, separated by a space.

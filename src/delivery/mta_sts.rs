@@ -235,6 +235,8 @@ pub struct MtaSts {
     cache: moka::sync::Cache<String, Cached>,
     /// `(domain, id)` whose fetch failed lately (not retried before [`FETCH_RETRY`]).
     failed: moka::sync::Cache<(String, String), ()>,
+    /// Held while a domain's policy is fetched.
+    fetching: moka::sync::Cache<String, Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl MtaSts {
@@ -257,6 +259,10 @@ impl MtaSts {
                 .max_capacity(CACHE_MAX)
                 .time_to_live(FETCH_RETRY)
                 .build(),
+            fetching: moka::sync::Cache::builder()
+                .max_capacity(CACHE_MAX)
+                .time_to_idle(FETCH_RETRY)
+                .build(),
         }
     }
 
@@ -278,13 +284,21 @@ impl MtaSts {
 
     /// The policy in force for `domain` (RFC 8461 §5.1), if any.
     async fn policy(&self, domain: &str) -> Option<Arc<Policy>> {
-        let cached = self
-            .cache
-            .get(domain)
-            .filter(|c| c.expires > Instant::now());
-        let Some(id) = self.lookup_id(domain).await else {
-            return cached.map(|c| c.policy);
+        let cached = || {
+            self.cache
+                .get(domain)
+                .filter(|c| c.expires > Instant::now())
         };
+        let Some(id) = self.lookup_id(domain).await else {
+            return cached().map(|c| c.policy);
+        };
+        if let Some(c) = cached().filter(|c| c.id == id) {
+            return Some(c.policy.clone());
+        }
+        // One fetch per domain at a time: the deliveries waiting meanwhile use its result.
+        let lock = self.fetching.get_with(domain.to_string(), Arc::default);
+        let _fetching = lock.lock().await;
+        let cached = cached();
         if let Some(c) = cached.as_ref().filter(|c| c.id == id) {
             return Some(c.policy.clone());
         }
