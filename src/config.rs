@@ -207,6 +207,11 @@ pub struct DeliveryConfig {
     /// PEM file of extra trust roots for verified outbound TLS, besides webpki-roots (a
     /// private CA, or the tests' CA).
     pub tls_ca_file: Option<PathBuf>,
+    /// Apply recipient domains' MTA-STS policies (RFC 8461) to MX deliveries (default on).
+    pub mta_sts: bool,
+    /// Port of the HTTPS server an MTA-STS policy is fetched from (443; tests point it
+    /// elsewhere).
+    pub mta_sts_port: u16,
     /// `"MIN..MAX"` (`5m..2h`): each remailed message waits a uniform random time in this
     /// range before its first attempt (against timing correlation). Absent: no delay.
     pub delay: Option<DelayRange>,
@@ -325,6 +330,8 @@ impl Default for DeliveryConfig {
             mx_port: 25,
             require_tls: Vec::new(),
             tls_ca_file: None,
+            mta_sts: true,
+            mta_sts_port: 443,
             delay: None,
             pool_interval: 0,
         }

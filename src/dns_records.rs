@@ -13,7 +13,11 @@
 //!   (the `rua` only when `policy.postmaster` is set, so reports reach someone)
 //!   — nothing but the service itself may send as DOMAIN;
 //! - `_smtp._tls.DOMAIN TXT "v=TLSRPTv1; rua=mailto:postmaster@DOMAIN"` (RFC 8460), only
-//!   when `policy.postmaster` is set.
+//!   when `policy.postmaster` is set;
+//! - `_mta-sts.DOMAIN TXT "v=STSv1; id=ID"` (RFC 8461), with the policy the operator serves
+//!   at `https://mta-sts.DOMAIN/.well-known/mta-sts.txt` ([`mta_sts_policy`], printed as
+//!   comment lines after the records): `mode: enforce` for HOSTNAME when `smtp.tls_cert` is
+//!   set (`testing` otherwise). ID is derived from the policy text, so it changes with it.
 //!
 //! The host's own A/AAAA records are not printed: the service does not know its public address.
 //!
@@ -42,7 +46,7 @@ pub struct ZoneRecord {
     pub rtype: &'static str,
     /// The value unquoted: `10 mx.remailer.example.` or the TXT text.
     pub value: String,
-    /// What the record is for: `mx`, `spf`, `spf-helo`, `dkim`, `dmarc`, `tls-rpt`.
+    /// What the record is for: `mx`, `spf`, `spf-helo`, `dkim`, `dmarc`, `tls-rpt`, `mta-sts`.
     pub purpose: &'static str,
 }
 
@@ -120,6 +124,54 @@ pub fn records(config: &Config, keys: &DkimKeys) -> Vec<ZoneRecord> {
             "tls-rpt",
         ));
     }
+    let policy = mta_sts_policy(config);
+    out.push(ZoneRecord::txt(
+        format!("_mta-sts.{domain}"),
+        format!("v=STSv1; id={}", mta_sts_id(&policy)),
+        "mta-sts",
+    ));
+    out
+}
+
+/// How long receivers cache the MTA-STS policy (one week, in seconds).
+pub const MTA_STS_MAX_AGE: u64 = 604_800;
+
+/// The MTA-STS policy (RFC 8461 §3.2) for DOMAIN's one MX, HOSTNAME: `enforce` when the
+/// service offers STARTTLS (`smtp.tls_cert`), else `testing`.
+pub fn mta_sts_policy(config: &Config) -> String {
+    let hostname = config.hostname().trim_end_matches('.').to_ascii_lowercase();
+    let mode = match config.smtp.tls_cert {
+        Some(_) => "enforce",
+        None => "testing",
+    };
+    format!("version: STSv1\r\nmode: {mode}\r\nmx: {hostname}\r\nmax_age: {MTA_STS_MAX_AGE}\r\n")
+}
+
+/// The `id` of the `_mta-sts` record: 20 hex digits of the policy's SHA-256, so a changed
+/// policy gets a new id (and receivers fetch it again).
+pub fn mta_sts_id(policy: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(policy.as_bytes())[..10])
+}
+
+/// The comment lines that tell the operator how to publish the MTA-STS policy.
+fn mta_sts_note(config: &Config) -> String {
+    let domain = config.domain();
+    let mut out = format!(
+        "; MTA-STS (RFC 8461): serve the policy below as text/plain at\n\
+         ; https://mta-sts.{domain}/.well-known/mta-sts.txt over HTTPS, with a certificate valid\n\
+         ; for mta-sts.{domain} (which needs its own A/AAAA record), and no redirect.\n\
+         ; Change the policy and the id of the _mta-sts record together.\n"
+    );
+    if config.smtp.tls_cert.is_none() {
+        out.push_str(
+            "; mode is testing: smtp.tls_cert is not set. Set it (a certificate valid for the\n\
+             ; MX host name) and run `remailer dns` again for an enforcing policy.\n",
+        );
+    }
+    for line in mta_sts_policy(config).lines() {
+        out.push_str(&format!(";   {line}\n"));
+    }
     out
 }
 
@@ -131,6 +183,12 @@ pub fn format_zone(records: &[ZoneRecord]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// What `remailer dns` prints: [`format_zone`], then (as comment lines) how to publish the
+/// MTA-STS policy, and the policy.
+pub fn format_dns(config: &Config, records: &[ZoneRecord]) -> String {
+    format_zone(records) + &mta_sts_note(config)
 }
 
 /// `text` as quoted strings of at most 255 characters each, separated by a space.
@@ -287,9 +345,13 @@ fn judge_mx(expected: &str, found: &[String]) -> CheckStatus {
     }
 }
 
-/// DKIM records match on their key (`k=` and `p=`); the others on all their tags, compared
-/// without regard to spacing and tag case.
+/// DKIM records match on their key (`k=` and `p=`); an `_mta-sts` record on being valid
+/// (any id: the operator may number policies their own way); the others on all their tags,
+/// compared without regard to spacing and tag case.
 fn txt_matches(record: &ZoneRecord, found: &str) -> bool {
+    if record.purpose == "mta-sts" {
+        return crate::delivery::mta_sts::txt_id(&[found.to_string()]).is_some();
+    }
     if record.purpose == "dkim" {
         let key = |v: &str| {
             (

@@ -51,8 +51,14 @@ pub mod store;
 pub mod web;
 pub mod wire;
 
-/// Selects rustls's crypto provider (ring) for the process. Idempotent; called before any TLS
-/// configuration is built, since more than one provider is compiled in through dependencies.
+/// The one crypto provider of the process: aws-lc-rs, as DKIM signing uses (ring is not
+/// built in). Every rustls configuration is built with it explicitly.
+pub fn crypto_provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
+    std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// Installs [`crypto_provider`] as the process default, for the configurations that
+/// dependencies build themselves (mail-send's opportunistic connector). Idempotent.
 pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }

@@ -526,7 +526,7 @@ async fn dns(config: &Config, create_keys: bool, command: Option<DnsCommand>) ->
     match command {
         None => print!(
             "{}",
-            dns_records::format_zone(&dns_records::records(config, &keys))
+            dns_records::format_dns(config, &dns_records::records(config, &keys))
         ),
         Some(DnsCommand::Check) => {
             let resolver = remailer::sender_auth::build_resolver(&config.dns)?;

@@ -2,13 +2,13 @@
 //! seals real addresses before they reach the [`Store`] and finds them by keyed hash, so the
 //! store never holds an address in clear.
 //!
-//! Lookups are cached for [`CACHE_TTL`] (hits and misses), which keeps the store off the hot
-//! path; changes made in this process clear the cache at once, changes made by another
-//! process (the admin CLI, another node) are seen within that time.
+//! Lookups are cached for [`CACHE_TTL`] (hits and misses, at most [`CACHE_MAX`] entries, in a
+//! moka cache), which keeps the store off the hot path; changes made in this process clear
+//! the cache at once, changes made by another process (the admin CLI, another node) are seen
+//! within that time.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use thiserror::Error;
 
@@ -52,7 +52,8 @@ impl MemberEntry {
 
 /// How long a lookup result is reused.
 pub const CACHE_TTL: Duration = Duration::from_secs(1);
-const CACHE_MAX: usize = 50_000;
+/// At most this many lookups are cached (least recently used ones go first).
+pub const CACHE_MAX: u64 = 50_000;
 
 #[derive(Clone, PartialEq, Eq, Hash)]
 enum Key {
@@ -61,14 +62,14 @@ enum Key {
     Id(i64),
 }
 
-type Cache = Mutex<HashMap<Key, (Instant, Option<MemberEntry>)>>;
+type Cache = moka::sync::Cache<Key, Option<MemberEntry>>;
 
 #[derive(Clone)]
 pub struct Members {
     store: Arc<dyn Store>,
     keys: Arc<Keys>,
     domain: Domain,
-    cache: Arc<Cache>,
+    cache: Cache,
 }
 
 impl Members {
@@ -77,7 +78,10 @@ impl Members {
             store,
             keys,
             domain,
-            cache: Arc::default(),
+            cache: Cache::builder()
+                .max_capacity(CACHE_MAX)
+                .time_to_live(CACHE_TTL)
+                .build(),
         }
     }
 
@@ -138,24 +142,9 @@ impl Members {
         Ok(())
     }
 
+    /// Forgets every cached lookup; no lookup after this returns an entry cached before.
     fn clear_cache(&self) {
-        self.cache.lock().expect("cache lock").clear();
-    }
-
-    fn cached(&self, key: &Key) -> Option<Option<MemberEntry>> {
-        let cache = self.cache.lock().expect("cache lock");
-        cache
-            .get(key)
-            .filter(|(at, _)| at.elapsed() < CACHE_TTL)
-            .map(|(_, v)| v.clone())
-    }
-
-    fn remember(&self, key: Key, value: Option<MemberEntry>) {
-        let mut cache = self.cache.lock().expect("cache lock");
-        if cache.len() >= CACHE_MAX {
-            cache.clear();
-        }
-        cache.insert(key, (Instant::now(), value));
+        self.cache.invalidate_all();
     }
 
     /// A cached lookup: `fetch` runs on a miss or an expired entry.
@@ -163,14 +152,14 @@ impl Members {
     where
         F: std::future::Future<Output = Result<Option<AliasRecord>, StoreError>>,
     {
-        if let Some(hit) = self.cached(&key) {
+        if let Some(hit) = self.cache.get(&key) {
             return Ok(hit);
         }
         let found = match fetch.await? {
             Some(r) => Some(self.entry(r)?),
             None => None,
         };
-        self.remember(key, found.clone());
+        self.cache.insert(key, found.clone());
         Ok(found)
     }
 
@@ -336,6 +325,31 @@ mod tests {
             Err(MembersError::NoSuchAlias(_))
         ));
         assert!(m.by_real(&real).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn lookups_are_cached_for_the_ttl_and_cleared_by_a_change_made_here() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = members(dir.path()).await;
+        let d = m.domain().clone();
+        let ann = Alias::parse("ann", &d).unwrap();
+        let bob = Alias::parse("bob", &d).unwrap();
+        m.add(&ann, &RealAddress::parse("ann@mail.example", &d).unwrap())
+            .await
+            .unwrap();
+        assert!(m.by_alias(&ann.name).await.unwrap().is_some());
+        // A miss is cached too; adding here clears the cache at once.
+        assert!(m.by_alias(&bob.name).await.unwrap().is_none());
+        m.add(&bob, &RealAddress::parse("bob@mail.example", &d).unwrap())
+            .await
+            .unwrap();
+        assert!(m.by_alias(&bob.name).await.unwrap().is_some());
+        // A change behind the cache's back (another process) is seen after the TTL.
+        assert!(m.by_alias(&ann.name).await.unwrap().is_some());
+        assert!(m.store().retire_alias(&ann.name, now_unix()).await.unwrap());
+        assert!(m.by_alias(&ann.name).await.unwrap().is_some(), "cached");
+        tokio::time::sleep(CACHE_TTL + Duration::from_millis(200)).await;
+        assert!(m.by_alias(&ann.name).await.unwrap().is_none(), "expired");
     }
 
     #[tokio::test]

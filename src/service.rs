@@ -5,9 +5,11 @@
 //! TLS certificate.
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
+use rustls::pki_types::pem::{self, PemObject};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use thiserror::Error;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, UnixListener};
@@ -159,27 +161,36 @@ pub fn load_tls(config: &Config) -> Result<Option<TlsAcceptor>, ServiceError> {
     let (Some(cert_path), Some(key_path)) = (&config.smtp.tls_cert, &config.smtp.tls_key) else {
         return Ok(None);
     };
-    let read =
-        |p: &Path| std::fs::read(p).map_err(|e| setup(format!("TLS file {}: {e}", p.display())));
-    let certs: Vec<_> = rustls_pemfile::certs(&mut read(cert_path)?.as_slice())
-        .collect::<Result<_, _>>()
-        .map_err(|e| setup(format!("TLS certificate {}: {e}", cert_path.display())))?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_path)
+        .and_then(|certs| certs.collect::<Result<_, _>>())
+        .map_err(|e| {
+            setup(format!(
+                "TLS certificate {}: {}",
+                cert_path.display(),
+                crate::delivery::tls::pem_error(e)
+            ))
+        })?;
     if certs.is_empty() {
         return Err(setup(format!(
             "TLS certificate file {} holds no certificate",
             cert_path.display()
         )));
     }
-    let key = rustls_pemfile::private_key(&mut read(key_path)?.as_slice())
-        .map_err(|e| setup(format!("TLS key {}: {e}", key_path.display())))?
-        .ok_or_else(|| {
-            setup(format!(
-                "TLS key file {} holds no private key",
-                key_path.display()
-            ))
-        })?;
+    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| match e {
+        pem::Error::NoItemsFound => setup(format!(
+            "TLS key file {} holds no private key",
+            key_path.display()
+        )),
+        e => setup(format!(
+            "TLS key {}: {}",
+            key_path.display(),
+            crate::delivery::tls::pem_error(e)
+        )),
+    })?;
     crate::install_crypto_provider();
-    let server = rustls::ServerConfig::builder()
+    let server = rustls::ServerConfig::builder_with_provider(crate::crypto_provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| setup(format!("TLS setup: {e}")))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| {

@@ -170,7 +170,7 @@ async fn dns_check_says_what_is_missing() {
     let (code, out, err) = svc.cli(&["dns", "check"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
-        out.contains("all 7 records are published correctly"),
+        out.contains("all 8 records are published correctly"),
         "{out}"
     );
     assert!(!out.contains("missing"), "{out}");

@@ -142,3 +142,54 @@ async fn require_tls_delivers_only_over_a_certificate_that_verifies_for_the_mx()
     .await;
     assert!(d.tls);
 }
+
+#[test]
+fn check_config_checks_the_tls_ca_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |file: &std::path::Path| {
+        let extra = format!("delivery.tls_ca_file = \"{}\"", file.display());
+        let svc = Service::prepare(harness::free_port(), &extra);
+        let (code, out, _) = svc.cli(&["check-config"]);
+        (code, out)
+    };
+    let ca = dir.path().join("ca.pem");
+    TestCa::new().write(&ca);
+    let (code, out) = check(&ca);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("trust roots: ok (1 from delivery.tls_ca_file)"),
+        "{out}"
+    );
+
+    let missing = dir.path().join("missing.pem");
+    let (code, out) = check(&missing);
+    assert_eq!(code, 4, "{out}");
+    let line = format!(
+        "trust roots: FAILED: delivery.tls_ca_file {}: No such file",
+        missing.display()
+    );
+    assert!(out.contains(&line), "{out}");
+
+    let key_only = dir.path().join("key.pem");
+    std::fs::write(&key_only, TestCert::new(&["x.test"]).key_pem).unwrap();
+    let (code, out) = check(&key_only);
+    assert_eq!(code, 4, "{out}");
+    assert!(out.contains("no PEM certificate in it"), "{out}");
+
+    let cut = dir.path().join("cut.pem");
+    let pem = TestCa::new().cert_pem;
+    std::fs::write(&cut, &pem[..pem.len() / 2]).unwrap();
+    let (code, out) = check(&cut);
+    assert_eq!(code, 4, "{out}");
+    assert!(out.contains("not valid PEM"), "{out}");
+
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(
+        &garbage,
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let (code, out) = check(&garbage);
+    assert_eq!(code, 4, "{out}");
+    assert!(out.contains("trust roots: FAILED"), "{out}");
+}

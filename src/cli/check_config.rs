@@ -12,7 +12,8 @@ use remailer::service;
 
 /// The config file cannot be read or is invalid.
 pub const EXIT_CONFIG: u8 = 3;
-/// The data dir, a key, a TLS file or the store is unusable.
+/// The data dir, a key, a TLS file (the STARTTLS certificate and key, `delivery.tls_ca_file`)
+/// or the store is unusable.
 pub const EXIT_DATA: u8 = 4;
 /// A listener address cannot be bound.
 pub const EXIT_LISTEN: u8 = 5;
@@ -90,6 +91,15 @@ async fn check_data(config: &Config) -> bool {
         Err(e) => {
             println!("tls: FAILED: {e}");
             ok = false;
+        }
+    }
+    if let Some(path) = &config.delivery.tls_ca_file {
+        match remailer::delivery::tls::check_ca_file(path) {
+            Ok(n) => println!("trust roots: ok ({n} from delivery.tls_ca_file)"),
+            Err(e) => {
+                println!("trust roots: FAILED: {e}");
+                ok = false;
+            }
         }
     }
     match data_dir::open(config, Access::Existing).await {

@@ -1,6 +1,6 @@
 //! One delivery attempt over SMTP (mail-send's client): connect, greeting, EHLO, STARTTLS
-//! when offered (required, with a verified certificate, for configured domains: [`super::tls`]),
-//! MAIL/RCPT/DATA. Connections that
+//! when offered (required, with a verified certificate, for configured domains: [`super::tls`],
+//! and for domains with an enforced MTA-STS policy: [`super::mta_sts`]), MAIL/RCPT/DATA. Connections that
 //! delivered successfully are kept for a short while and reused for the same destination.
 //! Failure texts carry reply codes only: a remote server's words may name the real address.
 
@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::mta_sts::Rule;
 use super::route::Target;
 use super::tls::{why_unverified, Connectors};
 use super::Failure;
@@ -33,6 +34,9 @@ pub struct Open {
     pub verified: bool,
 }
 
+/// How every failure of a verified STARTTLS begins ([`Dialer::open`]).
+const TLS_REQUIRED: &str = "TLS is required but ";
+
 const IDLE_LIMIT: Duration = Duration::from_secs(15);
 
 /// How a connection should be opened.
@@ -50,9 +54,9 @@ impl Dialer {
         let (client, ehlo) = self.greet(target).await?;
         if !ehlo.has_capability(EXT_START_TLS) {
             if require_tls {
-                return Err(Failure::Temporary(
-                    "TLS is required but the server does not offer STARTTLS".into(),
-                ));
+                return Err(Failure::Temporary(format!(
+                    "{TLS_REQUIRED}the server does not offer STARTTLS"
+                )));
             }
             return self.conn(Box::new(client.stream), &ehlo, false);
         }
@@ -70,7 +74,7 @@ impl Dialer {
                 self.conn(client.stream, &ehlo, require_tls)
             }
             Err(e) if require_tls => Err(Failure::Temporary(format!(
-                "TLS is required but {}",
+                "{TLS_REQUIRED}{}",
                 why_unverified(&e)
             ))),
             Err(_) => {
@@ -79,6 +83,33 @@ impl Dialer {
                 self.conn(Box::new(client.stream), &ehlo, false)
             }
         }
+    }
+
+    /// [`Dialer::open`] under a recipient domain's MTA-STS rule as well: `enforce` (like
+    /// `require_tls`) needs verified TLS; `testing` tries verified TLS, and when that fails
+    /// logs why and delivers over opportunistic TLS as for any domain.
+    pub async fn open_for(
+        &self,
+        target: &Target,
+        require_tls: bool,
+        rule: &Rule,
+    ) -> Result<Open, Failure> {
+        if require_tls || !(rule.enforced() || rule.testing()) {
+            return self.open(target, require_tls).await;
+        }
+        let verified = self.open(target, true).await;
+        match verified {
+            Err(Failure::Temporary(why)) if why.starts_with(TLS_REQUIRED) => {
+                if rule.enforced() {
+                    return Err(Failure::Temporary(format!(
+                        "MTA-STS policy (enforce): {why}"
+                    )));
+                }
+                rule.note_testing_failure(target, &why[TLS_REQUIRED.len()..]);
+            }
+            done => return done,
+        }
+        self.open(target, false).await
     }
 
     /// Connects, reads the greeting and says EHLO.

@@ -10,6 +10,7 @@
 //! pooling, held messages leave in a shuffled batch at each pool tick.
 
 mod client;
+pub mod mta_sts;
 mod queue_stats;
 mod route;
 pub mod schedule;
@@ -104,11 +105,19 @@ impl Delivery {
         let d = &config.delivery;
         let resolver =
             crate::sender_auth::build_resolver(&config.dns).map_err(std::io::Error::other)?;
-        let router = Router::new(d.relay.clone(), d.mx_port, resolver);
         let tls = tls::Connectors::new(d.tls_ca_file.as_deref()).map_err(std::io::Error::other)?;
+        let timeout = Duration::from_secs(d.timeout);
+        let sts = mta_sts::MtaSts::new(
+            d.mta_sts,
+            resolver.clone(),
+            d.mta_sts_port,
+            tls.verified.clone(),
+            timeout,
+        );
+        let router = Router::new(d.relay.clone(), d.mx_port, resolver, sts);
         let dialer = Dialer {
             helo: config.hostname(),
-            timeout: Duration::from_secs(d.timeout),
+            timeout,
             tls,
         };
         Ok(Delivery {
@@ -395,7 +404,8 @@ impl Delivery {
             .require_tls
             .iter()
             .any(|d| d.eq_ignore_ascii_case(rcpt_domain));
-        if let Some(mut open) = inner.pool.take(dest, require_tls) {
+        let sts = inner.router.mta_sts(rcpt_domain).await;
+        if let Some(mut open) = inner.pool.take(dest, require_tls || sts.enforced()) {
             *server = "(a reused connection)".into();
             match client::send(&mut open.conn, &env.mail_from, &env.rcpt, &entry.message).await {
                 Ok(()) => {
@@ -412,7 +422,11 @@ impl Delivery {
         let relay = inner.router.is_relay();
         for target in inner.router.targets(rcpt_domain).await? {
             *server = server_label(inner.config.delivery.relay.is_some(), &target);
-            let mut open = match inner.dialer.open(&target, require_tls).await {
+            if let Err(e) = sts.check_mx(&target) {
+                last = e.at(&target.for_log(relay));
+                continue;
+            }
+            let mut open = match inner.dialer.open_for(&target, require_tls, &sts).await {
                 Ok(open) => open,
                 Err(e) => {
                     last = e.at(&target.for_log(relay));

@@ -1,10 +1,12 @@
 //! Where a delivery goes: the configured relay, or the recipient domain's MX hosts (RFC 5321
-//! §5.1: by preference, the domain itself when it has no MX, nothing for a null MX).
+//! §5.1: by preference, the domain itself when it has no MX, nothing for a null MX), and the
+//! MTA-STS rule ([`super::mta_sts`]) for an MX delivery.
 
 use std::net::SocketAddr;
 
 use hickory_resolver::TokioResolver;
 
+use super::mta_sts::{MtaSts, Rule};
 use super::Failure;
 
 /// One host to try, with the name TLS should check.
@@ -45,14 +47,30 @@ pub struct Router {
     relay: Option<String>,
     mx_port: u16,
     resolver: TokioResolver,
+    mta_sts: MtaSts,
 }
 
 impl Router {
-    pub fn new(relay: Option<String>, mx_port: u16, resolver: TokioResolver) -> Self {
+    pub fn new(
+        relay: Option<String>,
+        mx_port: u16,
+        resolver: TokioResolver,
+        mta_sts: MtaSts,
+    ) -> Self {
         Router {
             relay,
             mx_port,
             resolver,
+            mta_sts,
+        }
+    }
+
+    /// The MTA-STS rule for a delivery to `rcpt_domain`'s MX hosts; none through a relay
+    /// (the operator's own, not the recipient's MX).
+    pub async fn mta_sts(&self, rcpt_domain: &str) -> Rule {
+        match self.relay {
+            Some(_) => Rule::None,
+            None => self.mta_sts.rule(rcpt_domain).await,
         }
     }
 

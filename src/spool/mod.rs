@@ -27,7 +27,6 @@ mod writer;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 
@@ -452,12 +451,14 @@ fn lock(dir: &Path) -> Result<File, SpoolError> {
         .write(true)
         .open(&path)
         .map_err(io_err(&path))?;
-    // SAFETY: flock on a file descriptor we own; no memory is involved.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
-        return Err(SpoolError::Locked(dir.display().to_string()));
+    // An exclusive advisory lock (flock on Unix), held for as long as `file` is open.
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(SpoolError::Locked(dir.display().to_string()))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(io_err(&path)(e)),
     }
-    Ok(file)
 }
 
 fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, SpoolError> {

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{ring, verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::crypto::{aws_lc_rs, verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
@@ -44,12 +45,7 @@ impl TestCert {
 
     /// A rustls server for this certificate (used by the sink).
     pub fn acceptor(&self) -> TlsAcceptor {
-        let key = PrivateKeyDer::Pkcs8(
-            rustls_pemfile::pkcs8_private_keys(&mut self.key_pem.as_bytes())
-                .next()
-                .expect("a key")
-                .expect("a valid key"),
-        );
+        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).expect("a valid key");
         let config = rustls::ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .unwrap()
@@ -119,7 +115,7 @@ impl TestCa {
 }
 
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(ring::default_provider())
+    Arc::new(aws_lc_rs::default_provider())
 }
 
 /// A client connector that accepts a server only if it presents one of `trusted`.

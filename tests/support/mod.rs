@@ -3,5 +3,6 @@
 
 pub mod dkimpy;
 pub mod dns_server;
+pub mod policy_server;
 pub mod postgres;
 pub mod signing;
