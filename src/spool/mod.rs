@@ -611,24 +611,28 @@ fn recover(dir: &Path, keys: &Keys) -> Result<(Vec<Queued>, Index, u64), SpoolEr
     let found = segments(dir)?;
     let last = found.last().map(|(n, _)| *n).unwrap_or(0);
     let mut latest: HashMap<String, (Loc, Queued)> = HashMap::new();
-    // Every segment that holds a copy of an id not marked done there.
-    let mut copies: HashMap<String, Vec<u64>> = HashMap::new();
+    // Copies not marked done where they are that recovery does not hand back: one
+    // superseded by a later copy, or one whose id a later segment marked done.
+    let mut stale: Vec<(String, u64)> = Vec::new();
     let mut histories = HashMap::new();
     for (n, path) in &found {
         retry::read(&retry_path(dir, *n), keys, &mut histories);
         let done = read_done(dir, *n);
         let valid = record::scan(path, keys, |e, offset, len| {
             if done.contains(&e.id) {
-                latest.remove(&e.id);
+                if let Some((old, _)) = latest.remove(&e.id) {
+                    stale.push((e.id, old.segment));
+                }
                 return;
             }
-            copies.entry(e.id.clone()).or_default().push(*n);
             let at = Loc {
                 segment: *n,
                 offset,
                 len,
             };
-            latest.insert(e.id.clone(), (at, Queued::of(&e)));
+            if let Some((old, _)) = latest.insert(e.id.clone(), (at, Queued::of(&e))) {
+                stale.push((e.id, old.segment));
+            }
         })
         .map_err(io_err(path))?;
         cut_torn_end(path, *n, valid)?;
@@ -648,13 +652,11 @@ fn recover(dir: &Path, keys: &Keys) -> Result<(Vec<Queued>, Index, u64), SpoolEr
             },
         );
     }
-    let live: HashMap<&String, u64> = latest
-        .iter()
-        .map(|(id, (at, _))| (id, at.segment))
-        .collect();
-    retire_stale_copies(&mut index, &copies, &live);
-    drop(live);
-    drop(copies);
+    // Marked done, or deleting the later segment (once all its records are done) would
+    // bring the stale copy back at the next start.
+    for (id, segment) in stale {
+        index.mark_done(&id, segment);
+    }
     let mut queued = Vec::with_capacity(latest.len());
     for (id, (at, q)) in latest {
         index.add(id, at);
@@ -709,24 +711,6 @@ fn attach_histories(entries: &mut [Entry], mut histories: HashMap<String, Vec<re
         if let Some(h) = histories.remove(&e.id) {
             e.history.extend(h);
             retry::normalise(&mut e.history);
-        }
-    }
-}
-
-/// Marks done every copy that recovery did not hand back: one superseded by a later copy,
-/// or one whose id a later segment marked done. Without this, deleting the later segment
-/// (once all its records are done) would bring the stale copy back at the next start.
-fn retire_stale_copies(
-    index: &mut Index,
-    copies: &HashMap<String, Vec<u64>>,
-    latest: &HashMap<&String, u64>,
-) {
-    for (id, segments) in copies {
-        let live = latest.get(id).copied();
-        for &n in segments {
-            if Some(n) != live {
-                index.mark_done(id, n);
-            }
         }
     }
 }
