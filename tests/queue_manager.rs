@@ -232,6 +232,21 @@ async fn after_kill_9_deferred_entries_resume_on_their_persisted_schedule_in_due
         3 * subjects.len(),
         "each tried exactly three times"
     );
+    // Each attempt ran in its queue id's span, which names no address and no domain.
+    let log = svc.log();
+    let third = log
+        .lines()
+        .filter(|l| l.contains("delivery{queue_id=") && l.contains(" attempt=3}"))
+        .filter(|l| l.contains(" delivered"))
+        .count();
+    assert_eq!(
+        third,
+        subjects.len(),
+        "a third-attempt span for each:\n{log}"
+    );
+    for line in log.lines().filter(|l| l.contains("delivery{")) {
+        assert!(!line.contains("mail.example"), "{line}");
+    }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (code, list, err) = svc.cli(&["queue", "list"]);
     assert_eq!(code, 0, "{err}");
