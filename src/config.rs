@@ -197,6 +197,10 @@ pub struct DeliveryConfig {
     pub per_destination: usize,
     /// Parallel deliveries in all.
     pub workers: usize,
+    /// The active window: at most this many queued entries are taken from the scheduler
+    /// and in delivery at once (waiting for a worker or being tried); the rest of the queue
+    /// is a few bytes of metadata each, whatever its size.
+    pub active_limit: usize,
     /// Seconds for connect and for each SMTP reply.
     pub timeout: u64,
     /// Port for MX deliveries (25; tests point it elsewhere).
@@ -326,6 +330,7 @@ impl Default for DeliveryConfig {
             retry_max: 3600,
             per_destination: 20,
             workers: 100,
+            active_limit: 2000,
             timeout: 60,
             mx_port: 25,
             require_tls: Vec::new(),
@@ -752,9 +757,12 @@ impl Config {
             crate::address::RealAddress::parse(addr, &self.domain())
                 .map_err(|e| ConfigError::Invalid(format!("policy.postmaster: {e}")))?;
         }
-        if self.delivery.per_destination == 0 || self.delivery.workers == 0 {
+        if self.delivery.per_destination == 0
+            || self.delivery.workers == 0
+            || self.delivery.active_limit == 0
+        {
             return Err(ConfigError::Invalid(
-                "delivery.per_destination and workers must be >= 1".into(),
+                "delivery.per_destination, workers and active_limit must be >= 1".into(),
             ));
         }
         let d = &self.delivery;

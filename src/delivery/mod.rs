@@ -1,28 +1,37 @@
-//! `delivery`: sends queued entries on. Each entry is one task that tries, waits and tries
-//! again: exponential backoff on 4xx replies and connection errors, a maximum age after
-//! which the sender gets a notice, and a notice at once on a permanent 5xx. Concurrency is
-//! bounded overall (`delivery.workers`) and per destination (`delivery.per_destination`).
-//! The spool file is removed only after the destination accepted the message.
+//! `delivery`: sends queued entries on, as a queue manager (ARCHITECTURE.md §4). One
+//! [`scheduler`] holds every queued entry as a few bytes of metadata ordered by due time,
+//! never its message; a dispatcher takes the entries whose time has come through a bounded
+//! active window (`delivery.active_limit`) and starts one attempt each, which reads the
+//! record back from the spool and drops it when it ends. Concurrency is bounded overall
+//! (`delivery.workers`) and per destination (`delivery.per_destination`). Exponential
+//! backoff on 4xx replies and connection errors, a maximum age after which the sender gets a
+//! notice, and a notice at once on a permanent 5xx. The spool entry is marked done only
+//! after the destination accepted the message.
 //!
 //! Each deferral is persisted with the entry (attempt number, next-attempt time, a safe
 //! error text: [`crate::spool::retry`]); a recovered entry waits for its persisted
-//! next-attempt time. A message with a release time ([`schedule`]) waits for it; with
-//! pooling, held messages leave in a shuffled batch at each pool tick.
+//! next-attempt time, and those already overdue at start leave in due-time order, spread
+//! over time ([`RECOVERY_SPACING_MS`]) so a crash loop cannot hammer a destination. A
+//! message with a release time ([`schedule`]) waits for it; with pooling, the messages of
+//! one pool tick leave in a shuffled order. Each attempt runs in a `delivery` span with the
+//! queue id and the attempt number (never an address or a domain).
 
 mod client;
 pub mod mta_sts;
 mod queue_stats;
 mod route;
 pub mod schedule;
+pub mod scheduler;
 pub mod tls;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::address::RealAddress;
 use crate::config::Config;
@@ -32,15 +41,21 @@ use crate::metrics::{self, DeliveryResult};
 use crate::notices::{self, Undelivered};
 use crate::rate_limits::Outbound;
 use crate::spool::retry::{safe_error, Attempt};
-use crate::spool::{Entry, Envelope, Kind, Spool};
-use crate::store::{now_unix, SendOutcome};
+use crate::spool::{Entry, Envelope, Kind, Queued, Spool};
+use crate::store::SendOutcome;
 use client::{Dialer, Pool};
 use queue_stats::QueueStats;
 use route::Router;
-use schedule::{now_ms, Schedule};
+use schedule::Schedule;
+use scheduler::{Clock, Job, Scheduler, Slot};
 
 /// At most this many attempts of one entry are kept (and rewritten when it moves).
 const HISTORY_MAX: usize = 50;
+
+/// Entries already overdue when the service starts leave at most one per this many
+/// milliseconds (1000 a second), in due-time order: a restart after a long stop, or a crash
+/// loop, does not send the whole backlog to its destinations at once.
+pub const RECOVERY_SPACING_MS: i64 = 1;
 
 /// Why an attempt failed, without any remote text that could name an address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,14 +74,6 @@ impl Failure {
     }
 }
 
-/// An entry on its way to a delivery task: when it was accepted (for the latency histogram)
-/// and its place in the queue gauges.
-struct Held {
-    entry: Entry,
-    accepted: Instant,
-    waiting: queue_stats::Waiting,
-}
-
 #[derive(Clone)]
 pub struct Delivery {
     inner: Arc<Inner>,
@@ -82,13 +89,12 @@ struct Inner {
     pool: Pool,
     require_tls: Vec<String>,
     workers: Arc<Semaphore>,
-    destinations: Mutex<HashMap<String, Arc<Semaphore>>>,
-    flush: Notify,
+    /// Destination keys, each kept once however many entries share it.
+    dest_keys: Mutex<HashMap<String, Arc<str>>>,
     stop: CancellationToken,
     tasks: TaskTracker,
     schedule: Schedule,
-    /// Pooled entries waiting for their release tick.
-    held: Mutex<Vec<Held>>,
+    scheduler: Arc<Scheduler>,
     /// The global outbound rate (`limits.outbound_per_minute`).
     outbound: Outbound,
     queue: Arc<QueueStats>,
@@ -100,6 +106,17 @@ impl Delivery {
         spool: Arc<Spool>,
         members: Members,
         dkim: Arc<DkimKeys>,
+    ) -> std::io::Result<Self> {
+        Self::with_clock(config, spool, members, dkim, Clock::System)
+    }
+
+    /// [`Delivery::new`] with the scheduler on `clock` (tests use tokio's, paused).
+    pub fn with_clock(
+        config: Arc<Config>,
+        spool: Arc<Spool>,
+        members: Members,
+        dkim: Arc<DkimKeys>,
+        clock: Clock,
     ) -> std::io::Result<Self> {
         crate::install_crypto_provider();
         let d = &config.delivery;
@@ -127,14 +144,13 @@ impl Delivery {
                     .iter()
                     .map(|s| s.to_ascii_lowercase())
                     .collect(),
-                workers: Arc::new(Semaphore::new(d.workers)),
-                destinations: Mutex::new(HashMap::new()),
+                workers: Arc::new(Semaphore::new(d.workers.max(1))),
+                dest_keys: Mutex::new(HashMap::new()),
                 pool: Pool::default(),
-                flush: Notify::new(),
                 stop: CancellationToken::new(),
                 tasks: TaskTracker::new(),
                 schedule: Schedule::new(d),
-                held: Mutex::new(Vec::new()),
+                scheduler: Scheduler::new(d.active_limit, d.per_destination, clock),
                 outbound: Outbound::new(&config.limits),
                 queue: Arc::new(QueueStats::default()),
                 router,
@@ -147,118 +163,92 @@ impl Delivery {
         })
     }
 
-    /// Starts delivering these (already durable) entries; with pooling, an entry that has
-    /// a release time and no attempt yet waits for the pool tick of its release time.
+    fn now_ms(&self) -> i64 {
+        self.inner.scheduler.clock.now_ms()
+    }
+
+    /// Queues these (already durable) entries for delivery; only their metadata is kept.
     pub fn enqueue(&self, entries: Vec<Entry>) {
-        self.start(entries, false);
-    }
-
-    /// One task per entry; `recovered` entries were accepted before this process started.
-    fn start(&self, entries: Vec<Entry>, recovered: bool) {
-        let now = Instant::now();
+        let now = self.now_ms();
         for entry in entries {
-            let waited = match recovered {
-                true => Duration::from_secs((now_unix() - entry.envelope.created).max(0) as u64),
-                false => Duration::ZERO,
-            };
-            let accepted = now.checked_sub(waited).unwrap_or(now);
-            let waiting = self.inner.queue.track(entry.envelope.created);
-            let job = Held {
-                entry,
-                accepted,
-                waiting,
-            };
-            if self.inner.schedule.pooled()
-                && job.entry.envelope.release_ms.is_some()
-                && job.entry.history.is_empty()
-            {
-                self.inner.held.lock().expect("held lock").push(job);
-            } else {
-                self.spawn(job);
-            }
+            self.push(Queued::of(&entry), now, None);
         }
     }
 
-    fn spawn(&self, job: Held) {
-        let me = self.clone();
-        self.inner
-            .tasks
-            .spawn(async move { me.run(job.entry, job.accepted, job.waiting).await });
+    /// Puts one entry on the scheduler, due at its release time or persisted next attempt
+    /// (else now), or at `due` when given. Entries of one pool tick are shuffled.
+    fn push(&self, queued: Queued, accepted_ms: i64, due: Option<i64>) {
+        let shuffle =
+            self.inner.schedule.pooled() && queued.release_ms.is_some() && queued.last.is_none();
+        let due = due.unwrap_or_else(|| due_at(&queued).unwrap_or(accepted_ms));
+        let job = Job {
+            dest: self.dest_key(&queued.rcpt_domain),
+            waiting: self.inner.queue.track(queued.created),
+            accepted_ms,
+            queued,
+        };
+        self.inner.scheduler.push(job, due, shuffle);
     }
 
-    /// Picks up what the spool found queued at start (after a crash or restart), and
-    /// starts the pool ticks when pooling is on.
+    fn dest_key(&self, rcpt_domain: &str) -> Arc<str> {
+        let key = self.inner.router.destination(rcpt_domain);
+        let mut keys = self.inner.dest_keys.lock().expect("dest keys");
+        keys.entry(key)
+            .or_insert_with_key(|k| Arc::from(k.as_str()))
+            .clone()
+    }
+
+    /// Picks up what the spool found queued at start (after a crash or restart), each on its
+    /// persisted schedule, and starts the dispatcher. Entries already overdue leave in
+    /// due-time order, [`RECOVERY_SPACING_MS`] apart.
     pub fn resume(&self) -> usize {
-        if self.inner.schedule.pooled() {
-            let me = self.clone();
-            self.inner
-                .tasks
-                .spawn(async move { me.release_pool().await });
+        let mut queued = self.inner.spool.take_queued();
+        let n = queued.len();
+        let now = self.now_ms();
+        queued.sort_by_key(|q| (due_at(q).unwrap_or(q.created * 1000), q.created));
+        let mut overdue = 0i64;
+        for q in queued {
+            let accepted = q.created * 1000;
+            let due = due_at(&q).unwrap_or(accepted);
+            let due = if due <= now {
+                overdue += 1;
+                now + (overdue - 1) * RECOVERY_SPACING_MS
+            } else {
+                due
+            };
+            self.push(q, accepted, Some(due));
         }
-        let entries = self.inner.spool.take_recovered();
-        let n = entries.len();
-        self.start(entries, true);
+        if overdue > 0 {
+            tracing::info!(
+                overdue,
+                spread_ms = overdue * RECOVERY_SPACING_MS,
+                "recovered entries already due leave in due-time order, spread out"
+            );
+        }
+        let me = self.clone();
+        self.inner.tasks.spawn(async move { me.dispatch().await });
         n
     }
 
-    /// At each pool tick, releases the held entries that are due, in a shuffled order.
-    async fn release_pool(&self) {
-        use rand::seq::SliceRandom;
-        let schedule = self.inner.schedule;
-        loop {
-            let tick = schedule.tick_after(now_ms());
-            if !self.sleep_until(tick, false).await {
-                return;
-            }
-            let mut due: Vec<Held> = {
-                let mut held = self.inner.held.lock().expect("held lock");
-                let (due, wait) = std::mem::take(&mut *held)
-                    .into_iter()
-                    .partition(|h| h.entry.envelope.release_ms.is_some_and(|t| t <= tick));
-                *held = wait;
-                due
-            };
-            if due.is_empty() {
-                continue;
-            }
-            due.shuffle(&mut rand::thread_rng());
-            tracing::info!(released = due.len(), "pool tick: releasing held messages");
-            for job in due {
-                self.spawn(job);
-            }
-        }
-    }
-
-    /// Sleeps until the wall clock reaches `at_ms` (never earlier). False when the service
-    /// stops meanwhile; with `flushable`, `queue flush` ends the wait early.
-    async fn sleep_until(&self, at_ms: i64, flushable: bool) -> bool {
-        loop {
-            let left = at_ms - now_ms();
-            if left <= 0 {
-                return true;
-            }
-            let flush = async {
-                if flushable {
-                    self.inner.flush.notified().await
-                } else {
-                    std::future::pending().await
-                }
-            };
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(left as u64)) => {}
-                _ = flush => return true,
-                _ = self.inner.stop.cancelled() => return false,
-            }
+    /// Hands each entry whose time has come to its own attempt, through the active window.
+    async fn dispatch(&self) {
+        let scheduler = self.inner.scheduler.clone();
+        while let Some((job, slot)) = scheduler.next(&self.inner.stop).await {
+            let me = self.clone();
+            let span = tracing::info_span!(
+                "delivery",
+                queue_id = %job.queued.id,
+                attempt = job.queued.last.map_or(0, |(n, _)| n) + 1
+            );
+            self.inner
+                .tasks
+                .spawn(async move { me.run(job, slot).await }.instrument(span));
         }
     }
 
     /// Deletes a queued entry for good (`remailer queue delete`); false for an unknown id.
     pub fn delete(&self, id: &str) -> bool {
-        self.inner
-            .held
-            .lock()
-            .expect("held lock")
-            .retain(|h| h.entry.id != id);
+        self.inner.scheduler.remove(id);
         self.inner.spool.delete(id)
     }
 
@@ -269,7 +259,7 @@ impl Delivery {
 
     /// Ends every waiting retry now (`remailer queue flush`).
     pub fn flush(&self) {
-        self.inner.flush.notify_waiters();
+        self.inner.scheduler.flush();
     }
 
     /// Stops taking new work, lets attempts in flight finish (bounded), leaves the rest queued.
@@ -284,78 +274,125 @@ impl Delivery {
         }
     }
 
-    /// Delivers one entry; `_waiting` counts it in the queue gauges until this ends.
-    async fn run(&self, mut entry: Entry, accepted: Instant, _waiting: queue_stats::Waiting) {
+    /// One attempt for a job the scheduler handed out: waits for a worker, reads the record,
+    /// tries, and ends it, gives up on it, or puts it back for its next attempt. `_slot`
+    /// holds its place in the active window until this ends.
+    async fn run(&self, mut job: Job, _slot: Slot) {
         let inner = &self.inner;
-        if let Some(release) = entry.envelope.release_ms {
-            if !self.sleep_until(release, false).await {
+        let Some(_worker) = self.worker().await else {
+            return; // shutting down: it stays queued
+        };
+        let spool = inner.spool.clone();
+        let queued = job.queued.clone();
+        let loaded = tokio::task::spawn_blocking(move || spool.load(&queued)).await;
+        let mut entry = match loaded {
+            Ok(Ok(Some(entry))) => entry,
+            Ok(Ok(None)) => return, // delivered or deleted meanwhile
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "could not read the queued message; trying again later");
+                let later = self.now_ms() + backoff(&inner.config, 1).as_millis() as i64;
+                return self.push_back(job, later);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reading the queued message failed");
                 return;
             }
-        }
-        loop {
-            if let Some(next) = entry.history.last().map(|a| a.next_ms) {
-                if !self.sleep_until(next, true).await {
-                    return;
-                }
+        };
+        let mut server = String::from("-");
+        let Some(result) = self.attempt(&entry, &job.dest, &mut server).await else {
+            return;
+        };
+        let attempts = entry.history.last().map_or(0, |a| a.n) + 1;
+        let reason = match result {
+            Ok(()) => {
+                inner.spool.remove(&entry.id);
+                metrics::delivery(DeliveryResult::Delivered);
+                let waited = (self.now_ms() - job.accepted_ms).max(0) as u64;
+                metrics::delivered_after(Duration::from_millis(waited));
+                tracing::info!(queue_id = %entry.id, attempts, "delivered");
+                return self.record_outcome(&entry, SendOutcome::Delivered).await;
             }
-            if !inner.spool.is_queued(&entry.id) {
-                return; // deleted by the operator meanwhile
-            }
-            let mut server = String::from("-");
-            let Some(result) = self.attempt(&entry, &mut server).await else {
-                return;
-            };
-            let attempts = entry.history.last().map_or(0, |a| a.n) + 1;
-            let reason = match result {
-                Ok(()) => {
-                    inner.spool.remove(&entry.id);
-                    metrics::delivery(DeliveryResult::Delivered);
-                    metrics::delivered_after(accepted.elapsed());
-                    tracing::info!(queue_id = %entry.id, attempts, "delivered");
-                    return self.record_outcome(&entry, SendOutcome::Delivered).await;
-                }
-                Err(Failure::Permanent(why)) => {
-                    metrics::delivery(DeliveryResult::Failed);
-                    tracing::info!(queue_id = %entry.id, attempts, server = %server, reason = %why, "delivery failed permanently");
-                    self.record_outcome(&entry, SendOutcome::Failed).await;
-                    return self.give_up(&entry, Undelivered::Refused).await;
-                }
-                Err(Failure::Temporary(why)) => why,
-            };
-            let age = now_unix() - entry.envelope.created;
-            let max_age = inner.config.delivery.max_age as i64;
-            if age >= max_age {
+            Err(Failure::Permanent(why)) => {
                 metrics::delivery(DeliveryResult::Failed);
-                let days = inner.config.delivery.max_age.div_ceil(86_400);
-                tracing::info!(queue_id = %entry.id, attempts, server = %server, reason = %reason, "giving up: too old");
-                self.record_outcome(&entry, SendOutcome::Expired).await;
-                return self.give_up(&entry, Undelivered::Expired { days }).await;
+                tracing::info!(queue_id = %entry.id, attempts, server = %server, reason = %why, "delivery failed permanently");
+                self.record_outcome(&entry, SendOutcome::Failed).await;
+                return self.give_up(&entry, Undelivered::Refused).await;
             }
-            let delay = backoff(&inner.config, attempts)
-                .min(Duration::from_secs((max_age - age).max(1) as u64));
-            metrics::delivery(DeliveryResult::Deferred);
-            tracing::info!(queue_id = %entry.id, attempts, server = %server, reason = %reason, retry_in_s = delay.as_secs(), "deferred");
-            self.note_deferral(&mut entry, attempts, &reason, delay)
-                .await;
+            Err(Failure::Temporary(why)) => why,
+        };
+        let age = self.now_ms() / 1000 - entry.envelope.created;
+        let max_age = inner.config.delivery.max_age as i64;
+        if age >= max_age {
+            metrics::delivery(DeliveryResult::Failed);
+            let days = inner.config.delivery.max_age.div_ceil(86_400);
+            tracing::info!(queue_id = %entry.id, attempts, server = %server, reason = %reason, "giving up: too old");
+            self.record_outcome(&entry, SendOutcome::Expired).await;
+            return self.give_up(&entry, Undelivered::Expired { days }).await;
+        }
+        let delay = backoff(&inner.config, attempts)
+            .min(Duration::from_secs((max_age - age).max(1) as u64));
+        metrics::delivery(DeliveryResult::Deferred);
+        tracing::info!(queue_id = %entry.id, attempts, server = %server, reason = %reason, retry_in_s = delay.as_secs(), "deferred");
+        let next = self
+            .note_deferral(&mut entry, &mut job.queued, attempts, &reason, delay)
+            .await;
+        drop(entry);
+        self.push_back(job, next);
+    }
+
+    /// Puts a job back on the scheduler for `due_ms`, unless it left the queue meanwhile.
+    fn push_back(&self, job: Job, due_ms: i64) {
+        if self.inner.spool.is_queued(&job.queued.id) {
+            self.inner.scheduler.push(job, due_ms, false);
+        }
+    }
+
+    /// Waits for one of the `delivery.workers` places (None when shutting down meanwhile).
+    async fn worker(&self) -> Option<OwnedSemaphorePermit> {
+        tokio::select! {
+            p = self.inner.workers.clone().acquire_owned() => Some(p.expect("never closed")),
+            _ = self.inner.stop.cancelled() => None,
         }
     }
 
     /// Adds the deferral to the entry's history and persists it (a failure is logged: a
-    /// restart would then retry it sooner than planned).
-    async fn note_deferral(&self, entry: &mut Entry, n: u32, reason: &str, delay: Duration) {
-        let now = now_ms();
-        entry.history.push(Attempt {
+    /// restart would then retry it sooner than planned); keeps the scheduler's copy of the
+    /// retry state in step. Returns the next attempt's time.
+    async fn note_deferral(
+        &self,
+        entry: &mut Entry,
+        queued: &mut Queued,
+        n: u32,
+        reason: &str,
+        delay: Duration,
+    ) -> i64 {
+        let now = self.now_ms();
+        let attempt = Attempt {
             n,
             at_ms: now,
             next_ms: now + delay.as_millis() as i64,
             error: safe_error(reason),
-        });
+        };
+        let next = attempt.next_ms;
+        entry.history.push(attempt.clone());
         if entry.history.len() > HISTORY_MAX {
             entry.history.remove(0);
         }
-        if let Err(e) = self.inner.spool.note_attempt(entry).await {
-            tracing::error!(queue_id = %entry.id, error = %e, "could not persist the retry state; a restart retries this message sooner");
+        queued.last = Some((n, next));
+        match self.inner.spool.note_attempt(entry).await {
+            Ok(true) => queued.recent.clear(), // moved: the new copy carries the history
+            Ok(false) => {
+                queued.recent.push(attempt);
+                if queued.recent.len() > HISTORY_MAX {
+                    queued.recent.remove(0);
+                }
+            }
+            Err(e) => {
+                queued.recent.push(attempt);
+                tracing::error!(queue_id = %entry.id, error = %e, "could not persist the retry state; a restart retries this message sooner");
+            }
         }
+        next
     }
 
     /// With `privacy.send_log` on, sets how a member's message ended in the send log.
@@ -369,26 +406,27 @@ impl Delivery {
         }
     }
 
-    /// Waits for a delivery slot (None when shutting down meanwhile), then makes one attempt;
-    /// an attempt that has started is not interrupted (its own timeouts bound it). `server`
-    /// is set to the last server tried, as a log line may show it (see [`server_label`]).
-    async fn attempt(&self, entry: &Entry, server: &mut String) -> Option<Result<(), Failure>> {
+    /// Waits for the outbound rate (None when shutting down meanwhile), then makes one
+    /// attempt; an attempt that has started is not interrupted (its own timeouts bound it).
+    /// `server` is set to the last server tried, as a log line may show it (see
+    /// [`server_label`]).
+    async fn attempt(
+        &self,
+        entry: &Entry,
+        dest: &str,
+        server: &mut String,
+    ) -> Option<Result<(), Failure>> {
         let rcpt_domain = entry
             .envelope
             .rcpt
             .rsplit_once('@')
             .map(|(_, d)| d)
             .unwrap_or_default();
-        let dest = self.inner.router.destination(rcpt_domain);
-        let _permits = tokio::select! {
-            p = self.permits(&dest) => p,
-            _ = self.inner.stop.cancelled() => return None,
-        };
         tokio::select! {
             _ = self.inner.outbound.ready() => {}
             _ = self.inner.stop.cancelled() => return None,
         }
-        Some(self.try_targets(entry, rcpt_domain, &dest, server).await)
+        Some(self.try_targets(entry, rcpt_domain, dest, server).await)
     }
 
     async fn try_targets(
@@ -444,26 +482,6 @@ impl Delivery {
         Err(last)
     }
 
-    async fn permits(&self, dest: &str) -> (OwnedSemaphorePermit, OwnedSemaphorePermit) {
-        let per_dest = {
-            let mut map = self.inner.destinations.lock().expect("not poisoned");
-            map.entry(dest.to_string())
-                .or_insert_with(|| {
-                    Arc::new(Semaphore::new(self.inner.config.delivery.per_destination))
-                })
-                .clone()
-        };
-        let d = per_dest.acquire_owned().await.expect("never closed");
-        let w = self
-            .inner
-            .workers
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("never closed");
-        (d, w)
-    }
-
     /// Ends a delivery for good: tells the sender (for a member's message) and drops it.
     async fn give_up(&self, entry: &Entry, why: Undelivered) {
         let env = &entry.envelope;
@@ -514,7 +532,7 @@ impl Delivery {
         to: &RealAddress,
         message: Vec<u8>,
     ) -> Result<String, String> {
-        let release = self.inner.schedule.release_at(now_ms());
+        let release = self.inner.schedule.release_at(self.now_ms());
         self.queue_service_mail(mail_from, to, message, release)
             .await
     }
@@ -535,7 +553,7 @@ impl Delivery {
                 rcpt: to.expose(),
                 recipient_alias: None,
                 sender_id: None,
-                created: now_unix(),
+                created: self.now_ms() / 1000,
                 release_ms,
             },
             message: Arc::new(signed),
@@ -567,6 +585,15 @@ fn server_label(relay: bool, target: &route::Target) -> String {
             crate::logtag::host(&target.name),
             target.addr.port()
         )
+    }
+}
+
+/// When an entry may next be tried: the later of its release time and its persisted next
+/// attempt (None: at once).
+fn due_at(q: &Queued) -> Option<i64> {
+    match (q.release_ms, q.last.map(|(_, next)| next)) {
+        (Some(r), Some(n)) => Some(r.max(n)),
+        (r, n) => r.or(n),
     }
 }
 

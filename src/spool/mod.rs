@@ -7,13 +7,17 @@
 //! crash re-delivers, at least once). A segment whose records are all done is deleted once a
 //! newer one is active; a deferred record in an old segment is copied forward
 //! ([`Spool::relocate`]) so old segments drain. At start ([`Spool::open`]) the log is read
-//! back: a torn record at the end is cut off (it was never acknowledged) and every record not
-//! marked done is handed back for delivery.
+//! back one record at a time: a torn record at the end is cut off (it was never acknowledged)
+//! and every record not marked done is handed back for delivery as a [`Queued`], the little
+//! the scheduler keeps (no message, no address); [`Spool::load`] reads the whole record again
+//! when a delivery attempt starts. The index knows where each live record is (segment,
+//! offset, length).
 //!
 //! A deferred attempt appends its retry state (attempt number, next-attempt time, a safe
 //! error text) to `seg-N.retry` ([`retry`]), sealed; recovery hands it back with the entry so
-//! a restart continues each backoff. `remailer queue delete` tombstones an id: a copy the
-//! writer is still committing is marked done as soon as it lands.
+//! a restart continues each backoff. A copy moved forward carries its history in its own
+//! header instead. `remailer queue delete` tombstones an id: a copy the writer is still
+//! committing is marked done as soon as it lands.
 //!
 //! Each record is sealed whole with the service key ([`record`]): its envelope holds the
 //! recipient's real address, and a notice's message names it in its `To:`, so nothing of a
@@ -27,6 +31,7 @@ mod writer;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 
@@ -108,10 +113,58 @@ impl Entry {
     }
 }
 
+/// What the delivery scheduler keeps of a queued entry: no message and no address (the
+/// recipient's domain only, to group deliveries by destination).
+#[derive(Debug, Clone)]
+pub struct Queued {
+    pub id: String,
+    pub kind: Kind,
+    /// The recipient's domain, lower case (a destination key: never logged).
+    pub rcpt_domain: String,
+    /// Unix seconds when the message was accepted.
+    pub created: i64,
+    pub release_ms: Option<i64>,
+    /// The latest persisted attempt: its number and when the next one is due.
+    pub last: Option<(u32, i64)>,
+    /// Persisted attempts that the record itself does not carry (lines of `seg-N.retry`
+    /// written after it); [`Spool::load`] plus these is the whole history.
+    pub recent: Vec<retry::Attempt>,
+}
+
+impl Queued {
+    /// What the scheduler keeps of `entry` (its history counted as carried by the record).
+    pub fn of(entry: &Entry) -> Queued {
+        Queued {
+            id: entry.id.clone(),
+            kind: entry.envelope.kind,
+            rcpt_domain: rcpt_domain(&entry.envelope.rcpt),
+            created: entry.envelope.created,
+            release_ms: entry.envelope.release_ms,
+            last: entry.history.last().map(|a| (a.n, a.next_ms)),
+            recent: Vec::new(),
+        }
+    }
+}
+
+/// The domain of a recipient address, lower case (empty when it has none).
+pub fn rcpt_domain(rcpt: &str) -> String {
+    rcpt.rsplit_once('@')
+        .map(|(_, d)| d.to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+/// Where a live record is.
+#[derive(Debug, Clone, Copy)]
+pub struct Loc {
+    pub segment: u64,
+    pub offset: u64,
+    pub len: u32,
+}
+
 /// Where each live record is, and how many live records each segment holds.
 pub struct Index {
     dir: PathBuf,
-    location: HashMap<String, u64>,
+    location: HashMap<String, Loc>,
     segments: BTreeMap<u64, Segment>,
     /// Ids deleted by `remailer queue delete`: a copy stored later is marked done at once.
     deleted: HashSet<String>,
@@ -128,14 +181,15 @@ struct Segment {
 }
 
 impl Index {
-    fn add(&mut self, id: String, segment: u64) {
+    fn add(&mut self, id: String, at: Loc) {
+        let segment = at.segment;
         self.segments.entry(segment).or_default();
         if self.deleted.contains(&id) {
             self.mark_done(&id, segment);
             return;
         }
         self.segments.entry(segment).or_default().live += 1;
-        self.location.insert(id, segment);
+        self.location.insert(id, at);
     }
 
     fn seal(&mut self, segment: u64) {
@@ -228,7 +282,7 @@ pub struct Spool {
     /// None only while the spool is dropped.
     writer: Mutex<Option<mpsc::Sender<writer::Request>>>,
     writer_thread: Option<std::thread::JoinHandle<()>>,
-    recovered: Mutex<Vec<Entry>>,
+    recovered: Mutex<Vec<Queued>>,
     _lock: File,
 }
 
@@ -278,9 +332,54 @@ impl Spool {
         })
     }
 
-    /// The entries found queued at open (once).
-    pub fn take_recovered(&self) -> Vec<Entry> {
+    /// What was found queued at open (once), in id order: only what the scheduler needs.
+    pub fn take_queued(&self) -> Vec<Queued> {
         std::mem::take(&mut *self.recovered.lock().expect("lock"))
+    }
+
+    /// The entries found queued at open (once), each read whole with its history (for
+    /// tests and tools; the service takes [`Spool::take_queued`] and loads one at a time).
+    pub fn take_recovered(&self) -> Vec<Entry> {
+        self.take_queued()
+            .into_iter()
+            .filter_map(|q| self.load(&q).ok().flatten())
+            .collect()
+    }
+
+    /// Reads the record of a queued entry back (blocking: call from `spawn_blocking`), with
+    /// its whole history; None when it is no longer queued (delivered, deleted).
+    pub fn load(&self, queued: &Queued) -> Result<Option<Entry>, SpoolError> {
+        let Some(at) = self
+            .index
+            .lock()
+            .expect("index lock")
+            .location
+            .get(&queued.id)
+            .copied()
+        else {
+            return Ok(None);
+        };
+        let path = segment_path(&self.index.lock().expect("index lock").dir, at.segment);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        let mut bytes = vec![0u8; at.len as usize];
+        file.read_exact_at(&mut bytes, at.offset)
+            .map_err(io_err(&path))?;
+        match record::decode(&bytes, &self.keys) {
+            record::Decoded::Record(entry, _) if entry.id == queued.id => {
+                let mut entry = *entry;
+                entry.history.extend(queued.recent.iter().cloned());
+                retry::normalise(&mut entry.history);
+                Ok(Some(entry))
+            }
+            _ => Err(SpoolError::Write(format!(
+                "the record of {} in segment {} does not read back",
+                queued.id, at.segment
+            ))),
+        }
     }
 
     /// A new queue id: time-ordered and unique.
@@ -294,13 +393,19 @@ impl Spool {
 
     fn submit(&self, entries: &[Entry]) -> oneshot::Receiver<Result<(), String>> {
         let mut bytes = Vec::with_capacity(entries.iter().map(|e| e.message.len() + 256).sum());
+        let mut records = Vec::with_capacity(entries.len());
         for entry in entries {
+            let start = bytes.len();
             record::encode(entry, &self.keys, &mut bytes);
+            records.push((entry.id.clone(), start, (bytes.len() - start) as u32));
         }
         let (done, rx) = oneshot::channel();
-        let ids = entries.iter().map(|e| e.id.clone()).collect();
         if let Some(writer) = self.writer.lock().expect("lock").as_ref() {
-            let _ = writer.send(writer::Request { bytes, ids, done });
+            let _ = writer.send(writer::Request {
+                bytes,
+                records,
+                done,
+            });
         }
         rx
     }
@@ -319,8 +424,8 @@ impl Spool {
     /// Marks a delivered (or given-up) entry done. A crash before this re-delivers it.
     pub fn remove(&self, id: &str) {
         let mut index = self.index.lock().expect("index lock");
-        if let Some(segment) = index.location.remove(id) {
-            index.retire(id, segment);
+        if let Some(at) = index.location.remove(id) {
+            index.retire(id, at.segment);
         }
     }
 
@@ -328,11 +433,11 @@ impl Spool {
     /// this id. A delivery attempt already under way is not interrupted.
     pub fn delete(&self, id: &str) -> bool {
         let mut index = self.index.lock().expect("index lock");
-        let Some(segment) = index.location.remove(id) else {
+        let Some(at) = index.location.remove(id) else {
             return false;
         };
         index.deleted.insert(id.to_string());
-        index.retire(id, segment);
+        index.retire(id, at.segment);
         tracing::info!(queue_id = %id, "deleted from the queue by the operator");
         true
     }
@@ -346,35 +451,36 @@ impl Spool {
             .contains_key(id)
     }
 
-    /// Persists the entry's latest attempt (the last of `entry.history`), moving the entry
-    /// forward first when its segment is no longer the active one ([`Spool::relocate`]).
-    pub async fn note_attempt(&self, entry: &Entry) -> Result<(), SpoolError> {
-        let moved = self.relocate(entry).await?;
-        let attempts = if moved {
-            &entry.history[..]
-        } else {
-            &entry.history[entry.history.len().saturating_sub(1)..]
+    /// Persists the entry's latest attempt (the last of `entry.history`, which holds every
+    /// attempt). When its segment is no longer the active one, the entry is moved forward
+    /// instead ([`Spool::relocate`]), its whole history in the new copy's header. True when
+    /// it moved (the record then carries every attempt; see [`Queued::recent`]).
+    pub async fn note_attempt(&self, entry: &Entry) -> Result<bool, SpoolError> {
+        if self.relocate(entry).await? {
+            return Ok(true);
+        }
+        let Some(last) = entry.history.last() else {
+            return Ok(false);
         };
-        let lines: Vec<u8> = attempts
-            .iter()
-            .flat_map(|a| retry::encode(&entry.id, a, &self.keys))
-            .collect();
+        let line = retry::encode(&entry.id, last, &self.keys);
         let mut index = self.index.lock().expect("index lock");
-        let Some(&segment) = index.location.get(&entry.id) else {
-            return Ok(()); // delivered or deleted meanwhile
+        let Some(at) = index.location.get(&entry.id).copied() else {
+            return Ok(false); // delivered or deleted meanwhile
         };
         index
-            .append_retry(segment, &lines)
-            .map_err(io_err(&retry_path(&index.dir, segment)))
+            .append_retry(at.segment, &line)
+            .map_err(io_err(&retry_path(&index.dir, at.segment)))?;
+        Ok(false)
     }
 
-    /// Copies a waiting entry forward when its segment is no longer the active one, so old
-    /// segments can be deleted while a few messages wait for retries. True when it moved.
+    /// Copies a waiting entry (with its history) forward when its segment is no longer the
+    /// active one, so old segments can be deleted while messages wait for retries. True when
+    /// it moved.
     pub async fn relocate(&self, entry: &Entry) -> Result<bool, SpoolError> {
         let old = {
             let index = self.index.lock().expect("index lock");
             match index.location.get(&entry.id) {
-                Some(&seg) if index.segments.get(&seg).is_some_and(|s| s.sealed) => seg,
+                Some(at) if index.segments.get(&at.segment).is_some_and(|s| s.sealed) => at.segment,
                 _ => return Ok(false),
             }
         };
@@ -500,41 +606,37 @@ fn create_segment(dir: &Path, n: u64) -> Result<File, SpoolError> {
     Ok(file)
 }
 
-/// Reads every segment back: live entries (later copies win), the index, the last number.
-fn recover(dir: &Path, keys: &Keys) -> Result<(Vec<Entry>, Index, u64), SpoolError> {
+/// Reads every segment back, one record at a time: what is queued (later copies win), the
+/// index, the last segment number.
+fn recover(dir: &Path, keys: &Keys) -> Result<(Vec<Queued>, Index, u64), SpoolError> {
     let found = segments(dir)?;
     let last = found.last().map(|(n, _)| *n).unwrap_or(0);
-    let mut latest: HashMap<String, (u64, Entry)> = HashMap::new();
-    // Every segment that holds a copy of an id not marked done there.
-    let mut copies: HashMap<String, Vec<u64>> = HashMap::new();
+    let mut latest: HashMap<String, (Loc, Queued)> = HashMap::new();
+    // Copies not marked done where they are that recovery does not hand back: one
+    // superseded by a later copy, or one whose id a later segment marked done.
+    let mut stale: Vec<(String, u64)> = Vec::new();
     let mut histories = HashMap::new();
     for (n, path) in &found {
         retry::read(&retry_path(dir, *n), keys, &mut histories);
-        let bytes = fs::read(path).map_err(io_err(path))?;
-        let (entries, valid) = record::decode_all(&bytes, keys);
-        if valid < bytes.len() {
-            tracing::warn!(
-                segment = n,
-                cut = bytes.len() - valid,
-                "spool segment ends in a torn record; cutting it off"
-            );
-            let f = OpenOptions::new()
-                .write(true)
-                .open(path)
-                .map_err(io_err(path))?;
-            f.set_len(valid as u64)
-                .and_then(|_| f.sync_all())
-                .map_err(io_err(path))?;
-        }
         let done = read_done(dir, *n);
-        for e in entries {
+        let valid = record::scan(path, keys, |e, offset, len| {
             if done.contains(&e.id) {
-                latest.remove(&e.id);
-            } else {
-                copies.entry(e.id.clone()).or_default().push(*n);
-                latest.insert(e.id.clone(), (*n, e));
+                if let Some((old, _)) = latest.remove(&e.id) {
+                    stale.push((e.id, old.segment));
+                }
+                return;
             }
-        }
+            let at = Loc {
+                segment: *n,
+                offset,
+                len,
+            };
+            if let Some((old, _)) = latest.insert(e.id.clone(), (at, Queued::of(&e))) {
+                stale.push((e.id, old.segment));
+            }
+        })
+        .map_err(io_err(path))?;
+        cut_torn_end(path, *n, valid)?;
     }
     let mut index = Index {
         dir: dir.to_path_buf(),
@@ -551,44 +653,65 @@ fn recover(dir: &Path, keys: &Keys) -> Result<(Vec<Entry>, Index, u64), SpoolErr
             },
         );
     }
-    retire_stale_copies(&mut index, &copies, &latest);
-    let mut entries = Vec::with_capacity(latest.len());
-    for (id, (n, e)) in latest {
-        index.add(id, n);
-        entries.push(e);
+    // Marked done, or deleting the later segment (once all its records are done) would
+    // bring the stale copy back at the next start.
+    for (id, segment) in stale {
+        index.mark_done(&id, segment);
+    }
+    let mut queued = Vec::with_capacity(latest.len());
+    for (id, (at, q)) in latest {
+        index.add(id, at);
+        queued.push(q);
     }
     for (n, _) in &found {
         index.collect(*n);
     }
-    entries.sort_by(|a, b| a.id.cmp(&b.id));
-    attach_histories(&mut entries, histories);
-    Ok((entries, index, last))
-}
-
-/// Gives each entry the attempts persisted for it, in order.
-fn attach_histories(entries: &mut [Entry], mut histories: HashMap<String, Vec<retry::Attempt>>) {
-    for e in entries {
-        if let Some(mut h) = histories.remove(&e.id) {
-            retry::normalise(&mut h);
-            e.history = h;
+    queued.sort_by(|a, b| a.id.cmp(&b.id));
+    for q in &mut queued {
+        if let Some(lines) = histories.remove(&q.id) {
+            add_recent(q, lines);
         }
     }
+    Ok((queued, index, last))
 }
 
-/// Marks done every copy that recovery did not hand back: one superseded by a later copy,
-/// or one whose id a later segment marked done. Without this, deleting the later segment
-/// (once all its records are done) would bring the stale copy back at the next start.
-fn retire_stale_copies(
-    index: &mut Index,
-    copies: &HashMap<String, Vec<u64>>,
-    latest: &HashMap<String, (u64, Entry)>,
-) {
-    for (id, segments) in copies {
-        let live = latest.get(id).map(|(n, _)| *n);
-        for &n in segments {
-            if Some(n) != live {
-                index.mark_done(id, n);
-            }
+/// Cuts a segment to its valid prefix when it ends in a torn record.
+fn cut_torn_end(path: &Path, n: u64, valid: u64) -> Result<(), SpoolError> {
+    let size = fs::metadata(path).map_err(io_err(path))?.len();
+    if valid >= size {
+        return Ok(());
+    }
+    tracing::warn!(
+        segment = n,
+        cut = size - valid,
+        "spool segment ends in a torn record; cutting it off"
+    );
+    let f = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(io_err(path))?;
+    f.set_len(valid)
+        .and_then(|_| f.sync_all())
+        .map_err(io_err(path))
+}
+
+/// Adds to `q` the retry lines found for it that its record does not carry.
+fn add_recent(q: &mut Queued, mut lines: Vec<retry::Attempt>) {
+    let carried = q.last.map_or(0, |(n, _)| n);
+    lines.retain(|a| a.n > carried);
+    retry::normalise(&mut lines);
+    if let Some(a) = lines.last() {
+        q.last = Some((a.n, a.next_ms));
+    }
+    q.recent = lines;
+}
+
+/// Gives each entry the attempts persisted for it besides those its record carries, in order.
+fn attach_histories(entries: &mut [Entry], mut histories: HashMap<String, Vec<retry::Attempt>>) {
+    for e in entries {
+        if let Some(h) = histories.remove(&e.id) {
+            e.history.extend(h);
+            retry::normalise(&mut e.history);
         }
     }
 }

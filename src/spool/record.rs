@@ -8,11 +8,18 @@
 //! `RSP1` (read only, spools written before `RSP2`): `"RSP1" | header length u32 | body
 //! length u32 | CRC-32 of header and body | header | body`, where only the header is sealed.
 //!
-//! Integers are little-endian; the header is the JSON `{id, envelope}`. A torn or garbled
-//! record fails its length, CRC or seal check and ends the log.
+//! Integers are little-endian; the header is the JSON `{id, envelope, history}` (`history`,
+//! the attempts so far, only in a copy moved forward by [`super::Spool::relocate`]; older
+//! readers ignore it). A torn or garbled record fails its length, CRC or seal check and ends
+//! the log. [`scan`] reads a segment one record at a time, so recovery never holds more than
+//! one message body.
+
+use std::io::Read;
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::retry::Attempt;
 use super::{Entry, Envelope};
 use crate::keys::Keys;
 
@@ -27,12 +34,15 @@ const MAX_HEADER: usize = 64 * 1024;
 struct Header {
     id: String,
     envelope: Envelope,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    history: Vec<Attempt>,
 }
 
 fn header_json(entry: &Entry) -> Vec<u8> {
     serde_json::to_vec(&Header {
         id: entry.id.clone(),
         envelope: entry.envelope.clone(),
+        history: entry.history.clone(),
     })
     .expect("a header serialises")
 }
@@ -151,7 +161,7 @@ fn entry(json: &[u8], body: &[u8]) -> Option<Entry> {
         id: h.id,
         envelope: h.envelope,
         message: std::sync::Arc::new(body.to_vec()),
-        history: Vec::new(),
+        history: h.history,
     })
 }
 
@@ -164,4 +174,64 @@ pub fn decode_all(bytes: &[u8], keys: &Keys) -> (Vec<Entry>, usize) {
         at += len;
     }
     (entries, at)
+}
+
+/// How many bytes the record whose fixed part starts `fixed` takes in all (None: not a
+/// record header, or a length no record has).
+fn record_len(fixed: &[u8]) -> Option<usize> {
+    match fixed.get(..4)? {
+        m if m == MAGIC_V2 => Some(FIXED_V2 + u32_at(fixed, 4)),
+        m if m == MAGIC_V1 && fixed.len() >= FIXED_V1 => {
+            let header_len = u32_at(fixed, 4);
+            (header_len <= MAX_HEADER).then(|| FIXED_V1 + header_len + u32_at(fixed, 8))
+        }
+        _ => None,
+    }
+}
+
+/// Largest record [`scan`] reads (a record is one message: intake limits it far below).
+const MAX_RECORD: usize = 1 << 30;
+
+/// Reads the segment at `path` record by record, calling `each(entry, offset, length)` for
+/// every valid one; returns the length of the valid prefix. Only one record is in memory at
+/// a time.
+pub fn scan(
+    path: &Path,
+    keys: &Keys,
+    mut each: impl FnMut(Entry, u64, u32),
+) -> std::io::Result<u64> {
+    let file = std::fs::File::open(path)?;
+    let size = file.metadata()?.len();
+    let mut reader = std::io::BufReader::with_capacity(256 * 1024, file);
+    let mut at = 0u64;
+    let mut buf = Vec::new();
+    loop {
+        let left = size - at;
+        let mut fixed = [0u8; FIXED_V1];
+        let fixed_len = if left >= FIXED_V1 as u64 {
+            FIXED_V1
+        } else {
+            FIXED_V2
+        };
+        if left < fixed_len as u64 || reader.read_exact(&mut fixed[..fixed_len]).is_err() {
+            return Ok(at);
+        }
+        let Some(total) = record_len(&fixed[..fixed_len]) else {
+            return Ok(at);
+        };
+        if total < fixed_len || total > MAX_RECORD || total as u64 > left {
+            return Ok(at);
+        }
+        buf.clear();
+        buf.extend_from_slice(&fixed[..fixed_len]);
+        buf.resize(total, 0);
+        if reader.read_exact(&mut buf[fixed_len..]).is_err() {
+            return Ok(at);
+        }
+        match decode(&buf, keys) {
+            Decoded::Record(entry, len) if len == total => each(*entry, at, total as u32),
+            _ => return Ok(at),
+        }
+        at += total as u64;
+    }
 }

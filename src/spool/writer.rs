@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
-use super::{Index, SpoolError};
+use super::{Index, Loc, SpoolError};
 
 /// At most this many requests share one sync.
 const MAX_BATCH: usize = 512;
@@ -18,8 +18,8 @@ const MAX_BATCH: usize = 512;
 pub struct Request {
     /// Framed records, back to back.
     pub bytes: Vec<u8>,
-    /// The ids of those records.
-    pub ids: Vec<String>,
+    /// The id of each of those records, its offset in `bytes` and its length.
+    pub records: Vec<(String, usize, u32)>,
     pub done: oneshot::Sender<Result<(), String>>,
 }
 
@@ -76,7 +76,7 @@ impl Writer {
             .file
             .write_all(&buf)
             .and_then(|_| self.file.sync_data());
-        let messages = batch.iter().map(|r| r.ids.len()).sum();
+        let messages = batch.iter().map(|r| r.records.len()).sum();
         crate::metrics::spool_commit(messages, started.elapsed());
         if let Err(e) = written {
             tracing::error!(error = %e, segment = self.segment, "spool write failed");
@@ -84,11 +84,20 @@ impl Writer {
             self.rotate();
             return Err(e.to_string());
         }
-        self.size += total as u64;
         let mut index = self.index.lock().expect("index lock");
-        for id in batch.iter().flat_map(|r| r.ids.iter()) {
-            index.add(id.clone(), self.segment);
+        let mut base = self.size;
+        for r in batch {
+            for (id, offset, len) in &r.records {
+                let at = Loc {
+                    segment: self.segment,
+                    offset: base + *offset as u64,
+                    len: *len,
+                };
+                index.add(id.clone(), at);
+            }
+            base += r.bytes.len() as u64;
         }
+        self.size += total as u64;
         Ok(())
     }
 
