@@ -380,15 +380,19 @@ impl Delivery {
         }
         queued.last = Some((n, next));
         match self.inner.spool.note_attempt(entry).await {
-            Ok(true) => queued.recent.clear(), // moved: the new copy carries the history
+            // Moved: the new copy carries the history.
+            Ok(true) => queued.recent = Vec::new(),
             Ok(false) => {
                 queued.recent.push(attempt);
                 if queued.recent.len() > HISTORY_MAX {
                     queued.recent.remove(0);
                 }
+                // Kept for every deferred entry: no spare capacity (a push alone reserves 4).
+                queued.recent.shrink_to_fit();
             }
             Err(e) => {
                 queued.recent.push(attempt);
+                queued.recent.shrink_to_fit();
                 tracing::error!(queue_id = %entry.id, error = %e, "could not persist the retry state; a restart retries this message sooner");
             }
         }

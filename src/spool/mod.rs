@@ -703,6 +703,7 @@ fn add_recent(q: &mut Queued, mut lines: Vec<retry::Attempt>) {
     if let Some(a) = lines.last() {
         q.last = Some((a.n, a.next_ms));
     }
+    lines.shrink_to_fit();
     q.recent = lines;
 }
 
