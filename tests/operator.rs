@@ -779,7 +779,7 @@ async fn an_mx_failure_names_the_address_tried_but_not_the_members_domain() {
     assert_eq!(r.code, 250);
     // The MX host as its keyed tag and the port tried: neither its name nor its address
     // (either would tell the member's provider).
-    let want = format!(" port {dead}:");
+    let want = format!(":{dead}:");
     wait_for("a deferral naming the MX host's tag and port", T, || {
         svc.log()
             .lines()

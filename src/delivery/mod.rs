@@ -413,7 +413,7 @@ impl Delivery {
     /// Waits for the outbound rate (None when shutting down meanwhile), then makes one
     /// attempt; an attempt that has started is not interrupted (its own timeouts bound it).
     /// `server` is set to the last server tried, as a log line may show it (see
-    /// [`server_label`]).
+    /// [`route::Target::label`]).
     async fn attempt(
         &self,
         entry: &Entry,
@@ -463,7 +463,7 @@ impl Delivery {
         let mut last = Failure::Temporary("no mail server to try".into());
         let relay = inner.router.is_relay();
         for target in inner.router.targets(rcpt_domain).await? {
-            *server = server_label(inner.config.delivery.relay.is_some(), &target);
+            *server = target.label(relay);
             if let Err(e) = sts.check_mx(&target) {
                 last = e.at(&target.for_log(relay));
                 continue;
@@ -575,20 +575,6 @@ impl Delivery {
         let id = entries[0].id.clone();
         self.enqueue(entries);
         Ok(id)
-    }
-}
-
-/// A server as log lines show it: the relay (the operator's own) as configured; an MX host
-/// as its keyed tag ([`crate::logtag`]), since its name tells the member's provider.
-fn server_label(relay: bool, target: &route::Target) -> String {
-    if relay {
-        format!("{}:{}", target.name, target.addr.port())
-    } else {
-        format!(
-            "{}:{}",
-            crate::logtag::host(&target.name),
-            target.addr.port()
-        )
     }
 }
 

@@ -17,29 +17,25 @@ pub struct Target {
 }
 
 impl Target {
-    /// How a log line or failure reason names this target: a relay plainly as `host:port`;
-    /// an MX host through [`mx_host_for_log`], since it may name a member's domain.
-    pub fn for_log(&self, relay: bool) -> String {
-        if relay {
-            format!("relay {}:{}", self.name, self.addr.port())
-        } else {
-            format!("MX host {}", mx_host_for_log(&self.name, self.addr))
+    /// The one place a delivery target is written into a log line or failure reason, as
+    /// `host:port`: a relay by its name; an MX host by its keyed tag (`dom-…`), since its
+    /// name may be a member's own domain (`mx.real.example`), and never by its IP address,
+    /// which tells the provider as well as the name does. `log.show_domains` shows the name
+    /// through the tag.
+    pub fn label(&self, relay: bool) -> String {
+        let port = self.addr.port();
+        match relay {
+            true => format!("{}:{port}", self.name),
+            false => format!("{}:{port}", crate::logtag::host(&self.name)),
         }
     }
-}
 
-/// The one place an MX host is written into a log line or failure reason. Its name may be
-/// a member's own domain (`mx.real.example`), which no log line may name, so only the
-/// address and port tried are written; a keyed tag of `_host` (as for other domains in
-/// logs) belongs here.
-pub fn mx_host_for_log(host: &str, addr: SocketAddr) -> String {
-    // The keyed tag, not the IP address either: an MX address tells the provider as well as
-    // its name does. `log.show_domains` shows the name (through the tag) and the address.
-    let tag = crate::logtag::host(host);
-    if crate::logtag::showing_domains() {
-        format!("{tag} {addr}")
-    } else {
-        format!("{tag} port {}", addr.port())
+    /// [`Target::label`] with what the target is: `relay host:port` or `MX host dom-…:port`.
+    pub fn for_log(&self, relay: bool) -> String {
+        match relay {
+            true => format!("relay {}", self.label(true)),
+            false => format!("MX host {}", self.label(false)),
+        }
     }
 }
 
