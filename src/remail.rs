@@ -14,7 +14,7 @@ use rand::RngCore;
 use crate::address::{Domain, RealAddress};
 use crate::bounce::BounceToken;
 use crate::bounces::{Bounces, Outcome};
-use crate::config::{Config, PrivacyConfig};
+use crate::config::{Config, PrivacyConfig, RemoteContent};
 use crate::delivery::schedule::{now_ms, Schedule};
 use crate::delivery::Delivery;
 use crate::dkim::DkimKeys;
@@ -157,6 +157,7 @@ impl Remail {
             dkim: self.dkim.clone(),
             spool: self.spool.clone(),
             strip_signatures: self.settings.strip_signatures,
+            strip_remote_content: self.settings.privacy.remote_content == RemoteContent::Strip,
             schedule: self.settings.schedule,
             sender: sender.clone(),
             recipients: to.iter().map(|m| (*m).clone()).collect(),
@@ -393,6 +394,8 @@ struct Job {
     dkim: Arc<DkimKeys>,
     spool: Arc<Spool>,
     strip_signatures: bool,
+    /// `privacy.remote_content = "strip"`.
+    strip_remote_content: bool,
     /// Release times (`delivery.delay`, `delivery.pool_interval`), chosen before the 250.
     schedule: Schedule,
     sender: MemberEntry,
@@ -417,6 +420,7 @@ impl Job {
             nonce,
             keys: &self.keys,
             strip_signatures: self.strip_signatures,
+            strip_remote_content: self.strip_remote_content,
         };
         let rewritten = match rewrite::rewrite(raw, &ctx, &self.snapshot) {
             Ok(r) => r,
