@@ -109,7 +109,11 @@ fn strip_leaves_no_remote_load_and_names_the_blocked_hosts() {
     let seen = python_reads(&html);
     let remote: Vec<_> = seen.loads.iter().filter(|l| is_remote(&l.2)).collect();
     assert!(remote.is_empty(), "remote loads left: {remote:?}\n{html}");
-    for host in ["tracker.example", "mcusercontent.example", "substack.example"] {
+    for host in [
+        "tracker.example",
+        "mcusercontent.example",
+        "substack.example",
+    ] {
         assert!(
             !html.contains(&format!("https://{host}")) && !html.contains(&format!("//cdn.{host}")),
             "{host} still linked"
@@ -126,8 +130,15 @@ fn strip_leaves_no_remote_load_and_names_the_blocked_hosts() {
     }
     // cid: follows the renamed Content-ID, data: stays, and so does the ordinary link.
     let cid = cid.trim_matches(['<', '>']);
-    assert!(seen.images.contains(&format!("cid:{cid}")), "{:?}", seen.images);
-    assert!(seen.images.iter().any(|s| s.starts_with("data:image/gif;base64,")));
+    assert!(
+        seen.images.contains(&format!("cid:{cid}")),
+        "{:?}",
+        seen.images
+    );
+    assert!(seen
+        .images
+        .iter()
+        .any(|s| s.starts_with("data:image/gif;base64,")));
     assert!(seen
         .loads
         .iter()
@@ -149,7 +160,10 @@ fn no_member_address_or_name_in_text_attributes_or_comments() {
         }
         assert!(!everything.contains("ann%40mail.example"));
         // mailto: links go to the alias.
-        assert!(html.contains("mailto:joe@remailer.test?subject=News"), "{html}");
+        assert!(
+            html.contains("mailto:joe@remailer.test?subject=News"),
+            "{html}"
+        );
     }
 }
 

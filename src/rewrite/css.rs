@@ -27,7 +27,11 @@ pub fn is_empty_ref(url: &str) -> bool {
 pub fn host_of(url: &str) -> Option<String> {
     let u = url.trim().to_ascii_lowercase();
     let rest = match u.find("//") {
-        Some(p) if u[..p].bytes().all(|b| b.is_ascii_alphanumeric() || b"+.-:".contains(&b)) => {
+        Some(p)
+            if u[..p]
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+.-:".contains(&b)) =>
+        {
             &u[p + 2..]
         }
         _ => return None,
@@ -210,11 +214,9 @@ impl Scanner<'_, '_> {
             }
         }
         let rule = &self.css[from..j.min(self.b.len())];
-        let inner = rule
-            .trim()
-            .trim_start_matches("url(")
-            .trim_end_matches(')');
-        self.blocked.push(host.or_else(|| host_of(inner.trim_matches(['"', '\'']))));
+        let inner = rule.trim().trim_start_matches("url(").trim_end_matches(')');
+        self.blocked
+            .push(host.or_else(|| host_of(inner.trim_matches(['"', '\'']))));
         self.i = (j + 1).min(self.b.len());
     }
 }
@@ -258,11 +260,9 @@ mod tests {
 
     #[test]
     fn remote_urls_and_imports_go_local_ones_stay() {
-        let (out, b) = run(
-            "@import url(https://fonts.example/a.css);\n\
+        let (out, b) = run("@import url(https://fonts.example/a.css);\n\
              td{background:url( 'https://cdn.example/bg.png' ) no-repeat}\
-             .l{background-image:URL(cid:logo)} .d{background:url(data:image/png;base64,AA==)}",
-        );
+             .l{background-image:URL(cid:logo)} .d{background:url(data:image/png;base64,AA==)}");
         assert_eq!(
             out,
             "\ntd{background:none no-repeat}.l{background-image:URL(cid:logo)} \
@@ -270,16 +270,15 @@ mod tests {
         );
         assert_eq!(
             b,
-            vec![
-                Some("fonts.example".into()),
-                Some("cdn.example".into())
-            ]
+            vec![Some("fonts.example".into()), Some("cdn.example".into())]
         );
     }
 
     #[test]
     fn escaped_names_strings_and_image_set_are_caught() {
-        let (out, b) = run(r#"a{background:\75 rl(//t.example/p.gif)} b{background:image-set("https://i.example/x.png" 1x)} @\69mport "https://s.example/s.css";"#);
+        let (out, b) = run(
+            r#"a{background:\75 rl(//t.example/p.gif)} b{background:image-set("https://i.example/x.png" 1x)} @\69mport "https://s.example/s.css";"#,
+        );
         assert!(!out.contains("example"), "{out}");
         assert_eq!(b.len(), 3);
         assert_eq!(run("p{color:red}").0, "p{color:red}");

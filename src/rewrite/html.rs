@@ -180,8 +180,7 @@ fn strip_element(st: &mut State<'_, '_>, el: &mut Element<'_, '_>) {
     if MEDIA.contains(&tag) && remote(el, "src").is_some() {
         el.remove_attribute("src");
     }
-    if tag != "a" && tag != "area" && el.namespace_uri() != "http://www.w3.org/1999/xhtml"
-    {
+    if tag != "a" && tag != "area" && el.namespace_uri() != "http://www.w3.org/1999/xhtml" {
         // SVG `<use href>`, `<feImage href>`…: in SVG, href loads.
         for a in ["href", "xlink:href"] {
             if remote(el, a).is_some() {
@@ -245,8 +244,10 @@ fn strip_style(el: &mut Element<'_, '_>, style: &str) {
 
 fn has_char_refs(s: &str) -> bool {
     let b = s.as_bytes();
-    memchr::memchr_iter(b'&', b)
-        .any(|i| b.get(i + 1).is_some_and(|c| *c == b'#' || c.is_ascii_alphabetic()))
+    memchr::memchr_iter(b'&', b).any(|i| {
+        b.get(i + 1)
+            .is_some_and(|c| *c == b'#' || c.is_ascii_alphabetic())
+    })
 }
 
 /// Numeric character references and the named ones that can spell CSS syntax, decoded

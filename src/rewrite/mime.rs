@@ -406,7 +406,6 @@ impl<'m> Writer<'m> {
         }
         out
     }
-
 }
 
 /// The lower-case type and subtype of a text part (text/plain when it has none or when
