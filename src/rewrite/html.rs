@@ -137,20 +137,10 @@ fn strip_element(st: &mut State<'_, '_>, el: &mut Element<'_, '_>) {
     let tag = tag.as_str();
     match tag {
         "base" | "noscript" => return el.remove(),
-        "link" => {
-            if remote(el, "href").is_some() || el.has_attribute("imagesrcset") {
-                return el.remove();
-            }
+        "link" if remote(el, "href").is_some() || el.has_attribute("imagesrcset") => {
+            return el.remove()
         }
-        "meta" => {
-            let equiv = el.get_attribute("http-equiv").unwrap_or_default();
-            if ["refresh", "link", "set-cookie"]
-                .iter()
-                .any(|e| equiv.trim().eq_ignore_ascii_case(e))
-            {
-                return el.remove();
-            }
-        }
+        "meta" if loading_meta(el) => return el.remove(),
         "script" if remote(el, "src").is_some() => return el.remove(),
         "source" if remote(el, "src").is_some() => return el.remove(),
         _ => {}
@@ -207,6 +197,14 @@ fn strip_element(st: &mut State<'_, '_>, el: &mut Element<'_, '_>) {
     if let Some(style) = el.get_attribute("style") {
         strip_style(el, &style);
     }
+}
+
+/// `<meta http-equiv>` that loads or redirects (`refresh`, `link`, `set-cookie`).
+fn loading_meta(el: &Element<'_, '_>) -> bool {
+    let equiv = el.get_attribute("http-equiv").unwrap_or_default();
+    ["refresh", "link", "set-cookie"]
+        .iter()
+        .any(|e| equiv.trim().eq_ignore_ascii_case(e))
 }
 
 /// A `srcset` with only its local (`cid:`/`data:`) candidates; None when none is left.
