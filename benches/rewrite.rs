@@ -2,7 +2,7 @@
 //! Criterion reports time per iteration and bytes/s; afterwards a plain timed loop prints
 //! messages/s and MB/s per core for the corpus.
 //!
-//! Run: `cargo bench --bench rewrite`
+//! Run: `cargo bench --bench rewrite` (`REWRITE_REMOTE=keep` to keep remote content in HTML)
 
 #[path = "../tests/fixtures/rewrite/support.rs"]
 mod support;
@@ -46,11 +46,18 @@ fn plain_4k() -> Vec<u8> {
     m.into_bytes()
 }
 
+/// `REWRITE_REMOTE=keep`: `privacy.remote_content = "keep"` (default: strip), to measure
+/// what removing remote content from HTML parts costs.
+fn strip_remote() -> bool {
+    std::env::var("REWRITE_REMOTE").map_or(true, |v| v != "keep")
+}
+
 fn run_all(cast: &Cast, msgs: &[Vec<u8>]) -> usize {
     let mut out = 0;
     for raw in msgs {
         let scanned = scan(raw);
-        let holder = fixture_context(cast, &scanned, false);
+        let mut holder = fixture_context(cast, &scanned, false);
+        holder.strip_remote = strip_remote();
         out += rewrite(raw, &holder.context(), &cast.dir)
             .unwrap()
             .message

@@ -431,6 +431,20 @@ pub struct PrivacyConfig {
     pub send_log: bool,
     /// Days a send-log entry is kept before it is purged.
     pub send_log_days: u64,
+    /// What happens to remote images, CSS `url()`s and `<link>` loads in HTML parts (which
+    /// tell a sender when and from where a member read the message).
+    pub remote_content: RemoteContent,
+}
+
+/// `privacy.remote_content`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RemoteContent {
+    /// Removed, or replaced by a short placeholder naming the blocked host.
+    #[default]
+    Strip,
+    /// Passed on as the sender wrote it.
+    Keep,
 }
 
 impl Default for PrivacyConfig {
@@ -439,6 +453,7 @@ impl Default for PrivacyConfig {
             thread_map_days: 90,
             send_log: false,
             send_log_days: 7,
+            remote_content: RemoteContent::Strip,
         }
     }
 }

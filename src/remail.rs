@@ -16,7 +16,7 @@ use rand::RngCore;
 use crate::address::{Domain, RealAddress};
 use crate::bounce::BounceToken;
 use crate::bounces::{Bounces, Outcome};
-use crate::config::{Config, PrivacyConfig};
+use crate::config::{Config, PrivacyConfig, RemoteContent};
 use crate::delivery::schedule::{now_ms, Schedule};
 use crate::delivery::Delivery;
 use crate::dkim::DkimKeys;
@@ -163,6 +163,7 @@ impl Remail {
             keys: self.keys.clone(),
             dkim: self.dkim.clone(),
             strip_signatures: self.settings.strip_signatures,
+            strip_remote_content: self.settings.privacy.remote_content == RemoteContent::Strip,
             schedule: self.settings.schedule,
             sender: sender.clone(),
             recipients: to.iter().map(|m| (*m).clone()).collect(),
@@ -406,6 +407,8 @@ struct Job {
     keys: Arc<Keys>,
     dkim: Arc<DkimKeys>,
     strip_signatures: bool,
+    /// `privacy.remote_content = "strip"`.
+    strip_remote_content: bool,
     /// Release times (`delivery.delay`, `delivery.pool_interval`), chosen before the 250.
     schedule: Schedule,
     sender: MemberEntry,
@@ -436,6 +439,7 @@ impl Job {
             nonce,
             keys: &self.keys,
             strip_signatures: self.strip_signatures,
+            strip_remote_content: self.strip_remote_content,
         };
         let rewritten = match rewrite::rewrite(raw, &ctx, &self.snapshot) {
             Ok(r) => r,

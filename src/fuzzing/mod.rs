@@ -91,6 +91,7 @@ pub fn rewrite(data: &[u8]) {
             nonce: [0xab; 16],
             keys: &KEYS,
             strip_signatures,
+            strip_remote_content: true,
         };
         let Ok(out) = rewrite::rewrite(data, &ctx, &cast.dir) else {
             continue;

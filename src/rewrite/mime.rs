@@ -241,10 +241,16 @@ impl<'m> Writer<'m> {
             text = Cow::Owned(self.calendar_uids(&body::unfold(&text)));
         }
         let text = super::signed::inline_pgp(text, self.ctx.strip_signatures)?;
-        let mut new = self.map.replace(&text);
-        if sub == "html" && !self.content_ids.is_empty() {
-            new = Cow::Owned(self.replace_cids(&new));
-        }
+        let mut new = if sub == "html" {
+            let strip = self.ctx.strip_remote_content;
+            let html = super::html::rewrite(&text, &mut self.map, &self.content_ids, strip)?;
+            // The net for what lies outside text, attribute values and comments (tag and
+            // attribute names, a doctype): the text rewrite of the whole part.
+            let net = self.map.replace(&html).into_owned();
+            Cow::Owned(net)
+        } else {
+            self.map.replace(&text)
+        };
         if folded {
             new = Cow::Owned(body::fold(&new));
         }
@@ -399,17 +405,6 @@ impl<'m> Writer<'m> {
             }
         }
         out
-    }
-
-    fn replace_cids(&self, html: &str) -> String {
-        let mut html = html.to_string();
-        for (old, new) in &self.content_ids {
-            let needle = format!("cid:{old}");
-            if html.contains(&needle) {
-                html = html.replace(&needle, &format!("cid:{new}"));
-            }
-        }
-        html
     }
 }
 

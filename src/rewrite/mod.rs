@@ -47,9 +47,11 @@
 
 mod body;
 mod classify;
+mod css;
 mod emit;
 mod find;
 mod headers;
+mod html;
 mod ids;
 mod leaf;
 mod mapper;
@@ -124,6 +126,9 @@ pub struct Context<'a> {
     pub keys: &'a Keys,
     /// Strip `multipart/signed` signatures instead of refusing the message.
     pub strip_signatures: bool,
+    /// Remove remote images, CSS `url()`s and `<link>` loads from HTML parts
+    /// (`privacy.remote_content = "strip"`).
+    pub strip_remote_content: bool,
 }
 
 /// What [`scan`] found: look these up, then call [`rewrite`].
@@ -190,6 +195,8 @@ pub enum Uncheckable {
     Structure,
     #[error("the message nests parts or embedded messages too deeply")]
     TooDeep,
+    #[error("an HTML part cannot be read unambiguously by the HTML rewriter")]
+    Html,
 }
 
 impl RewriteError {

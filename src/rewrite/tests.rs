@@ -46,6 +46,7 @@ fn run_with(raw: &str, strip: bool, dir: &Lookup) -> Result<(String, Rewritten),
         nonce: [0xab; 16],
         keys: &keys,
         strip_signatures: strip,
+        strip_remote_content: true,
     };
     let out = rewrite(raw.as_bytes(), &ctx, dir)?;
     let text = String::from_utf8(out.message.clone()).unwrap();
