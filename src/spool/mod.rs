@@ -655,8 +655,12 @@ fn recover(dir: &Path, keys: &Keys) -> Result<(Vec<Queued>, Index, u64), SpoolEr
     }
     // Marked done, or deleting the later segment (once all its records are done) would
     // bring the stale copy back at the next start.
+    // A mark is by id and segment: never for the segment that holds the live copy (a record
+    // written twice into one segment has its live copy there too).
     for (id, segment) in stale {
-        index.mark_done(&id, segment);
+        if latest.get(&id).map(|(at, _)| at.segment) != Some(segment) {
+            index.mark_done(&id, segment);
+        }
     }
     let mut queued = Vec::with_capacity(latest.len());
     for (id, (at, q)) in latest {
