@@ -342,32 +342,28 @@ impl Store for PostgresStore {
     }
 
     async fn put_threads(&self, links: &[ThreadLink]) -> Result<(), StoreError> {
-        const PUT: &str = "INSERT INTO thread_map (issued, original_sealed, expires_at, alias_id) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (issued) DO UPDATE SET \
+        // A whole batch in one statement (one round trip, one commit). An issued id appears
+        // once: a second row for it in one INSERT … ON CONFLICT would be an error.
+        let mut seen = std::collections::HashSet::new();
+        let mut rows: Vec<&ThreadLink> = links.iter().rev().filter(|l| seen.insert(&l.0)).collect();
+        rows.reverse();
+        let issued: Vec<&str> = rows.iter().map(|l| l.0.as_str()).collect();
+        let sealed: Vec<&[u8]> = rows.iter().map(|l| l.1.as_slice()).collect();
+        let expires: Vec<i64> = rows.iter().map(|l| l.2).collect();
+        let alias_ids: Vec<i64> = rows.iter().map(|l| l.3).collect();
+        sqlx::query(
+            "INSERT INTO thread_map (issued, original_sealed, expires_at, alias_id) \
+             SELECT * FROM UNNEST($1::text[], $2::bytea[], $3::bigint[], $4::bigint[]) \
+             ON CONFLICT (issued) DO UPDATE SET \
              original_sealed = EXCLUDED.original_sealed, expires_at = EXCLUDED.expires_at, \
-             alias_id = EXCLUDED.alias_id";
-        // One link (the usual message to one alias): one statement, one round trip.
-        if let [(issued, sealed, expires, alias_id)] = links {
-            sqlx::query(PUT)
-                .bind(issued)
-                .bind(sealed)
-                .bind(expires)
-                .bind(alias_id)
-                .execute(&self.pool)
-                .await?;
-            return Ok(());
-        }
-        let mut tx = self.pool.begin().await?;
-        for (issued, sealed, expires, alias_id) in links {
-            sqlx::query(PUT)
-                .bind(issued)
-                .bind(sealed)
-                .bind(expires)
-                .bind(alias_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
+             alias_id = EXCLUDED.alias_id",
+        )
+        .bind(&issued)
+        .bind(&sealed)
+        .bind(&expires)
+        .bind(&alias_ids)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
