@@ -40,8 +40,8 @@ use crate::members::Members;
 use crate::metrics::{self, DeliveryResult};
 use crate::notices::{self, Undelivered};
 use crate::rate_limits::Outbound;
-use crate::spool::retry::{safe_error, Attempt};
-use crate::spool::{Entry, Envelope, Kind, Queued, Spool};
+use crate::spool::retry::{safe_error, Attempt, Errors};
+use crate::spool::{rcpt_domain, Entry, Envelope, Kind, Queued, Recovered, Spool};
 use crate::store::SendOutcome;
 use client::{Dialer, Pool};
 use queue_stats::QueueStats;
@@ -91,6 +91,8 @@ struct Inner {
     workers: Arc<Semaphore>,
     /// Destination keys, each kept once however many entries share it.
     dest_keys: Mutex<HashMap<String, Arc<str>>>,
+    /// One shared copy of each deferral reason kept with the queued entries.
+    errors: Errors,
     stop: CancellationToken,
     tasks: TaskTracker,
     schedule: Schedule,
@@ -146,6 +148,7 @@ impl Delivery {
                     .collect(),
                 workers: Arc::new(Semaphore::new(d.workers.max(1))),
                 dest_keys: Mutex::new(HashMap::new()),
+                errors: Errors::default(),
                 pool: Pool::default(),
                 stop: CancellationToken::new(),
                 tasks: TaskTracker::new(),
@@ -171,18 +174,21 @@ impl Delivery {
     pub fn enqueue(&self, entries: Vec<Entry>) {
         let now = self.now_ms();
         for entry in entries {
-            self.push(Queued::of(&entry), now, None);
+            let Some(queued) = Queued::of(&entry) else {
+                continue; // (the spool stores no entry without a queue id)
+            };
+            self.push(queued, &rcpt_domain(&entry.envelope.rcpt), now, None);
         }
     }
 
     /// Puts one entry on the scheduler, due at its release time or persisted next attempt
     /// (else now), or at `due` when given. Entries of one pool tick are shuffled.
-    fn push(&self, queued: Queued, accepted_ms: i64, due: Option<i64>) {
+    fn push(&self, queued: Queued, rcpt_domain: &str, accepted_ms: i64, due: Option<i64>) {
         let shuffle =
             self.inner.schedule.pooled() && queued.release_ms.is_some() && queued.last.is_none();
         let due = due.unwrap_or_else(|| due_at(&queued).unwrap_or(accepted_ms));
         let job = Job {
-            dest: self.dest_key(&queued.rcpt_domain),
+            dest: self.dest_key(rcpt_domain),
             waiting: self.inner.queue.track(queued.created),
             accepted_ms,
             queued,
@@ -205,9 +211,16 @@ impl Delivery {
         let mut queued = self.inner.spool.take_queued();
         let n = queued.len();
         let now = self.now_ms();
-        queued.sort_by_key(|q| (due_at(q).unwrap_or(q.created * 1000), q.created));
+        queued.sort_by_key(|r| {
+            let q = &r.queued;
+            (due_at(q).unwrap_or(q.created * 1000), q.created)
+        });
         let mut overdue = 0i64;
-        for q in queued {
+        for Recovered {
+            queued: q,
+            rcpt_domain,
+        } in queued
+        {
             let accepted = q.created * 1000;
             let due = due_at(&q).unwrap_or(accepted);
             let due = if due <= now {
@@ -216,7 +229,7 @@ impl Delivery {
             } else {
                 due
             };
-            self.push(q, accepted, Some(due));
+            self.push(q, &rcpt_domain, accepted, Some(due));
         }
         if overdue > 0 {
             tracing::info!(
@@ -342,7 +355,7 @@ impl Delivery {
 
     /// Puts a job back on the scheduler for `due_ms`, unless it left the queue meanwhile.
     fn push_back(&self, job: Job, due_ms: i64) {
-        if self.inner.spool.is_queued(&job.queued.id) {
+        if self.inner.spool.is_queued(job.queued.id.as_str()) {
             self.inner.scheduler.push(job, due_ms, false);
         }
     }
@@ -371,7 +384,7 @@ impl Delivery {
             n,
             at_ms: now,
             next_ms: now + delay.as_millis() as i64,
-            error: safe_error(reason),
+            error: self.inner.errors.intern(&safe_error(reason)),
         };
         let next = attempt.next_ms;
         entry.history.push(attempt.clone());
@@ -381,18 +394,10 @@ impl Delivery {
         queued.last = Some((n, next));
         match self.inner.spool.note_attempt(entry).await {
             // Moved: the new copy carries the history.
-            Ok(true) => queued.recent = Vec::new(),
-            Ok(false) => {
-                queued.recent.push(attempt);
-                if queued.recent.len() > HISTORY_MAX {
-                    queued.recent.remove(0);
-                }
-                // Kept for every deferred entry: no spare capacity (a push alone reserves 4).
-                queued.recent.shrink_to_fit();
-            }
+            Ok(true) => queued.recent.clear(),
+            Ok(false) => queued.recent.push(attempt, HISTORY_MAX),
             Err(e) => {
-                queued.recent.push(attempt);
-                queued.recent.shrink_to_fit();
+                queued.recent.push(attempt, HISTORY_MAX);
                 tracing::error!(queue_id = %entry.id, error = %e, "could not persist the retry state; a restart retries this message sooner");
             }
         }

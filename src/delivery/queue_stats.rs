@@ -1,50 +1,64 @@
-//! What the queue gauges need: the acceptance times of the messages waiting for delivery,
-//! in memory (one entry per delivery task, removed when the task ends).
+//! What the queue gauges need: how many messages wait for delivery and when the oldest was
+//! accepted, in memory (a [`Waiting`] per queued entry takes itself out when dropped).
 
-use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use crate::store::now_unix;
 
 #[derive(Default)]
 pub struct QueueStats {
-    /// (accepted at, unix seconds; a sequence number to keep equal times apart)
-    waiting: Mutex<BTreeSet<(i64, u64)>>,
-    next: AtomicU64,
+    waiting: Mutex<Counts>,
+}
+
+/// How many wait, counted per second of acceptance (a queue of any size accepted over a few
+/// minutes is a few hundred counters, not one node per message).
+#[derive(Default)]
+struct Counts {
+    by_second: BTreeMap<i64, u32>,
+    total: usize,
 }
 
 /// One waiting message; dropping it takes it out of the count.
 pub struct Waiting {
     stats: Arc<QueueStats>,
-    key: (i64, u64),
+    accepted: i64,
 }
 
 impl QueueStats {
+    fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub fn track(self: &Arc<Self>, accepted: i64) -> Waiting {
-        let key = (accepted, self.next.fetch_add(1, Ordering::Relaxed));
-        self.waiting.lock().expect("queue stats").insert(key);
+        let mut c = self.counts();
+        *c.by_second.entry(accepted).or_default() += 1;
+        c.total += 1;
+        drop(c);
         Waiting {
             stats: self.clone(),
-            key,
+            accepted,
         }
     }
 
     /// How many messages wait, and the age in seconds of the oldest (0 when none).
     pub fn snapshot(&self) -> (usize, i64) {
-        let waiting = self.waiting.lock().expect("queue stats");
-        let oldest = waiting.first().map(|(t, _)| (now_unix() - t).max(0));
-        (waiting.len(), oldest.unwrap_or(0))
+        let c = self.counts();
+        let oldest = c.by_second.keys().next().map(|t| (now_unix() - t).max(0));
+        (c.total, oldest.unwrap_or(0))
     }
 }
 
 impl Drop for Waiting {
     fn drop(&mut self) {
-        self.stats
-            .waiting
-            .lock()
-            .expect("queue stats")
-            .remove(&self.key);
+        let mut c = self.stats.counts();
+        if let Some(n) = c.by_second.get_mut(&self.accepted) {
+            *n -= 1;
+            if *n == 0 {
+                c.by_second.remove(&self.accepted);
+            }
+            c.total -= 1;
+        }
     }
 }
 

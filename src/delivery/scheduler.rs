@@ -1,12 +1,14 @@
-//! `scheduler`: the queue manager's memory (ARCHITECTURE.md §4). One ordered map of due
+//! `scheduler`: the queue manager's memory (ARCHITECTURE.md §4). One binary heap of due
 //! times per destination holds every queued entry as a [`Job`] — its queue id, kind, times
-//! and attempt count, never its message — and a bounded active window (`delivery.active_limit`,
+//! and attempt count, never its message (a heap in one array: a big queue costs about
+//! 130 bytes per entry here) — and a bounded active window (`delivery.active_limit`,
 //! Postfix's active queue) lets at most that many entries be in delivery at once, at most
 //! `delivery.per_destination` of them to one destination. [`Scheduler::next`] hands out the
 //! entry whose time has come first (ties at a pool tick in a random order), waiting on the
 //! [`Clock`], which is tokio's under test so retries can be driven with paused time.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::cmp::Ordering;
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -71,10 +73,40 @@ pub struct Job {
 /// (due time, tie-breaker): the order in which entries leave.
 type Key = (i64, u64);
 
+/// A job in its destination's heap, ordered so the earliest key is on top.
+struct Due(Key, Job);
+
+impl PartialEq for Due {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Eq for Due {}
+
+impl PartialOrd for Due {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Due {
+    fn cmp(&self, other: &Self) -> Ordering {
+        other.0.cmp(&self.0)
+    }
+}
+
 #[derive(Default)]
 struct Destination {
-    jobs: BTreeMap<Key, Job>,
+    jobs: BinaryHeap<Due>,
     in_flight: usize,
+}
+
+impl Destination {
+    /// The key of the entry that leaves first.
+    fn head(&self) -> Option<Key> {
+        self.jobs.peek().map(|d| d.0)
+    }
 }
 
 #[derive(Default)]
@@ -110,9 +142,7 @@ impl Drop for Slot {
             return;
         };
         d.in_flight = d.in_flight.saturating_sub(1);
-        let head = (d.in_flight + 1 == limit)
-            .then(|| d.jobs.keys().next().copied())
-            .flatten();
+        let head = (d.in_flight + 1 == limit).then(|| d.head()).flatten();
         if d.jobs.is_empty() && d.in_flight == 0 {
             st.dests.remove(&self.dest);
         }
@@ -153,8 +183,8 @@ impl Scheduler {
         let dest = job.dest.clone();
         let limit = self.per_destination;
         let d = st.dests.entry(dest.clone()).or_default();
-        let old = d.jobs.keys().next().copied();
-        d.jobs.insert(key, job);
+        let old = d.head();
+        d.jobs.push(Due(key, job));
         let open = d.in_flight < limit;
         st.queued += 1;
         if open && old.is_none_or(|o| key < o) {
@@ -220,11 +250,13 @@ impl Scheduler {
         let (_, dest) = st.ready.pop_first().expect("not empty");
         let limit = self.per_destination;
         let d = st.dests.get_mut(&dest).expect("a ready destination exists");
-        let job = d.jobs.remove(&key).expect("the head is queued");
+        let Due(head_key, job) = d.jobs.pop().expect("the head is queued");
+        debug_assert_eq!(head_key, key);
+        if d.jobs.capacity() > 64 && d.jobs.len() < d.jobs.capacity() / 4 {
+            d.jobs.shrink_to(d.jobs.len() * 2); // a drained burst gives its memory back
+        }
         d.in_flight += 1;
-        let head = (d.in_flight < limit)
-            .then(|| d.jobs.keys().next().copied())
-            .flatten();
+        let head = (d.in_flight < limit).then(|| d.head()).flatten();
         st.queued -= 1;
         if let Some(k) = head {
             st.ready.insert((k, dest.clone()));
@@ -239,14 +271,13 @@ impl Scheduler {
         let mut st = self.lock();
         let state = &mut *st;
         for d in state.dests.values_mut() {
-            let jobs = std::mem::take(&mut d.jobs);
-            for ((due, tie), job) in jobs {
-                let due = match job.queued.last {
-                    Some(_) => due.min(now.max(job.queued.release_ms.unwrap_or(0))),
-                    None => due,
-                };
-                d.jobs.insert((due, tie), job);
+            let mut jobs = std::mem::take(&mut d.jobs).into_vec();
+            for Due((due, _), job) in &mut jobs {
+                if job.queued.last.is_some() {
+                    *due = (*due).min(now.max(job.queued.release_ms.unwrap_or(0)));
+                }
             }
+            d.jobs = BinaryHeap::from(jobs);
         }
         Self::rebuild_ready(state, self.per_destination);
         drop(st);
@@ -260,13 +291,8 @@ impl Scheduler {
         let state = &mut *st;
         let mut found = false;
         for d in state.dests.values_mut() {
-            if let Some(key) = d
-                .jobs
-                .iter()
-                .find(|(_, j)| j.queued.id == id)
-                .map(|(k, _)| *k)
-            {
-                d.jobs.remove(&key);
+            if d.jobs.iter().any(|Due(_, j)| j.queued.id == id) {
+                d.jobs.retain(|Due(_, j)| j.queued.id != id);
                 found = true;
                 break;
             }
@@ -286,7 +312,7 @@ impl Scheduler {
             .dests
             .iter()
             .filter(|(_, d)| d.in_flight < limit)
-            .filter_map(|(k, d)| d.jobs.keys().next().map(|h| (*h, k.clone())))
+            .filter_map(|(k, d)| d.head().map(|h| (h, k.clone())))
             .collect();
     }
 }

@@ -24,9 +24,12 @@
 //! record is in clear on disk. Records of the older format (header sealed, message in clear)
 //! are still read. One `serve` at a time: the spool is locked.
 
+mod queue_id;
 pub(crate) mod record;
 pub mod retry;
 mod writer;
+
+pub use queue_id::QueueId;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
@@ -113,14 +116,13 @@ impl Entry {
     }
 }
 
-/// What the delivery scheduler keeps of a queued entry: no message and no address (the
-/// recipient's domain only, to group deliveries by destination).
+/// What the delivery scheduler keeps of a queued entry: no message and no address. It is
+/// kept for every queued entry, so it is small: the id inline, no heap block unless the
+/// entry has attempts its record does not carry.
 #[derive(Debug, Clone)]
 pub struct Queued {
-    pub id: String,
+    pub id: QueueId,
     pub kind: Kind,
-    /// The recipient's domain, lower case (a destination key: never logged).
-    pub rcpt_domain: String,
     /// Unix seconds when the message was accepted.
     pub created: i64,
     pub release_ms: Option<i64>,
@@ -128,21 +130,59 @@ pub struct Queued {
     pub last: Option<(u32, i64)>,
     /// Persisted attempts that the record itself does not carry (lines of `seg-N.retry`
     /// written after it); [`Spool::load`] plus these is the whole history.
-    pub recent: Vec<retry::Attempt>,
+    pub recent: Recent,
 }
 
 impl Queued {
-    /// What the scheduler keeps of `entry` (its history counted as carried by the record).
-    pub fn of(entry: &Entry) -> Queued {
-        Queued {
-            id: entry.id.clone(),
+    /// What the scheduler keeps of `entry` (its history counted as carried by the record);
+    /// None when its id is not one a [`QueueId`] holds.
+    pub fn of(entry: &Entry) -> Option<Queued> {
+        Some(Queued {
+            id: QueueId::parse(&entry.id)?,
             kind: entry.envelope.kind,
-            rcpt_domain: rcpt_domain(&entry.envelope.rcpt),
             created: entry.envelope.created,
             release_ms: entry.envelope.release_ms,
             last: entry.history.last().map(|a| (a.n, a.next_ms)),
-            recent: Vec::new(),
-        }
+            recent: Recent::default(),
+        })
+    }
+}
+
+/// A queued entry found at start, with the recipient's domain (lower case, a destination
+/// key: never logged), which the scheduler needs once, to choose the destination.
+#[derive(Debug)]
+pub struct Recovered {
+    pub queued: Queued,
+    pub rcpt_domain: String,
+}
+
+/// The attempts of [`Queued::recent`]: none takes no heap block, and the list holds no spare
+/// capacity (every deferred entry of a large queue keeps one).
+#[derive(Debug, Clone, Default)]
+pub struct Recent(Option<Box<[retry::Attempt]>>);
+
+impl Recent {
+    pub fn as_slice(&self) -> &[retry::Attempt] {
+        self.0.as_deref().unwrap_or(&[])
+    }
+
+    /// Adds `attempt`, keeping at most `max` (the oldest leave first).
+    pub fn push(&mut self, attempt: retry::Attempt, max: usize) {
+        let mut all = std::mem::take(self).0.map(Vec::from).unwrap_or_default();
+        all.push(attempt);
+        let extra = all.len().saturating_sub(max);
+        all.drain(..extra);
+        *self = Recent::from(all);
+    }
+
+    pub fn clear(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl From<Vec<retry::Attempt>> for Recent {
+    fn from(list: Vec<retry::Attempt>) -> Self {
+        Recent((!list.is_empty()).then(|| list.into_boxed_slice()))
     }
 }
 
@@ -164,10 +204,10 @@ pub struct Loc {
 /// Where each live record is, and how many live records each segment holds.
 pub struct Index {
     dir: PathBuf,
-    location: HashMap<String, Loc>,
+    location: HashMap<QueueId, Loc>,
     segments: BTreeMap<u64, Segment>,
     /// Ids deleted by `remailer queue delete`: a copy stored later is marked done at once.
-    deleted: HashSet<String>,
+    deleted: HashSet<QueueId>,
 }
 
 #[derive(Default)]
@@ -181,11 +221,11 @@ struct Segment {
 }
 
 impl Index {
-    fn add(&mut self, id: String, at: Loc) {
+    fn add(&mut self, id: QueueId, at: Loc) {
         let segment = at.segment;
         self.segments.entry(segment).or_default();
         if self.deleted.contains(&id) {
-            self.mark_done(&id, segment);
+            self.mark_done(id.as_str(), segment);
             return;
         }
         self.segments.entry(segment).or_default().live += 1;
@@ -198,8 +238,8 @@ impl Index {
     }
 
     /// Marks the record of `id` in `segment` done; deletes the segment when it is empty.
-    fn retire(&mut self, id: &str, segment: u64) {
-        if !self.mark_done(id, segment) {
+    fn retire(&mut self, id: QueueId, segment: u64) {
+        if !self.mark_done(id.as_str(), segment) {
             return;
         }
         if let Some(seg) = self.segments.get_mut(&segment) {
@@ -282,7 +322,7 @@ pub struct Spool {
     /// None only while the spool is dropped.
     writer: Mutex<Option<mpsc::Sender<writer::Request>>>,
     writer_thread: Option<std::thread::JoinHandle<()>>,
-    recovered: Mutex<Vec<Queued>>,
+    recovered: Mutex<Vec<Recovered>>,
     _lock: File,
 }
 
@@ -333,7 +373,7 @@ impl Spool {
     }
 
     /// What was found queued at open (once), in id order: only what the scheduler needs.
-    pub fn take_queued(&self) -> Vec<Queued> {
+    pub fn take_queued(&self) -> Vec<Recovered> {
         std::mem::take(&mut *self.recovered.lock().expect("lock"))
     }
 
@@ -342,7 +382,7 @@ impl Spool {
     pub fn take_recovered(&self) -> Vec<Entry> {
         self.take_queued()
             .into_iter()
-            .filter_map(|q| self.load(&q).ok().flatten())
+            .filter_map(|r| self.load(&r.queued).ok().flatten())
             .collect()
     }
 
@@ -369,9 +409,11 @@ impl Spool {
         file.read_exact_at(&mut bytes, at.offset)
             .map_err(io_err(&path))?;
         match record::decode(&bytes, &self.keys) {
-            record::Decoded::Record(entry, _) if entry.id == queued.id => {
+            record::Decoded::Record(entry, _) if queued.id == entry.id.as_str() => {
                 let mut entry = *entry;
-                entry.history.extend(queued.recent.iter().cloned());
+                entry
+                    .history
+                    .extend(queued.recent.as_slice().iter().cloned());
                 retry::normalise(&mut entry.history);
                 Ok(Some(entry))
             }
@@ -392,14 +434,18 @@ impl Spool {
     }
 
     fn submit(&self, entries: &[Entry]) -> oneshot::Receiver<Result<(), String>> {
+        let (done, rx) = oneshot::channel();
         let mut bytes = Vec::with_capacity(entries.iter().map(|e| e.message.len() + 256).sum());
         let mut records = Vec::with_capacity(entries.len());
         for entry in entries {
+            let Some(id) = QueueId::parse(&entry.id) else {
+                let _ = done.send(Err(format!("{:?} is not a queue id", entry.id)));
+                return rx;
+            };
             let start = bytes.len();
             record::encode(entry, &self.keys, &mut bytes);
-            records.push((entry.id.clone(), start, (bytes.len() - start) as u32));
+            records.push((id, start, (bytes.len() - start) as u32));
         }
-        let (done, rx) = oneshot::channel();
         if let Some(writer) = self.writer.lock().expect("lock").as_ref() {
             let _ = writer.send(writer::Request {
                 bytes,
@@ -423,8 +469,11 @@ impl Spool {
 
     /// Marks a delivered (or given-up) entry done. A crash before this re-delivers it.
     pub fn remove(&self, id: &str) {
+        let Some(id) = QueueId::parse(id) else {
+            return;
+        };
         let mut index = self.index.lock().expect("index lock");
-        if let Some(at) = index.location.remove(id) {
+        if let Some(at) = index.location.remove(&id) {
             index.retire(id, at.segment);
         }
     }
@@ -432,11 +481,14 @@ impl Spool {
     /// Deletes a queued entry for good (`remailer queue delete`); false when no entry has
     /// this id. A delivery attempt already under way is not interrupted.
     pub fn delete(&self, id: &str) -> bool {
-        let mut index = self.index.lock().expect("index lock");
-        let Some(at) = index.location.remove(id) else {
+        let Some(id) = QueueId::parse(id) else {
             return false;
         };
-        index.deleted.insert(id.to_string());
+        let mut index = self.index.lock().expect("index lock");
+        let Some(at) = index.location.remove(&id) else {
+            return false;
+        };
+        index.deleted.insert(id);
         index.retire(id, at.segment);
         tracing::info!(queue_id = %id, "deleted from the queue by the operator");
         true
@@ -444,11 +496,13 @@ impl Spool {
 
     /// Whether `id` is still queued (not delivered, given up or deleted).
     pub fn is_queued(&self, id: &str) -> bool {
-        self.index
-            .lock()
-            .expect("index lock")
-            .location
-            .contains_key(id)
+        QueueId::parse(id).is_some_and(|id| {
+            self.index
+                .lock()
+                .expect("index lock")
+                .location
+                .contains_key(&id)
+        })
     }
 
     /// Persists the entry's latest attempt (the last of `entry.history`, which holds every
@@ -462,9 +516,12 @@ impl Spool {
         let Some(last) = entry.history.last() else {
             return Ok(false);
         };
+        let Some(id) = QueueId::parse(&entry.id) else {
+            return Ok(false);
+        };
         let line = retry::encode(&entry.id, last, &self.keys);
         let mut index = self.index.lock().expect("index lock");
-        let Some(at) = index.location.get(&entry.id).copied() else {
+        let Some(at) = index.location.get(&id).copied() else {
             return Ok(false); // delivered or deleted meanwhile
         };
         index
@@ -477,18 +534,21 @@ impl Spool {
     /// active one, so old segments can be deleted while messages wait for retries. True when
     /// it moved.
     pub async fn relocate(&self, entry: &Entry) -> Result<bool, SpoolError> {
+        let Some(id) = QueueId::parse(&entry.id) else {
+            return Ok(false);
+        };
         let old = {
             let index = self.index.lock().expect("index lock");
-            match index.location.get(&entry.id) {
+            match index.location.get(&id) {
                 Some(at) if index.segments.get(&at.segment).is_some_and(|s| s.sealed) => at.segment,
                 _ => return Ok(false),
             }
         };
         self.store_async(std::slice::from_ref(entry)).await?;
         let mut index = self.index.lock().expect("index lock");
-        if !index.deleted.contains(&entry.id) {
+        if !index.deleted.contains(&id) {
             // (a delete meanwhile already retired the old copy)
-            index.retire(&entry.id, old);
+            index.retire(id, old);
         }
         Ok(true)
     }
@@ -521,10 +581,11 @@ impl Spool {
     pub fn inspect(dir: &Path, keys: &Keys) -> Result<Vec<Entry>, SpoolError> {
         let mut live: BTreeMap<String, Entry> = BTreeMap::new();
         let mut histories = HashMap::new();
+        let errors = retry::Errors::default();
         for (n, path) in segments(dir)? {
             let bytes = fs::read(&path).map_err(io_err(&path))?;
             let done = read_done(dir, n);
-            retry::read(&retry_path(dir, n), keys, &mut histories);
+            retry::read(&retry_path(dir, n), keys, &mut histories, &errors);
             for e in record::decode_all(&bytes, keys).0 {
                 if done.contains(&e.id) {
                     live.remove(&e.id);
@@ -608,21 +669,28 @@ fn create_segment(dir: &Path, n: u64) -> Result<File, SpoolError> {
 
 /// Reads every segment back, one record at a time: what is queued (later copies win), the
 /// index, the last segment number.
-fn recover(dir: &Path, keys: &Keys) -> Result<(Vec<Queued>, Index, u64), SpoolError> {
+fn recover(dir: &Path, keys: &Keys) -> Result<(Vec<Recovered>, Index, u64), SpoolError> {
     let found = segments(dir)?;
     let last = found.last().map(|(n, _)| *n).unwrap_or(0);
-    let mut latest: HashMap<String, (Loc, Queued)> = HashMap::new();
+    let mut latest: HashMap<QueueId, (Loc, Recovered)> = HashMap::new();
     // Copies not marked done where they are that recovery does not hand back: one
     // superseded by a later copy, or one whose id a later segment marked done.
-    let mut stale: Vec<(String, u64)> = Vec::new();
+    let mut stale: Vec<(QueueId, u64)> = Vec::new();
     let mut histories = HashMap::new();
+    let mut unreadable = 0usize;
+    let errors = retry::Errors::default();
     for (n, path) in &found {
-        retry::read(&retry_path(dir, *n), keys, &mut histories);
+        retry::read(&retry_path(dir, *n), keys, &mut histories, &errors);
         let done = read_done(dir, *n);
         let valid = record::scan(path, keys, |e, offset, len| {
+            let Some(queued) = Queued::of(&e) else {
+                unreadable += 1;
+                return;
+            };
+            let id = queued.id;
             if done.contains(&e.id) {
-                if let Some((old, _)) = latest.remove(&e.id) {
-                    stale.push((e.id, old.segment));
+                if let Some((old, _)) = latest.remove(&id) {
+                    stale.push((id, old.segment));
                 }
                 return;
             }
@@ -631,12 +699,23 @@ fn recover(dir: &Path, keys: &Keys) -> Result<(Vec<Queued>, Index, u64), SpoolEr
                 offset,
                 len,
             };
-            if let Some((old, _)) = latest.insert(e.id.clone(), (at, Queued::of(&e))) {
-                stale.push((e.id, old.segment));
+            let rcpt_domain = rcpt_domain(&e.envelope.rcpt);
+            let found = Recovered {
+                queued,
+                rcpt_domain,
+            };
+            if let Some((old, _)) = latest.insert(id, (at, found)) {
+                stale.push((id, old.segment));
             }
         })
         .map_err(io_err(path))?;
         cut_torn_end(path, *n, valid)?;
+    }
+    if unreadable > 0 {
+        tracing::error!(
+            records = unreadable,
+            "spool records with an id that is not a queue id were left alone"
+        );
     }
     let mut index = Index {
         dir: dir.to_path_buf(),
@@ -659,23 +738,22 @@ fn recover(dir: &Path, keys: &Keys) -> Result<(Vec<Queued>, Index, u64), SpoolEr
     // written twice into one segment has its live copy there too).
     for (id, segment) in stale {
         if latest.get(&id).map(|(at, _)| at.segment) != Some(segment) {
-            index.mark_done(&id, segment);
+            index.mark_done(id.as_str(), segment);
         }
     }
     let mut queued = Vec::with_capacity(latest.len());
-    for (id, (at, q)) in latest {
+    for (id, (at, mut r)) in latest {
         index.add(id, at);
-        queued.push(q);
+        if let Some(lines) = histories.remove(&id) {
+            add_recent(&mut r.queued, lines);
+        }
+        queued.push(r);
     }
+    drop(histories);
     for (n, _) in &found {
         index.collect(*n);
     }
-    queued.sort_by(|a, b| a.id.cmp(&b.id));
-    for q in &mut queued {
-        if let Some(lines) = histories.remove(&q.id) {
-            add_recent(q, lines);
-        }
-    }
+    queued.sort_by(|a, b| a.queued.id.cmp(&b.queued.id));
     Ok((queued, index, last))
 }
 
@@ -707,14 +785,13 @@ fn add_recent(q: &mut Queued, mut lines: Vec<retry::Attempt>) {
     if let Some(a) = lines.last() {
         q.last = Some((a.n, a.next_ms));
     }
-    lines.shrink_to_fit();
-    q.recent = lines;
+    q.recent = Recent::from(lines);
 }
 
 /// Gives each entry the attempts persisted for it besides those its record carries, in order.
-fn attach_histories(entries: &mut [Entry], mut histories: HashMap<String, Vec<retry::Attempt>>) {
+fn attach_histories(entries: &mut [Entry], mut histories: HashMap<QueueId, Vec<retry::Attempt>>) {
     for e in entries {
-        if let Some(h) = histories.remove(&e.id) {
+        if let Some(h) = QueueId::parse(&e.id).and_then(|id| histories.remove(&id)) {
             e.history.extend(h);
             retry::normalise(&mut e.history);
         }

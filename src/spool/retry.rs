@@ -7,10 +7,12 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
+use super::QueueId;
 use crate::keys::Keys;
 
 /// One attempt that did not deliver.
@@ -22,8 +24,9 @@ pub struct Attempt {
     pub at_ms: i64,
     /// When the next attempt is due (unix milliseconds).
     pub next_ms: i64,
-    /// Why it failed, with any host name or address removed ([`safe_error`]).
-    pub error: String,
+    /// Why it failed, with any host name or address removed ([`safe_error`]). Shared: a
+    /// large queue deferred by one destination holds one copy of its reply.
+    pub error: Arc<str>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -48,7 +51,8 @@ pub fn encode(id: &str, attempt: &Attempt, keys: &Keys) -> Vec<u8> {
 
 /// Adds the attempts found in `path` to `into` (unreadable or torn lines are skipped: at
 /// worst an attempt is repeated sooner).
-pub fn read(path: &Path, keys: &Keys, into: &mut HashMap<String, Vec<Attempt>>) {
+/// Texts are shared through `errors`.
+pub fn read(path: &Path, keys: &Keys, into: &mut HashMap<QueueId, Vec<Attempt>>, errors: &Errors) {
     let Ok(text) = std::fs::read_to_string(path) else {
         return;
     };
@@ -61,7 +65,33 @@ pub fn read(path: &Path, keys: &Keys, into: &mut HashMap<String, Vec<Attempt>>) 
         else {
             continue;
         };
-        into.entry(l.id).or_default().push(l.attempt);
+        if let Some(id) = QueueId::parse(&l.id) {
+            let mut attempt = l.attempt;
+            attempt.error = errors.intern(&attempt.error);
+            into.entry(id).or_default().push(attempt);
+        }
+    }
+}
+
+/// One shared copy of each failure text: a queue deferred by one destination repeats the
+/// same few replies for every entry. Bounded: past [`Errors::MAX`] texts it starts afresh.
+#[derive(Default)]
+pub struct Errors(std::sync::Mutex<std::collections::HashSet<Arc<str>>>);
+
+impl Errors {
+    pub const MAX: usize = 1024;
+
+    pub fn intern(&self, text: &str) -> Arc<str> {
+        let mut set = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(known) = set.get(text) {
+            return known.clone();
+        }
+        if set.len() >= Self::MAX {
+            set.clear();
+        }
+        let shared: Arc<str> = Arc::from(text);
+        set.insert(shared.clone());
+        shared
     }
 }
 
@@ -145,7 +175,7 @@ mod tests {
         std::fs::write(&path, &bytes).unwrap();
         assert!(!String::from_utf8_lossy(&bytes).contains("later"));
         let mut found = HashMap::new();
-        read(&path, &keys, &mut found);
-        assert_eq!(found["id1"], vec![a]);
+        read(&path, &keys, &mut found, &Errors::default());
+        assert_eq!(found[&QueueId::parse("id1").unwrap()], vec![a]);
     }
 }

@@ -273,7 +273,7 @@ fn attempt(n: u32) -> retry::Attempt {
         n,
         at_ms: 1000 * i64::from(n),
         next_ms: 1000 * i64::from(n) + 500,
-        error: format!("451 4.3.0 try {n}"),
+        error: format!("451 4.3.0 try {n}").into(),
     }
 }
 

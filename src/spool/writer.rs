@@ -3,6 +3,7 @@
 //! registers the records in the index and only then answers every caller. Under load many
 //! messages share one sync, and no file is created or deleted per message.
 
+use super::QueueId;
 use std::fs::File;
 use std::io::Write;
 use std::sync::mpsc::{Receiver, Sender};
@@ -19,7 +20,7 @@ pub struct Request {
     /// Framed records, back to back.
     pub bytes: Vec<u8>,
     /// The id of each of those records, its offset in `bytes` and its length.
-    pub records: Vec<(String, usize, u32)>,
+    pub records: Vec<(QueueId, usize, u32)>,
     pub done: oneshot::Sender<Result<(), String>>,
 }
 

@@ -9,18 +9,17 @@ use tokio_util::sync::CancellationToken;
 
 use super::super::queue_stats::QueueStats;
 use super::*;
-use crate::spool::Kind;
+use crate::spool::{Kind, QueueId};
 
 fn job(stats: &Arc<QueueStats>, id: &str, dest: &str, last: Option<(u32, i64)>) -> Job {
     Job {
         queued: Queued {
-            id: id.into(),
+            id: QueueId::parse(id).expect("a test id"),
             kind: Kind::Remail,
-            rcpt_domain: dest.into(),
             created: 0,
             release_ms: None,
             last,
-            recent: Vec::new(),
+            recent: Default::default(),
         },
         dest: Arc::from(dest),
         accepted_ms: 0,
