@@ -116,6 +116,34 @@ fn config_errors_name_the_key() {
 }
 
 #[test]
+fn a_bad_domain_is_a_config_error_that_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "domain = \"remailer test\"\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_remailer"))
+        .args(["--config", path.to_str().unwrap(), "check-config"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    assert!(stdout.contains("config: FAILED"), "{stdout}");
+    assert!(stdout.contains("domain: "), "{stdout}");
+    assert!(stdout.contains("remailer test"), "{stdout}");
+    assert!(!dir.path().join("remailer-data").exists());
+    // an internationalised domain is read once, in its A-label form
+    std::fs::write(&path, "domain = \"Bücher.Example\"\n[smtp]\nlisten = [\"127.0.0.1:0\"]\n[web]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"\"\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_remailer"))
+        .args(["--config", path.to_str().unwrap(), "check-config"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("domain:       xn--bcher-kva.example\n"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn without_a_config_file_it_says_it_uses_local_defaults() {
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_remailer"))
