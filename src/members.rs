@@ -89,7 +89,7 @@ impl Members {
         &self.domain
     }
 
-    pub fn keys(&self) -> &Keys {
+    pub fn keys(&self) -> &Arc<Keys> {
         &self.keys
     }
 

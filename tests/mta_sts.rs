@@ -9,7 +9,8 @@
 //! reason); for a `testing` domain and a domain without a policy the same cases are
 //! delivered (the `testing` domain with a log line saying what failed); a valid setup
 //! delivers over TLS; when the policy server goes away (and the TXT id changes), the
-//! cached policy stays in force.
+//! cached policy stays in force, also across a restart of the service (the policy is kept in
+//! the store, never with the domain in clear, and only until its `max_age`).
 
 mod harness;
 mod support;
@@ -302,6 +303,88 @@ async fn the_cached_policy_stays_in_force_when_the_policy_server_goes_away() {
             .find(|d| d.text().contains("second, with the cached policy"))
     })
     .await;
+}
+
+/// The bytes of the SQLite store (the database and its write-ahead log).
+fn store_bytes(svc: &Service) -> Vec<u8> {
+    let db = svc.dir.join("data").join("remailer.db");
+    let mut bytes = std::fs::read(&db).unwrap();
+    bytes.extend(std::fs::read(db.with_extension("db-wal")).unwrap_or_default());
+    bytes
+}
+
+#[tokio::test]
+async fn a_stored_policy_stays_in_force_after_a_restart_without_the_policy_server() {
+    let first = Sink::start(SinkMode::Accept).await;
+    let mut w = world(&first).await;
+    first.stop().await;
+    // The stray domain's policy lives 3 seconds: after that the store no longer gives it.
+    let brief = "version: STSv1\r\nmode: enforce\r\nmx: *.stray.example\r\nmax_age: 3\r\n";
+    w.policies.set(STRAY.0, brief);
+    let sink = sink_with(w.port, &w.ca.issue(&[ENFORCE.1])).await;
+    delivered(&w, &sink, ENFORCE.0, "before the restart", true).await;
+    send(&w.svc, STRAY.0, "To stray").await;
+    let unlisted = "MTA-STS policy (enforce): the MX host is not listed in the policy";
+    deferred_for(&w, &sink, STRAY.0, unlisted).await;
+    assert_eq!(w.policies.fetches(ENFORCE.0), 1);
+
+    // Stopped; the policy server goes away and the TXT id changes (so the restarted service
+    // tries to fetch the policy again, and fails); the MX shows a certificate for another name.
+    assert_eq!(w.svc.terminate().await, Some(0));
+    w.policies.stop();
+    let txt = format!("_mta-sts.{}", ENFORCE.0);
+    w.dns.remove(&txt);
+    w.dns.add_txt(&txt, "v=STSv1; id=20260303;");
+    let stored = store_bytes(&w.svc);
+    for (domain, mx) in ALL {
+        let clear = |s: &str| stored.windows(s.len()).any(|b| b == s.as_bytes());
+        assert!(
+            !clear(domain) && !clear(mx),
+            "{domain} in clear in the store"
+        );
+    }
+    sink.stop().await;
+    let sink = sink_with(w.port, &w.ca.issue(&["mx.other.example"])).await;
+    w.svc.spawn().await;
+    send(&w.svc, ENFORCE.0, "after the restart").await;
+    deferred_for(
+        &w,
+        &sink,
+        ENFORCE.0,
+        "MTA-STS policy (enforce): TLS is required but the certificate does not match the MX host name",
+    )
+    .await;
+    let log = w.svc.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("could not fetch the MTA-STS policy")
+                && l.contains("the cached policy stays in force")),
+        "the failed fetch is logged:\n{log}"
+    );
+    // The stray domain's policy expired (by max_age) and cannot be fetched: no policy, so
+    // its message leaves as for any domain.
+    let d = wait_for(
+        "the stray domain's message once its policy expired",
+        T,
+        || delivered_to(&sink, STRAY.0).pop(),
+    )
+    .await;
+    assert!(d.text().contains("To stray"));
+    assert!(delivered_to(&sink, ENFORCE.0).is_empty());
+    sink.stop().await;
+
+    let sink = sink_with(w.port, &w.ca.issue(&[ENFORCE.1])).await;
+    wait_for("delivery once the MX is valid again", T, || {
+        delivered_to(&sink, ENFORCE.0)
+            .into_iter()
+            .find(|d| d.text().contains("after the restart"))
+    })
+    .await;
+    let log = w.svc.log();
+    for (domain, mx) in ALL {
+        assert!(!log.contains(domain) && !log.contains(mx), "{log}");
+    }
+    sink.stop().await;
 }
 
 /// The policy `remailer dns` prints (as `;   ` comment lines) and its `_mta-sts` record.

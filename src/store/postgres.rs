@@ -13,7 +13,7 @@ use sqlx::Row;
 
 use super::{
     AliasRecord, AliasState, BounceReport, BounceTally, NameStatus, PendingKind, PendingRecord,
-    SendCounter, SendLogEntry, SendOutcome, Store, StoreError, ThreadLink,
+    SendCounter, SendLogEntry, SendOutcome, Store, StoreError, StsPolicyRecord, ThreadLink,
 };
 use crate::address::AliasName;
 
@@ -684,11 +684,52 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn mta_sts_policy(
+        &self,
+        domain_hash: &[u8],
+        now: i64,
+    ) -> Result<Option<StsPolicyRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT sealed, expires_at FROM mta_sts_policies WHERE domain_hash = $1 AND expires_at > $2",
+        )
+        .bind(domain_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(StsPolicyRecord {
+                domain_hash: domain_hash.to_vec(),
+                sealed: row.try_get("sealed")?,
+                expires_at: row.try_get("expires_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn put_mta_sts_policy(&self, rec: &StsPolicyRecord, now: i64) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM mta_sts_policies WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO mta_sts_policies (domain_hash, sealed, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (domain_hash) DO UPDATE SET sealed = EXCLUDED.sealed, expires_at = EXCLUDED.expires_at",
+        )
+        .bind(&rec.domain_hash)
+        .bind(&rec.sealed)
+        .bind(rec.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn holds_sealed_data(&self) -> Result<bool, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM aliases) OR EXISTS (SELECT 1 FROM pending) \
              OR EXISTS (SELECT 1 FROM thread_map) OR EXISTS (SELECT 1 FROM opt_outs) \
-             OR EXISTS (SELECT 1 FROM bounce_tokens)",
+             OR EXISTS (SELECT 1 FROM bounce_tokens) OR EXISTS (SELECT 1 FROM mta_sts_policies)",
         )
         .fetch_one(&self.pool)
         .await?)
