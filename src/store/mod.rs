@@ -4,6 +4,8 @@
 //! address in clear: callers hand in the keyed hash and the sealed bytes.
 
 pub mod migrate;
+#[macro_use]
+mod from_row;
 mod postgres;
 mod sqlite;
 
