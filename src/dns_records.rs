@@ -283,12 +283,7 @@ async fn check_one(record: &ZoneRecord, resolver: &TokioResolver) -> CheckStatus
         .answers()
         .iter()
         .filter_map(|r| match &r.data {
-            RData::TXT(txt) => Some(
-                txt.txt_data
-                    .iter()
-                    .map(|part| String::from_utf8_lossy(part))
-                    .collect::<String>(),
-            ),
+            RData::TXT(txt) => Some(crate::delivery::mta_sts::txt_text(txt)),
             RData::MX(mx) => Some(format!("{} {}", mx.preference, mx.exchange)),
             _ => None,
         })

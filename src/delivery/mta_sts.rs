@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hickory_resolver::proto::rr::rdata::TXT;
 use hickory_resolver::proto::rr::RData;
 use hickory_resolver::TokioResolver;
 use http_body_util::{BodyExt, Empty, Limited};
@@ -41,6 +42,15 @@ const MAX_AGE_LIMIT: u64 = 31_557_600;
 const FETCH_RETRY: Duration = Duration::from_secs(300);
 /// Policies cached at most (least recently used go first).
 const CACHE_MAX: u64 = 10_000;
+
+/// A TXT record's text: its character-strings joined with nothing between them (RFC 7208
+/// §3.3, RFC 8461 §3.1), bytes that are not UTF-8 replaced.
+pub fn txt_text(txt: &TXT) -> String {
+    txt.txt_data
+        .iter()
+        .map(|part| String::from_utf8_lossy(part))
+        .collect()
+}
 
 /// What a policy asks of senders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -408,12 +418,7 @@ impl MtaSts {
             .answers()
             .iter()
             .filter_map(|r| match &r.data {
-                RData::TXT(txt) => Some(
-                    txt.txt_data
-                        .iter()
-                        .map(|part| String::from_utf8_lossy(part))
-                        .collect(),
-                ),
+                RData::TXT(txt) => Some(txt_text(txt)),
                 _ => None,
             })
             .collect();
