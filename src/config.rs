@@ -29,7 +29,9 @@ pub struct Config {
     /// it are resolved against its folder.
     #[serde(skip)]
     pub file: Option<PathBuf>,
-    pub domain: String,
+    /// The service's mail domain, parsed once here (A-label form, lower case).
+    #[serde(deserialize_with = "domain_key")]
+    pub domain: Domain,
     #[serde(default = "defaults::data_dir")]
     pub data_dir: PathBuf,
     #[serde(default)]
@@ -632,6 +634,12 @@ impl Default for LimitsConfig {
     }
 }
 
+/// Reads `domain` as a [`Domain`]; a bad one is a parse error that names the key.
+fn domain_key<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Domain, D::Error> {
+    let text = String::deserialize(d)?;
+    Domain::parse(&text).map_err(|e| serde::de::Error::custom(format!("domain: {e}")))
+}
+
 mod defaults {
     use std::path::PathBuf;
     pub fn data_dir() -> PathBuf {
@@ -644,7 +652,7 @@ impl Config {
     pub fn local_defaults() -> Self {
         Config {
             file: None,
-            domain: "remailer.localhost".into(),
+            domain: Domain::parse("remailer.localhost").expect("a valid domain"),
             data_dir: defaults::data_dir(),
             smtp: SmtpConfig::default(),
             web: WebConfig::default(),
@@ -736,7 +744,6 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        Domain::parse(&self.domain).map_err(|e| ConfigError::Invalid(format!("domain: {e}")))?;
         if self.smtp.listen.is_empty() {
             return Err(ConfigError::Invalid(
                 "smtp.listen needs at least one address".into(),
@@ -769,7 +776,7 @@ impl Config {
             ));
         }
         if let Some(addr) = &self.policy.postmaster {
-            crate::address::RealAddress::parse(addr, &self.domain())
+            crate::address::RealAddress::parse(addr, &self.domain)
                 .map_err(|e| ConfigError::Invalid(format!("policy.postmaster: {e}")))?;
         }
         if self.delivery.per_destination == 0
@@ -838,17 +845,12 @@ impl Config {
         Ok(())
     }
 
-    pub fn domain(&self) -> Domain {
-        Domain::parse(&self.domain).expect("validated at load")
-    }
-
     /// The operator's address for postmaster@/abuse@ mail, if configured (validated at load).
     pub fn postmaster(&self) -> Option<crate::address::RealAddress> {
-        let domain = self.domain();
         self.policy
             .postmaster
             .as_deref()
-            .and_then(|a| crate::address::RealAddress::parse(a, &domain).ok())
+            .and_then(|a| crate::address::RealAddress::parse(a, &self.domain).ok())
     }
 
     /// Who runs the service, as the one-way footer names it (`web.operator`, else the domain).
@@ -863,7 +865,7 @@ impl Config {
         self.smtp
             .hostname
             .clone()
-            .unwrap_or_else(|| self.domain.clone())
+            .unwrap_or_else(|| self.domain.to_string())
     }
 
     pub fn store_url(&self) -> String {
@@ -985,10 +987,10 @@ sender_auth = "dmarc"
 
     #[test]
     fn bad_values_are_explained() {
-        assert!(Config::parse("domain = \"not a domain\"")
-            .unwrap_err()
-            .to_string()
-            .contains("domain"));
+        let err = Config::parse("domain = \"not a domain\"").unwrap_err();
+        assert!(err.to_string().contains("domain: "), "{err}");
+        let c = Config::parse("domain = \"Bücher.Example.\"").unwrap();
+        assert_eq!(c.domain.as_str(), "xn--bcher-kva.example");
         let err = Config::parse("domain = \"a.test\"\n[web]\npublic_url = \"remailer.example\"\n")
             .unwrap_err();
         assert!(err.to_string().contains("web.public_url"), "{err}");

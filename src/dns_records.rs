@@ -80,7 +80,7 @@ impl fmt::Display for ZoneRecord {
 
 /// The records for `config`'s domain and hostname and the DKIM `keys`.
 pub fn records(config: &Config, keys: &DkimKeys) -> Vec<ZoneRecord> {
-    let domain = config.domain().as_str().to_string();
+    let domain = config.domain.as_str().to_string();
     let hostname = config.hostname().trim_end_matches('.').to_ascii_lowercase();
     let mut out = vec![
         ZoneRecord {
@@ -156,7 +156,7 @@ pub fn mta_sts_id(policy: &str) -> String {
 
 /// The comment lines that tell the operator how to publish the MTA-STS policy.
 fn mta_sts_note(config: &Config) -> String {
-    let domain = config.domain();
+    let domain = &config.domain;
     let mut out = format!(
         "; MTA-STS (RFC 8461): serve the policy below as text/plain at\n\
          ; https://mta-sts.{domain}/.well-known/mta-sts.txt over HTTPS, with a certificate valid\n\
@@ -283,12 +283,7 @@ async fn check_one(record: &ZoneRecord, resolver: &TokioResolver) -> CheckStatus
         .answers()
         .iter()
         .filter_map(|r| match &r.data {
-            RData::TXT(txt) => Some(
-                txt.txt_data
-                    .iter()
-                    .map(|part| String::from_utf8_lossy(part))
-                    .collect::<String>(),
-            ),
+            RData::TXT(txt) => Some(crate::delivery::mta_sts::txt_text(txt)),
             RData::MX(mx) => Some(format!("{} {}", mx.preference, mx.exchange)),
             _ => None,
         })

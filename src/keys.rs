@@ -64,6 +64,8 @@ pub enum Purpose {
     LogTag,
     /// The fingerprint of the master key kept in the database.
     KeyCheck,
+    /// The keyed hash a recipient domain's cached MTA-STS policy is stored under.
+    MtaStsDomain,
 }
 
 impl Purpose {
@@ -84,6 +86,7 @@ impl Purpose {
             Purpose::Client => b"remailer/client/v1",
             Purpose::LogTag => b"remailer/log-tag/v1",
             Purpose::KeyCheck => b"remailer/key-check/v1",
+            Purpose::MtaStsDomain => b"remailer/mta-sts-domain/v1",
         }
     }
 }
@@ -247,7 +250,7 @@ mod tests {
 
     #[test]
     fn every_purpose_has_a_mac_slot_and_the_cached_state_gives_the_same_mac() {
-        assert!((Purpose::KeyCheck as usize) < PURPOSES);
+        assert!((Purpose::MtaStsDomain as usize) < PURPOSES);
         assert!((Purpose::LogTag as usize) < PURPOSES);
         let keys = Keys::from_master([7; 32]);
         let fresh = |p: Purpose, data: &[u8]| -> [u8; 32] {

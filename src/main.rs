@@ -433,9 +433,9 @@ async fn send_log(config: &Config, alias: Option<String>, since: Option<u64>) ->
         eprintln!("note: privacy.send_log is off: no messages are recorded (entries made while it was on stay until privacy.send_log_days has passed)");
     }
     let (_keys, members) = service::open_members_existing(config).await?;
-    let domain = config.domain();
+    let domain = &config.domain;
     let name = match &alias {
-        Some(a) => Some(Alias::parse(a, &domain)?.name.to_string()),
+        Some(a) => Some(Alias::parse(a, domain)?.name.to_string()),
         None => None,
     };
     let from = since.map_or(0, |s| remailer::store::now_unix() - s as i64);
@@ -512,7 +512,7 @@ async fn dns(config: &Config, create_keys: bool, command: Option<DnsCommand>) ->
         remailer::data_dir::create_private_dir(&config.data_dir)?;
         service::dkim_keys(config).await?
     } else {
-        DkimKeys::load(&config.data_dir, &config.domain(), &config.dkim.selector)?.with_context(
+        DkimKeys::load(&config.data_dir, &config.domain, &config.dkim.selector)?.with_context(
             || {
                 format!(
                     "there are no DKIM keys for selector '{}' in {} yet: `remailer serve` \

@@ -89,7 +89,7 @@ impl Members {
         &self.domain
     }
 
-    pub fn keys(&self) -> &Keys {
+    pub fn keys(&self) -> &Arc<Keys> {
         &self.keys
     }
 
@@ -284,6 +284,39 @@ mod tests {
         )
     }
 
+    /// Members on a fresh store in `dir` with one member, `ann` (for `ann@mail.example`),
+    /// and the id of her alias.
+    async fn with_ann(dir: &std::path::Path) -> (Members, Alias, i64) {
+        let m = members(dir).await;
+        let d = m.domain().clone();
+        let ann = Alias::parse("ann", &d).unwrap();
+        m.add(&ann, &RealAddress::parse("ann@mail.example", &d).unwrap())
+            .await
+            .unwrap();
+        let id = m.by_alias(&ann.name).await.unwrap().unwrap().id;
+        (m, ann, id)
+    }
+
+    /// A failure report for the token `[token; 32]` about the alias `alias_id`, pausing it
+    /// at `limit` counted messages from `min_days` distinct days.
+    fn bounce(
+        alias_id: i64,
+        token: u8,
+        day: i64,
+        hard: bool,
+        limit: i64,
+        min_days: i64,
+    ) -> BounceReport {
+        BounceReport {
+            token_hash: [token; 32],
+            alias_id,
+            day,
+            hard,
+            limit,
+            min_days,
+        }
+    }
+
     #[tokio::test]
     async fn add_find_remove_and_the_database_holds_no_clear_address() {
         let dir = tempfile::tempdir().unwrap();
@@ -330,13 +363,9 @@ mod tests {
     #[tokio::test]
     async fn lookups_are_cached_for_the_ttl_and_cleared_by_a_change_made_here() {
         let dir = tempfile::tempdir().unwrap();
-        let m = members(dir.path()).await;
+        let (m, ann, _) = with_ann(dir.path()).await;
         let d = m.domain().clone();
-        let ann = Alias::parse("ann", &d).unwrap();
         let bob = Alias::parse("bob", &d).unwrap();
-        m.add(&ann, &RealAddress::parse("ann@mail.example", &d).unwrap())
-            .await
-            .unwrap();
         assert!(m.by_alias(&ann.name).await.unwrap().is_some());
         // A miss is cached too; adding here clears the cache at once.
         assert!(m.by_alias(&bob.name).await.unwrap().is_none());
@@ -355,21 +384,8 @@ mod tests {
     #[tokio::test]
     async fn bounces_count_once_per_token_and_pause_over_two_days() {
         let dir = tempfile::tempdir().unwrap();
-        let m = members(dir.path()).await;
-        let d = m.domain().clone();
-        let ann = Alias::parse("ann", &d).unwrap();
-        m.add(&ann, &RealAddress::parse("ann@mail.example", &d).unwrap())
-            .await
-            .unwrap();
-        let id = m.by_alias(&ann.name).await.unwrap().unwrap().id;
-        let report = |n: u8, day: i64, hard: bool| BounceReport {
-            token_hash: [n; 32],
-            alias_id: id,
-            day,
-            hard,
-            limit: 2,
-            min_days: 2,
-        };
+        let (m, ann, id) = with_ann(dir.path()).await;
+        let report = |n: u8, day: i64, hard: bool| bounce(id, n, day, hard, 2, 2);
         let tally = |messages, days| BounceTally::Counted { messages, days };
         assert_eq!(
             m.record_bounce(&report(1, 100, true)).await.unwrap(),
@@ -471,32 +487,16 @@ mod tests {
     #[tokio::test]
     async fn concurrent_reports_for_one_token_count_once() {
         let dir = tempfile::tempdir().unwrap();
-        let m = members(dir.path()).await;
-        let d = m.domain().clone();
-        let ann = Alias::parse("ann", &d).unwrap();
-        m.add(&ann, &RealAddress::parse("ann@mail.example", &d).unwrap())
-            .await
-            .unwrap();
-        let id = m.by_alias(&ann.name).await.unwrap().unwrap().id;
+        let (m, _, id) = with_ann(dir.path()).await;
         let tasks: Vec<_> = (0..8)
             .map(|_| {
                 let m = m.clone();
-                tokio::spawn(async move {
-                    let report = BounceReport {
-                        token_hash: [9; 32],
-                        alias_id: id,
-                        day: 100,
-                        hard: true,
-                        limit: 1,
-                        min_days: 1,
-                    };
-                    m.record_bounce(&report).await.unwrap()
-                })
+                tokio::spawn(async move { m.record_bounce(&bounce(id, 9, 100, true, 1, 1)).await })
             })
             .collect();
         let mut tallies = Vec::new();
         for t in tasks {
-            tallies.push(t.await.unwrap());
+            tallies.push(t.await.unwrap().unwrap());
         }
         let counted = tallies
             .iter()

@@ -53,7 +53,7 @@ pub struct Settings {
 impl Settings {
     pub fn of(config: &Config) -> Self {
         Settings {
-            domain: config.domain(),
+            domain: config.domain.clone(),
             privacy: config.privacy.clone(),
             strip_signatures: config.policy.strip_signatures,
             hard_bounce_limit: config.policy.hard_bounce_limit,

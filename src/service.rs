@@ -68,7 +68,10 @@ async fn open_members_with(
     access: Access,
 ) -> Result<(Arc<Keys>, Members), ServiceError> {
     let (keys, store) = crate::data_dir::open(config, access).await.map_err(setup)?;
-    Ok((keys.clone(), Members::new(store, keys, config.domain())))
+    Ok((
+        keys.clone(),
+        Members::new(store, keys, config.domain.clone()),
+    ))
 }
 
 /// The first line `serve` logs: what it runs with.
@@ -106,7 +109,8 @@ fn is_reserved_domain(domain: &str) -> bool {
 /// without `policy.postmaster`: RFC 5321 §4.5.1 requires postmaster@ to accept mail.
 pub fn postmaster_warning(config: &Config) -> Option<String> {
     let loopback_only = config.smtp.listen.iter().all(|a| a.ip().is_loopback());
-    if config.postmaster().is_some() || loopback_only || is_reserved_domain(&config.domain) {
+    if config.postmaster().is_some() || loopback_only || is_reserved_domain(config.domain.as_str())
+    {
         return None;
     }
     Some(format!(
@@ -120,8 +124,8 @@ pub fn postmaster_warning(config: &Config) -> Option<String> {
 /// Loads the DKIM keys, creating them when missing. When the selector's records are
 /// already published, the old keys were lost: warn, since the new ones will not match.
 pub async fn dkim_keys(config: &Config) -> Result<DkimKeys, ServiceError> {
-    let (dir, domain, selector) = (&config.data_dir, config.domain(), &config.dkim.selector);
-    if let Some(keys) = DkimKeys::load(dir, &domain, selector).map_err(setup)? {
+    let (dir, domain, selector) = (&config.data_dir, &config.domain, &config.dkim.selector);
+    if let Some(keys) = DkimKeys::load(dir, domain, selector).map_err(setup)? {
         return Ok(keys);
     }
     if let Some(name) = published_dkim_record(config).await {
@@ -133,7 +137,7 @@ pub async fn dkim_keys(config: &Config) -> Result<DkimKeys, ServiceError> {
              their records (`remailer dns`) or restore the old key files from your backup"
         );
     }
-    DkimKeys::load_or_create(dir, &domain, selector).map_err(setup)
+    DkimKeys::load_or_create(dir, domain, selector).map_err(setup)
 }
 
 /// The first of the selector's DKIM records that resolves (through the configured

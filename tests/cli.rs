@@ -115,6 +115,39 @@ fn config_errors_name_the_key() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("listen_on"));
 }
 
+/// `remailer check-config` on a config file holding `text`: its exit code and output.
+fn check_config(dir: &std::path::Path, text: &str) -> (Option<i32>, String) {
+    let path = dir.join("remailer.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_remailer"))
+        .args(["--config", path.to_str().unwrap(), "check-config"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    (out.status.code(), stdout)
+}
+
+#[test]
+fn a_bad_domain_is_a_config_error_that_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out) = check_config(dir.path(), "domain = \"remailer test\"\n");
+    assert_eq!(code, Some(3), "{out}");
+    assert!(out.contains("config: FAILED"), "{out}");
+    assert!(
+        out.contains("domain: 'remailer test' is not a valid domain"),
+        "{out}"
+    );
+    assert!(!dir.path().join("remailer-data").exists());
+    // An internationalised domain is read once, into its A-label form.
+    let idn = "domain = \"Bücher.Example\"\n[smtp]\nlisten = [\"127.0.0.1:0\"]\n\
+               [web]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"\"\n";
+    let (_, out) = check_config(dir.path(), idn);
+    assert!(
+        out.contains("domain:       xn--bcher-kva.example\n"),
+        "{out}"
+    );
+}
+
 #[test]
 fn without_a_config_file_it_says_it_uses_local_defaults() {
     let dir = tempfile::tempdir().unwrap();

@@ -23,7 +23,7 @@ struct Setup {
 fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::local_defaults();
-    config.domain = "remailer.test".into();
+    config.domain = Domain::parse("remailer.test").unwrap();
     config.data_dir = dir.path().to_path_buf();
     config.smtp.hostname = Some("mx.remailer.test".into());
     // With an operator address the full record set is printed (DMARC rua, TLS-RPT).

@@ -9,7 +9,8 @@
 //! reason); for a `testing` domain and a domain without a policy the same cases are
 //! delivered (the `testing` domain with a log line saying what failed); a valid setup
 //! delivers over TLS; when the policy server goes away (and the TXT id changes), the
-//! cached policy stays in force.
+//! cached policy stays in force, also across a restart of the service (the policy is kept in
+//! the store, never with the domain in clear, and only until its `max_age`).
 
 mod harness;
 mod support;
@@ -260,6 +261,46 @@ async fn an_enforced_policy_refuses_what_testing_and_no_policy_let_through() {
     sink.stop().await;
 }
 
+/// Replaces the `_mta-sts` record of the enforcing domain by one with another `id`.
+fn new_txt_id(w: &World, id: &str) {
+    let txt = format!("_mta-sts.{}", ENFORCE.0);
+    w.dns.remove(&txt);
+    w.dns.add_txt(&txt, &format!("v=STSv1; id={id};"));
+}
+
+/// With the policy server gone and a new TXT id, a message to the enforcing domain (whose
+/// MX on `sink` shows a certificate for another name) is refused under the cached policy,
+/// and the failed fetch is logged.
+async fn refused_under_the_cached_policy(w: &World, sink: &Sink, subject: &str) {
+    send(&w.svc, ENFORCE.0, subject).await;
+    deferred_for(
+        w,
+        sink,
+        ENFORCE.0,
+        "MTA-STS policy (enforce): TLS is required but the certificate does not match the MX host name",
+    )
+    .await;
+    let log = w.svc.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("could not fetch the MTA-STS policy")
+                && l.contains("the cached policy stays in force")),
+        "the failed fetch is logged:\n{log}"
+    );
+}
+
+/// Once the enforcing domain's MX shows a valid certificate, the message `subject` leaves.
+async fn delivered_once_the_mx_is_valid(w: &World, subject: &str) {
+    let sink = sink_with(w.port, &w.ca.issue(&[ENFORCE.1])).await;
+    wait_for("delivery once the MX is valid again", T, || {
+        delivered_to(&sink, ENFORCE.0)
+            .into_iter()
+            .find(|d| d.text().contains(subject))
+    })
+    .await;
+    sink.stop().await;
+}
+
 #[tokio::test]
 async fn the_cached_policy_stays_in_force_when_the_policy_server_goes_away() {
     let first = Sink::start(SinkMode::Accept).await;
@@ -273,35 +314,70 @@ async fn the_cached_policy_stays_in_force_when_the_policy_server_goes_away() {
     // The policy server goes away and the TXT id changes (so the policy is fetched again,
     // and the fetch fails); the MX presents a certificate for another name.
     w.policies.stop();
-    let txt = format!("_mta-sts.{}", ENFORCE.0);
-    w.dns.remove(&txt);
-    w.dns.add_txt(&txt, "v=STSv1; id=20260202;");
+    new_txt_id(&w, "20260202");
     tokio::time::sleep(Duration::from_millis(1500)).await; // the TXT record's TTL
     let sink = sink_with(w.port, &w.ca.issue(&["mx.other.example"])).await;
-    send(&w.svc, ENFORCE.0, "second, with the cached policy").await;
-    deferred_for(
-        &w,
-        &sink,
-        ENFORCE.0,
-        "MTA-STS policy (enforce): TLS is required but the certificate does not match the MX host name",
+    refused_under_the_cached_policy(&w, &sink, "second, with the cached policy").await;
+    sink.stop().await;
+    delivered_once_the_mx_is_valid(&w, "second, with the cached policy").await;
+}
+
+/// The bytes of the SQLite store (the database and its write-ahead log).
+fn store_bytes(svc: &Service) -> Vec<u8> {
+    let db = svc.dir.join("data").join("remailer.db");
+    let mut bytes = std::fs::read(&db).unwrap();
+    bytes.extend(std::fs::read(db.with_extension("db-wal")).unwrap_or_default());
+    bytes
+}
+
+#[tokio::test]
+async fn a_stored_policy_stays_in_force_after_a_restart_without_the_policy_server() {
+    let first = Sink::start(SinkMode::Accept).await;
+    let mut w = world(&first).await;
+    first.stop().await;
+    // The stray domain's policy lives 3 seconds: after that the store no longer gives it.
+    let brief = "version: STSv1\r\nmode: enforce\r\nmx: *.stray.example\r\nmax_age: 3\r\n";
+    w.policies.set(STRAY.0, brief);
+    let sink = sink_with(w.port, &w.ca.issue(&[ENFORCE.1])).await;
+    delivered(&w, &sink, ENFORCE.0, "before the restart", true).await;
+    send(&w.svc, STRAY.0, "To stray").await;
+    let unlisted = "MTA-STS policy (enforce): the MX host is not listed in the policy";
+    deferred_for(&w, &sink, STRAY.0, unlisted).await;
+    assert_eq!(w.policies.fetches(ENFORCE.0), 1);
+
+    // Stopped; the policy server goes away and the TXT id changes (so the restarted service
+    // tries to fetch the policy again, and fails); the MX shows a certificate for another name.
+    assert_eq!(w.svc.terminate().await, Some(0));
+    w.policies.stop();
+    new_txt_id(&w, "20260303");
+    let stored = store_bytes(&w.svc);
+    for (domain, mx) in ALL {
+        let clear = |s: &str| stored.windows(s.len()).any(|b| b == s.as_bytes());
+        assert!(
+            !clear(domain) && !clear(mx),
+            "{domain} in clear in the store"
+        );
+    }
+    sink.stop().await;
+    let sink = sink_with(w.port, &w.ca.issue(&["mx.other.example"])).await;
+    w.svc.spawn().await;
+    refused_under_the_cached_policy(&w, &sink, "after the restart").await;
+    // The stray domain's policy expired (by max_age) and cannot be fetched: no policy, so
+    // its message leaves as for any domain.
+    let d = wait_for(
+        "the stray domain's message once its policy expired",
+        T,
+        || delivered_to(&sink, STRAY.0).pop(),
     )
     .await;
-    let log = w.svc.log();
-    assert!(
-        log.lines()
-            .any(|l| l.contains("could not fetch the MTA-STS policy")
-                && l.contains("the cached policy stays in force")),
-        "the failed fetch is logged:\n{log}"
-    );
+    assert!(d.text().contains("To stray"));
+    assert!(delivered_to(&sink, ENFORCE.0).is_empty());
     sink.stop().await;
-
-    let sink = sink_with(w.port, &w.ca.issue(&[ENFORCE.1])).await;
-    wait_for("delivery once the MX is valid again", T, || {
-        delivered_to(&sink, ENFORCE.0)
-            .into_iter()
-            .find(|d| d.text().contains("second, with the cached policy"))
-    })
-    .await;
+    delivered_once_the_mx_is_valid(&w, "after the restart").await;
+    let log = w.svc.log();
+    for (domain, mx) in ALL {
+        assert!(!log.contains(domain) && !log.contains(mx), "{log}");
+    }
 }
 
 /// The policy `remailer dns` prints (as `;   ` comment lines) and its `_mta-sts` record.

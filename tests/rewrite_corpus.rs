@@ -204,10 +204,10 @@ fn every_output_verifies_with_dkimpy() {
     use remailer::dns_records;
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::local_defaults();
-    config.domain = "remailer.test".into();
+    let domain = Domain::parse("remailer.test").unwrap();
+    config.domain = domain.clone();
     config.data_dir = dir.path().to_path_buf();
     config.smtp.hostname = Some("mx.remailer.test".into());
-    let domain = Domain::parse("remailer.test").unwrap();
     let keys = DkimKeys::load_or_create(dir.path(), &domain, &config.dkim.selector).unwrap();
     let zone = dns_records::format_zone(&dns_records::records(&config, &keys));
     let outputs = outputs();

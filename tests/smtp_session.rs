@@ -157,7 +157,7 @@ async fn prepared(dir: &Path) -> Config {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
     let (_, members) = remailer::service::open_members(&config).await.unwrap();
-    let domain = config.domain();
+    let domain = config.domain.clone();
     for (alias, real) in [("joe", "joe@real.example"), ("ann", "ann@mail.example")] {
         let alias = Alias::new(AliasName::parse(alias).unwrap(), &domain);
         members

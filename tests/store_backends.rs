@@ -9,7 +9,7 @@ use std::sync::Arc;
 use remailer::address::AliasName;
 use remailer::store::{
     self, AliasRecord, AliasState, BounceReport, BounceTally, NameStatus, PendingKind,
-    PendingRecord, SendCounter, SendLogEntry, SendOutcome, Store, StoreError,
+    PendingRecord, SendCounter, SendLogEntry, SendOutcome, Store, StoreError, StsPolicyRecord,
 };
 
 /// Keeps the SQLite temp dir alive for the test's length.
@@ -59,6 +59,7 @@ both!(
     send_log_records_and_filters,
     expired_aliases_are_retired_and_named_so,
     key_fingerprint_is_recorded_once,
+    mta_sts_policies_are_replaced_and_expire,
 );
 
 fn name(s: &str) -> AliasName {
@@ -389,6 +390,48 @@ async fn key_fingerprint_is_recorded_once(s: Arc<dyn Store>) {
     s.set_key_fingerprint(&[1; 32], 5).await.unwrap();
     s.set_key_fingerprint(&[2; 32], 6).await.unwrap();
     assert_eq!(s.key_fingerprint().await.unwrap(), Some(vec![1; 32]));
+}
+
+async fn mta_sts_policies_are_replaced_and_expire(s: Arc<dyn Store>) {
+    let rec = |hash: u8, sealed: &[u8], expires_at: i64| StsPolicyRecord {
+        domain_hash: vec![hash; 32],
+        sealed: sealed.to_vec(),
+        expires_at,
+    };
+    assert!(!s.holds_sealed_data().await.unwrap());
+    s.put_mta_sts_policy(&rec(1, b"first", 100), 10)
+        .await
+        .unwrap();
+    assert!(
+        s.holds_sealed_data().await.unwrap(),
+        "a policy is sealed data"
+    );
+    s.put_mta_sts_policy(&rec(2, b"other", 50), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.mta_sts_policy(&[1; 32], 10).await.unwrap(),
+        Some(rec(1, b"first", 100))
+    );
+    s.put_mta_sts_policy(&rec(1, b"second", 200), 20)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.mta_sts_policy(&[1; 32], 20).await.unwrap(),
+        Some(rec(1, b"second", 200)),
+        "a new fetch replaces the row"
+    );
+    assert_eq!(s.mta_sts_policy(&[3; 32], 20).await.unwrap(), None);
+    assert_eq!(
+        s.mta_sts_policy(&[2; 32], 50).await.unwrap(),
+        None,
+        "expired at its expires_at"
+    );
+    assert!(s.mta_sts_policy(&[2; 32], 49).await.unwrap().is_some());
+    // The next store deletes every expired row.
+    s.put_mta_sts_policy(&rec(4, b"x", 300), 60).await.unwrap();
+    assert_eq!(s.mta_sts_policy(&[2; 32], 0).await.unwrap(), None);
+    assert!(s.mta_sts_policy(&[1; 32], 0).await.unwrap().is_some());
 }
 
 // --- PostgreSQL only: the server going away and coming back ---

@@ -116,7 +116,7 @@ async fn check_data(config: &Config) -> bool {
             return false;
         }
     }
-    match DkimKeys::load(&config.data_dir, &config.domain(), &config.dkim.selector) {
+    match DkimKeys::load(&config.data_dir, &config.domain, &config.dkim.selector) {
         Ok(Some(_)) => println!("dkim keys: ok (selector {})", config.dkim.selector),
         Ok(None) => println!(
             "dkim keys: none yet for selector {}; `remailer serve` creates them",

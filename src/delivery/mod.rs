@@ -22,6 +22,7 @@ mod queue_stats;
 mod route;
 pub mod schedule;
 pub mod scheduler;
+pub mod sts_cache;
 pub mod tls;
 
 use std::collections::HashMap;
@@ -132,6 +133,10 @@ impl Delivery {
             d.mta_sts_port,
             tls.verified.clone(),
             timeout,
+            Some(sts_cache::PolicyStore::new(
+                members.store().clone(),
+                members.keys().clone(),
+            )),
         );
         let router = Router::new(d.relay.clone(), d.mx_port, resolver, sts);
         let dialer = Dialer {

@@ -7,26 +7,32 @@
 //!
 //! The cache follows RFC 8461 §5.1: a cached policy is used while the TXT id is unchanged;
 //! a new id refetches; when the TXT lookup or the fetch fails, the cached policy (not yet
-//! expired) stays in force. Log lines name domains and hosts only by their keyed tags
-//! ([`crate::logtag`]).
+//! expired) stays in force. It lives in memory and in the store ([`super::sts_cache`]):
+//! each policy fetched is written there, and a domain the memory cache does not know is read
+//! from there first, so a restart keeps every policy in force for its `max_age`. Log lines
+//! name domains and hosts only by their keyed tags ([`crate::logtag`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hickory_resolver::proto::rr::rdata::TXT;
 use hickory_resolver::proto::rr::RData;
 use hickory_resolver::TokioResolver;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use super::route::Target;
+use super::sts_cache::PolicyStore;
 use super::Failure;
 use crate::logtag;
+use crate::store::now_unix;
 
 /// The largest policy body read (RFC 8461 §3.3 suggests 64 KiB).
 pub const MAX_POLICY: usize = 64 * 1024;
@@ -37,8 +43,18 @@ const FETCH_RETRY: Duration = Duration::from_secs(300);
 /// Policies cached at most (least recently used go first).
 const CACHE_MAX: u64 = 10_000;
 
+/// A TXT record's text: its character-strings joined with nothing between them (RFC 7208
+/// §3.3, RFC 8461 §3.1), bytes that are not UTF-8 replaced.
+pub fn txt_text(txt: &TXT) -> String {
+    txt.txt_data
+        .iter()
+        .map(|part| String::from_utf8_lossy(part))
+        .collect()
+}
+
 /// What a policy asks of senders.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Mode {
     Enforce,
     Testing,
@@ -46,7 +62,7 @@ pub enum Mode {
 }
 
 /// A parsed policy.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Policy {
     pub mode: Mode,
     /// MX host patterns, lower case: `mx.example.com` or `*.example.com`.
@@ -232,7 +248,10 @@ pub struct MtaSts {
     port: u16,
     tls: TlsConnector,
     timeout: Duration,
-    cache: moka::sync::Cache<String, Cached>,
+    /// Per domain: its policy, or None when the store had none when asked.
+    cache: moka::sync::Cache<String, Option<Cached>>,
+    /// Where policies outlive the process (None: memory only).
+    stored: Option<PolicyStore>,
     /// `(domain, id)` whose fetch failed lately (not retried before [`FETCH_RETRY`]).
     failed: moka::sync::Cache<(String, String), ()>,
     /// Held while a domain's policy is fetched.
@@ -247,6 +266,7 @@ impl MtaSts {
         port: u16,
         tls: TlsConnector,
         timeout: Duration,
+        stored: Option<PolicyStore>,
     ) -> Self {
         MtaSts {
             enabled,
@@ -255,6 +275,7 @@ impl MtaSts {
             tls,
             timeout,
             cache: moka::sync::Cache::new(CACHE_MAX),
+            stored,
             failed: moka::sync::Cache::builder()
                 .max_capacity(CACHE_MAX)
                 .time_to_live(FETCH_RETRY)
@@ -284,21 +305,16 @@ impl MtaSts {
 
     /// The policy in force for `domain` (RFC 8461 §5.1), if any.
     async fn policy(&self, domain: &str) -> Option<Arc<Policy>> {
-        let cached = || {
-            self.cache
-                .get(domain)
-                .filter(|c| c.expires > Instant::now())
-        };
         let Some(id) = self.lookup_id(domain).await else {
-            return cached().map(|c| c.policy);
+            return self.cached(domain).await.map(|c| c.policy);
         };
-        if let Some(c) = cached().filter(|c| c.id == id) {
+        if let Some(c) = self.cached(domain).await.filter(|c| c.id == id) {
             return Some(c.policy.clone());
         }
         // One fetch per domain at a time: the deliveries waiting meanwhile use its result.
         let lock = self.fetching.get_with(domain.to_string(), Arc::default);
         let _fetching = lock.lock().await;
-        let cached = cached();
+        let cached = self.cached(domain).await;
         if let Some(c) = cached.as_ref().filter(|c| c.id == id) {
             return Some(c.policy.clone());
         }
@@ -307,17 +323,7 @@ impl MtaSts {
             return cached.map(|c| c.policy);
         }
         match tokio::time::timeout(self.timeout, self.fetch(domain)).await {
-            Ok(Ok(policy)) => {
-                let policy = Arc::new(policy);
-                let expires = Instant::now() + Duration::from_secs(policy.max_age);
-                let entry = Cached {
-                    id,
-                    policy: policy.clone(),
-                    expires,
-                };
-                self.cache.insert(domain.to_string(), entry);
-                Some(policy)
-            }
+            Ok(Ok(policy)) => Some(self.keep(domain, id, policy).await),
             result => {
                 let why = match result {
                     Ok(Err(e)) => e,
@@ -336,6 +342,70 @@ impl MtaSts {
         }
     }
 
+    /// The unexpired cached policy of `domain`: from memory, or, for a domain the memory
+    /// cache does not know, from the store (read once; after a store error, again next time).
+    async fn cached(&self, domain: &str) -> Option<Cached> {
+        let slot = match self.cache.get(domain) {
+            Some(slot) => slot,
+            None => {
+                let loaded = self.load(domain).await?;
+                // A policy fetched meanwhile is newer than what the store gave.
+                self.cache
+                    .entry(domain.to_string())
+                    .or_insert(loaded)
+                    .into_value()
+            }
+        };
+        slot.filter(|c| c.expires > Instant::now())
+    }
+
+    /// What the store holds for `domain` (`Some(None)`: nothing); None when it cannot be read.
+    async fn load(&self, domain: &str) -> Option<Option<Cached>> {
+        let stored = self.stored.as_ref()?;
+        match stored.load(domain).await {
+            Ok(found) => Some(found.map(|s| {
+                let left = u64::try_from(s.expires_at - now_unix()).unwrap_or(0);
+                Cached {
+                    id: s.id,
+                    policy: Arc::new(s.policy),
+                    expires: Instant::now() + Duration::from_secs(left),
+                }
+            })),
+            Err(e) => {
+                tracing::warn!(
+                    domain = %logtag::domain(domain),
+                    error = %e,
+                    "could not read the stored MTA-STS policy"
+                );
+                None
+            }
+        }
+    }
+
+    /// Caches a policy just fetched for `domain` under the TXT `id`, in memory and in the
+    /// store (a store error is logged; the policy is in force in memory all the same).
+    async fn keep(&self, domain: &str, id: String, policy: Policy) -> Arc<Policy> {
+        let policy = Arc::new(policy);
+        let expires = Instant::now() + Duration::from_secs(policy.max_age);
+        let entry = Cached {
+            id: id.clone(),
+            policy: policy.clone(),
+            expires,
+        };
+        self.cache.insert(domain.to_string(), Some(entry));
+        if let Some(stored) = &self.stored {
+            let until = now_unix().saturating_add(policy.max_age as i64);
+            if let Err(e) = stored.save(domain, &id, &policy, until).await {
+                tracing::warn!(
+                    domain = %logtag::domain(domain),
+                    error = %e,
+                    "could not store the MTA-STS policy; it is cached in memory only"
+                );
+            }
+        }
+        policy
+    }
+
     /// The id of `_mta-sts.DOMAIN`'s record; None when there is no valid one or the lookup
     /// fails (both leave a cached policy in force).
     async fn lookup_id(&self, domain: &str) -> Option<String> {
@@ -348,12 +418,7 @@ impl MtaSts {
             .answers()
             .iter()
             .filter_map(|r| match &r.data {
-                RData::TXT(txt) => Some(
-                    txt.txt_data
-                        .iter()
-                        .map(|part| String::from_utf8_lossy(part))
-                        .collect(),
-                ),
+                RData::TXT(txt) => Some(txt_text(txt)),
                 _ => None,
             })
             .collect();

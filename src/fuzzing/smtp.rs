@@ -134,7 +134,7 @@ fn key_dir() -> PathBuf {
 
 fn config(dir: &Path) -> Config {
     let mut config = Config::local_defaults();
-    config.domain = super::DOMAIN.into();
+    config.domain = super::DOMAIN_.clone();
     config.data_dir = dir.to_path_buf();
     config.smtp.hostname = Some("mx.remailer.test".into());
     config.smtp.max_message_size = 64 * 1024;
@@ -176,16 +176,16 @@ impl World {
             // DKIM keys are made once per machine (RSA key generation takes seconds) and
             // shared by every fuzzing process.
             let dkim = Arc::new(
-                DkimKeys::load_or_create(&key_dir(), &config.domain(), &config.dkim.selector)
+                DkimKeys::load_or_create(&key_dir(), &config.domain, &config.dkim.selector)
                     .expect("dkim keys"),
             );
             let store = crate::store::open(&config.store_url())
                 .await
                 .expect("store");
-            let members = Members::new(store, keys.clone(), config.domain());
+            let members = Members::new(store, keys.clone(), config.domain.clone());
             for (alias, real) in [("joe", "joe@real.example"), ("ann", "ann@mail.example")] {
-                let alias = Alias::new(AliasName::parse(alias).expect("alias"), &config.domain());
-                let real = RealAddress::parse(real, &config.domain()).expect("address");
+                let alias = Alias::new(AliasName::parse(alias).expect("alias"), &config.domain);
+                let real = RealAddress::parse(real, &config.domain).expect("address");
                 members.add(&alias, &real).await.expect("add member");
             }
             let spool = Arc::new(Spool::open(&dir.join("spool"), keys.clone()).expect("spool"));

@@ -117,6 +117,15 @@ const TABLES: &[(&str, &[(&str, Col)])] = &[
             ("created_at", Col::Int),
         ],
     ),
+    (
+        // migration 0009
+        "mta_sts_policies",
+        &[
+            ("domain_hash", Col::Blob),
+            ("sealed", Col::Blob),
+            ("expires_at", Col::Int),
+        ],
+    ),
 ];
 
 /// What was copied for one table.

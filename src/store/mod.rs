@@ -4,6 +4,8 @@
 //! address in clear: callers hand in the keyed hash and the sealed bytes.
 
 pub mod migrate;
+#[macro_use]
+mod from_row;
 mod postgres;
 mod sqlite;
 
@@ -244,6 +246,16 @@ pub struct PendingRecord {
     pub lifetime: Option<i64>,
 }
 
+/// One recipient domain's cached MTA-STS policy, as stored: the domain only as a keyed hash,
+/// what the cache holds of it (the domain, the TXT id, the policy) only sealed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StsPolicyRecord {
+    pub domain_hash: Vec<u8>,
+    pub sealed: Vec<u8>,
+    /// Unix seconds: when it was fetched plus its `max_age`.
+    pub expires_at: i64,
+}
+
 /// Whether an alias name can be given out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NameStatus {
@@ -357,8 +369,18 @@ pub trait Store: Send + Sync {
     /// Records the fingerprint unless one is recorded already.
     async fn set_key_fingerprint(&self, fingerprint: &[u8], now: i64) -> Result<(), StoreError>;
     /// Whether the store holds anything sealed or hashed under the master key (aliases,
-    /// pending confirmations, thread links, opt-outs, bounce records).
+    /// pending confirmations, thread links, opt-outs, bounce records, MTA-STS policies).
     async fn holds_sealed_data(&self) -> Result<bool, StoreError>;
+
+    // --- the MTA-STS policy cache (src/delivery/sts_cache.rs) ---
+    /// The stored policy of a recipient domain (by its keyed hash), unless it expired by `now`.
+    async fn mta_sts_policy(
+        &self,
+        domain_hash: &[u8],
+        now: i64,
+    ) -> Result<Option<StsPolicyRecord>, StoreError>;
+    /// Stores (or replaces) a domain's policy, and deletes every policy expired by `now`.
+    async fn put_mta_sts_policy(&self, rec: &StsPolicyRecord, now: i64) -> Result<(), StoreError>;
 
     /// Closes the store's connections cleanly (SQLite then removes its `-wal` and `-shm`
     /// files), for commands that end right after.

@@ -8,12 +8,12 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::Row;
 
 use super::{
-    AliasRecord, AliasState, BounceReport, BounceTally, NameStatus, PendingKind, PendingRecord,
-    SendCounter, SendLogEntry, SendOutcome, Store, StoreError, ThreadLink,
+    from_row, AliasRecord, AliasState, BounceReport, BounceTally, NameStatus, PendingRecord,
+    SendCounter, SendLogEntry, SendOutcome, Store, StoreError, StsPolicyRecord, ThreadLink,
 };
 use crate::address::AliasName;
 
@@ -135,52 +135,6 @@ fn redact(s: &str) -> String {
     }
 }
 
-macro_rules! select_aliases {
-    ($rest:literal) => {
-        concat!("SELECT id, name, real_hash, real_sealed, display_name, state, created_at, expires_at FROM aliases ", $rest)
-    };
-}
-
-macro_rules! pending_columns {
-    () => {
-        "token_hash, kind, alias, real_hash, real_sealed, display_name, expires_at, lifetime"
-    };
-}
-
-macro_rules! select_pending {
-    ($rest:literal) => {
-        concat!("SELECT ", pending_columns!(), " FROM pending ", $rest)
-    };
-}
-
-fn pending_from_row(row: &PgRow) -> Result<PendingRecord, StoreError> {
-    let alias: String = row.try_get("alias")?;
-    Ok(PendingRecord {
-        token_hash: row.try_get("token_hash")?,
-        kind: PendingKind::parse(row.try_get::<&str, _>("kind")?)?,
-        alias: AliasName::parse(&alias).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        real_hash: row.try_get("real_hash")?,
-        real_sealed: row.try_get("real_sealed")?,
-        display_name: row.try_get("display_name")?,
-        expires_at: row.try_get("expires_at")?,
-        lifetime: row.try_get("lifetime")?,
-    })
-}
-
-fn alias_from_row(row: &PgRow) -> Result<AliasRecord, StoreError> {
-    let name: String = row.try_get("name")?;
-    Ok(AliasRecord {
-        id: row.try_get("id")?,
-        name: AliasName::parse(&name).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        real_hash: row.try_get("real_hash")?,
-        real_sealed: row.try_get("real_sealed")?,
-        display_name: row.try_get("display_name")?,
-        state: AliasState::parse(row.try_get::<&str, _>("state")?)?,
-        created_at: row.try_get("created_at")?,
-        expires_at: row.try_get("expires_at")?,
-    })
-}
-
 /// The violated constraint's name (or message) when `e` is a unique violation.
 fn unique_violation(e: &sqlx::Error) -> Option<String> {
     match e {
@@ -233,7 +187,7 @@ impl Store for PostgresStore {
             .bind(name.as_str())
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(alias_from_row).transpose()
+        row.as_ref().map(from_row::alias).transpose()
     }
 
     async fn alias_by_id(&self, id: i64) -> Result<Option<AliasRecord>, StoreError> {
@@ -241,7 +195,7 @@ impl Store for PostgresStore {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(alias_from_row).transpose()
+        row.as_ref().map(from_row::alias).transpose()
     }
 
     async fn alias_by_hash(&self, real_hash: &[u8]) -> Result<Option<AliasRecord>, StoreError> {
@@ -249,14 +203,14 @@ impl Store for PostgresStore {
             .bind(real_hash)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(alias_from_row).transpose()
+        row.as_ref().map(from_row::alias).transpose()
     }
 
     async fn list_aliases(&self) -> Result<Vec<AliasRecord>, StoreError> {
         let rows = sqlx::query(select_aliases!("ORDER BY name COLLATE \"C\""))
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(alias_from_row).collect()
+        rows.iter().map(from_row::alias).collect()
     }
 
     async fn set_alias_state(
@@ -514,7 +468,7 @@ impl Store for PostgresStore {
             .bind(now)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(pending_from_row).transpose()
+        row.as_ref().map(from_row::pending).transpose()
     }
 
     async fn take_pending(
@@ -530,7 +484,7 @@ impl Store for PostgresStore {
         .bind(now)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(pending_from_row).transpose()
+        row.as_ref().map(from_row::pending).transpose()
     }
 
     async fn retire_alias(&self, name: &AliasName, now: i64) -> Result<bool, StoreError> {
@@ -550,7 +504,7 @@ impl Store for PostgresStore {
         .await?;
         let mut retired = Vec::new();
         for name in names {
-            let name = AliasName::parse(&name).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let name = from_row::alias_name(&name)?;
             if self.retire(&name, now, true).await? {
                 retired.push(name);
             }
@@ -617,18 +571,7 @@ impl Store for PostgresStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(SendLogEntry {
-                    queue_id: row.try_get("queue_id")?,
-                    at: row.try_get("at")?,
-                    sender_alias: row.try_get("sender_alias")?,
-                    recipient_alias: row.try_get("recipient_alias")?,
-                    size: row.try_get("size")?,
-                    outcome: SendOutcome::parse(row.try_get::<&str, _>("outcome")?)?,
-                })
-            })
-            .collect()
+        rows.iter().map(from_row::send_log_entry).collect()
     }
 
     async fn purge_send_log(&self, before: i64) -> Result<u64, StoreError> {
@@ -684,11 +627,46 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn mta_sts_policy(
+        &self,
+        domain_hash: &[u8],
+        now: i64,
+    ) -> Result<Option<StsPolicyRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT sealed, expires_at FROM mta_sts_policies WHERE domain_hash = $1 AND expires_at > $2",
+        )
+        .bind(domain_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| from_row::sts_policy(&row, domain_hash))
+            .transpose()
+    }
+
+    async fn put_mta_sts_policy(&self, rec: &StsPolicyRecord, now: i64) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM mta_sts_policies WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO mta_sts_policies (domain_hash, sealed, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (domain_hash) DO UPDATE SET sealed = EXCLUDED.sealed, expires_at = EXCLUDED.expires_at",
+        )
+        .bind(&rec.domain_hash)
+        .bind(&rec.sealed)
+        .bind(rec.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn holds_sealed_data(&self) -> Result<bool, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM aliases) OR EXISTS (SELECT 1 FROM pending) \
              OR EXISTS (SELECT 1 FROM thread_map) OR EXISTS (SELECT 1 FROM opt_outs) \
-             OR EXISTS (SELECT 1 FROM bounce_tokens)",
+             OR EXISTS (SELECT 1 FROM bounce_tokens) OR EXISTS (SELECT 1 FROM mta_sts_policies)",
         )
         .fetch_one(&self.pool)
         .await?)

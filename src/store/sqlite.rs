@@ -11,8 +11,8 @@ use sqlx::sqlite::{
 use sqlx::Row;
 
 use super::{
-    AliasRecord, AliasState, BounceReport, BounceTally, NameStatus, PendingKind, PendingRecord,
-    SendCounter, SendLogEntry, SendOutcome, Store, StoreError, ThreadLink,
+    from_row, AliasRecord, AliasState, BounceReport, BounceTally, NameStatus, PendingRecord,
+    SendCounter, SendLogEntry, SendOutcome, Store, StoreError, StsPolicyRecord, ThreadLink,
 };
 use crate::address::AliasName;
 
@@ -137,54 +137,6 @@ pub async fn backup(url: &str, dest: &std::path::Path) -> Result<(), StoreError>
     Ok(())
 }
 
-/// `SELECT` of every alias column, followed by the rest of the statement (kept `'static`).
-macro_rules! select_aliases {
-    ($rest:literal) => {
-        concat!("SELECT id, name, real_hash, real_sealed, display_name, state, created_at, expires_at FROM aliases ", $rest)
-    };
-}
-
-macro_rules! pending_columns {
-    () => {
-        "token_hash, kind, alias, real_hash, real_sealed, display_name, expires_at, lifetime"
-    };
-}
-
-/// `SELECT` of every pending column, followed by the rest of the statement.
-macro_rules! select_pending {
-    ($rest:literal) => {
-        concat!("SELECT ", pending_columns!(), " FROM pending ", $rest)
-    };
-}
-
-fn pending_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<PendingRecord, StoreError> {
-    let alias: String = row.try_get("alias")?;
-    Ok(PendingRecord {
-        token_hash: row.try_get("token_hash")?,
-        kind: PendingKind::parse(row.try_get::<&str, _>("kind")?)?,
-        alias: AliasName::parse(&alias).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        real_hash: row.try_get("real_hash")?,
-        real_sealed: row.try_get("real_sealed")?,
-        display_name: row.try_get("display_name")?,
-        expires_at: row.try_get("expires_at")?,
-        lifetime: row.try_get("lifetime")?,
-    })
-}
-
-fn alias_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<AliasRecord, StoreError> {
-    let name: String = row.try_get("name")?;
-    Ok(AliasRecord {
-        id: row.try_get("id")?,
-        name: AliasName::parse(&name).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        real_hash: row.try_get("real_hash")?,
-        real_sealed: row.try_get("real_sealed")?,
-        display_name: row.try_get("display_name")?,
-        state: AliasState::parse(row.try_get::<&str, _>("state")?)?,
-        created_at: row.try_get("created_at")?,
-        expires_at: row.try_get("expires_at")?,
-    })
-}
-
 fn unique_violation(e: &sqlx::Error) -> Option<String> {
     match e {
         sqlx::Error::Database(db) if db.is_unique_violation() => Some(db.message().to_string()),
@@ -233,7 +185,7 @@ impl Store for SqliteStore {
             .bind(name.as_str())
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(alias_from_row).transpose()
+        row.as_ref().map(from_row::alias).transpose()
     }
 
     async fn alias_by_id(&self, id: i64) -> Result<Option<AliasRecord>, StoreError> {
@@ -241,7 +193,7 @@ impl Store for SqliteStore {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(alias_from_row).transpose()
+        row.as_ref().map(from_row::alias).transpose()
     }
 
     async fn alias_by_hash(&self, real_hash: &[u8]) -> Result<Option<AliasRecord>, StoreError> {
@@ -249,14 +201,14 @@ impl Store for SqliteStore {
             .bind(real_hash)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(alias_from_row).transpose()
+        row.as_ref().map(from_row::alias).transpose()
     }
 
     async fn list_aliases(&self) -> Result<Vec<AliasRecord>, StoreError> {
         let rows = sqlx::query(select_aliases!("ORDER BY name"))
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(alias_from_row).collect()
+        rows.iter().map(from_row::alias).collect()
     }
 
     async fn set_alias_state(
@@ -492,7 +444,7 @@ impl Store for SqliteStore {
             .bind(now)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(pending_from_row).transpose()
+        row.as_ref().map(from_row::pending).transpose()
     }
 
     async fn take_pending(
@@ -508,7 +460,7 @@ impl Store for SqliteStore {
         .bind(now)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(pending_from_row).transpose()
+        row.as_ref().map(from_row::pending).transpose()
     }
 
     async fn retire_alias(&self, name: &AliasName, now: i64) -> Result<bool, StoreError> {
@@ -528,8 +480,7 @@ impl Store for SqliteStore {
         .await?;
         let mut retired = Vec::new();
         for row in rows {
-            let name: String = row.try_get(0)?;
-            let name = AliasName::parse(&name).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let name = from_row::alias_name(&row.try_get::<String, _>(0)?)?;
             if self.retire(&name, now, true).await? {
                 retired.push(name);
             }
@@ -594,18 +545,7 @@ impl Store for SqliteStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(SendLogEntry {
-                    queue_id: row.try_get("queue_id")?,
-                    at: row.try_get("at")?,
-                    sender_alias: row.try_get("sender_alias")?,
-                    recipient_alias: row.try_get("recipient_alias")?,
-                    size: row.try_get("size")?,
-                    outcome: SendOutcome::parse(row.try_get::<&str, _>("outcome")?)?,
-                })
-            })
-            .collect()
+        rows.iter().map(from_row::send_log_entry).collect()
     }
 
     async fn purge_send_log(&self, before: i64) -> Result<u64, StoreError> {
@@ -665,11 +605,45 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn mta_sts_policy(
+        &self,
+        domain_hash: &[u8],
+        now: i64,
+    ) -> Result<Option<StsPolicyRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT sealed, expires_at FROM mta_sts_policies WHERE domain_hash = ? AND expires_at > ?",
+        )
+        .bind(domain_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| from_row::sts_policy(&row, domain_hash))
+            .transpose()
+    }
+
+    async fn put_mta_sts_policy(&self, rec: &StsPolicyRecord, now: i64) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM mta_sts_policies WHERE expires_at <= ?")
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT OR REPLACE INTO mta_sts_policies (domain_hash, sealed, expires_at) VALUES (?, ?, ?)",
+        )
+        .bind(&rec.domain_hash)
+        .bind(&rec.sealed)
+        .bind(rec.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn holds_sealed_data(&self) -> Result<bool, StoreError> {
         let row = sqlx::query(
             "SELECT EXISTS (SELECT 1 FROM aliases) OR EXISTS (SELECT 1 FROM pending) \
              OR EXISTS (SELECT 1 FROM thread_map) OR EXISTS (SELECT 1 FROM opt_outs) \
-             OR EXISTS (SELECT 1 FROM bounce_tokens)",
+             OR EXISTS (SELECT 1 FROM bounce_tokens) OR EXISTS (SELECT 1 FROM mta_sts_policies)",
         )
         .fetch_one(&self.pool)
         .await?;

@@ -58,7 +58,7 @@ impl Settings {
     pub fn of(config: &Config) -> Self {
         Settings {
             web: config.web.clone(),
-            domain: config.domain(),
+            domain: config.domain.clone(),
             privacy: config.privacy.clone(),
             operator: config.operator(),
         }
