@@ -153,7 +153,8 @@ impl Queued {
 #[derive(Debug)]
 pub struct Recovered {
     pub queued: Queued,
-    pub rcpt_domain: String,
+    /// Shared by the entries recovered for one domain.
+    pub rcpt_domain: Arc<str>,
 }
 
 /// The attempts of [`Queued::recent`]: none takes no heap block, and the list holds no spare
@@ -676,10 +677,14 @@ fn recover(dir: &Path, keys: &Keys) -> Result<(Vec<Recovered>, Index, u64), Spoo
     // Copies not marked done where they are that recovery does not hand back: one
     // superseded by a later copy, or one whose id a later segment marked done.
     let mut stale: Vec<(QueueId, u64)> = Vec::new();
-    let mut histories = HashMap::new();
     let mut unreadable = 0usize;
     let errors = retry::Errors::default();
+    let mut domains: HashSet<Arc<str>> = HashSet::new();
     for (n, path) in &found {
+        // A retry line is written to the segment that holds the entry's live copy, and a
+        // copy moved forward carries its history: each segment's lines are read with it,
+        // for the entries whose latest copy is there.
+        let mut histories = HashMap::new();
         retry::read(&retry_path(dir, *n), keys, &mut histories, &errors);
         let done = read_done(dir, *n);
         let valid = record::scan(path, keys, |e, offset, len| {
@@ -699,7 +704,7 @@ fn recover(dir: &Path, keys: &Keys) -> Result<(Vec<Recovered>, Index, u64), Spoo
                 offset,
                 len,
             };
-            let rcpt_domain = rcpt_domain(&e.envelope.rcpt);
+            let rcpt_domain = intern(&mut domains, rcpt_domain(&e.envelope.rcpt));
             let found = Recovered {
                 queued,
                 rcpt_domain,
@@ -710,7 +715,15 @@ fn recover(dir: &Path, keys: &Keys) -> Result<(Vec<Recovered>, Index, u64), Spoo
         })
         .map_err(io_err(path))?;
         cut_torn_end(path, *n, valid)?;
+        for (id, lines) in histories {
+            if let Some((at, r)) = latest.get_mut(&id) {
+                if at.segment == *n {
+                    add_recent(&mut r.queued, lines);
+                }
+            }
+        }
     }
+    drop(domains);
     if unreadable > 0 {
         tracing::error!(
             records = unreadable,
@@ -742,19 +755,25 @@ fn recover(dir: &Path, keys: &Keys) -> Result<(Vec<Recovered>, Index, u64), Spoo
         }
     }
     let mut queued = Vec::with_capacity(latest.len());
-    for (id, (at, mut r)) in latest {
+    for (id, (at, r)) in latest {
         index.add(id, at);
-        if let Some(lines) = histories.remove(&id) {
-            add_recent(&mut r.queued, lines);
-        }
         queued.push(r);
     }
-    drop(histories);
     for (n, _) in &found {
         index.collect(*n);
     }
     queued.sort_by(|a, b| a.queued.id.cmp(&b.queued.id));
     Ok((queued, index, last))
+}
+
+/// The one copy of `text` in `set`.
+fn intern(set: &mut HashSet<Arc<str>>, text: String) -> Arc<str> {
+    if let Some(known) = set.get(text.as_str()) {
+        return known.clone();
+    }
+    let shared: Arc<str> = Arc::from(text);
+    set.insert(shared.clone());
+    shared
 }
 
 /// Cuts a segment to its valid prefix when it ends in a torn record.
