@@ -2,6 +2,8 @@
 //! chunks are dropped by an allowlist, the compressed image data is copied byte for byte, so
 //! the pixels cannot change.
 //!
+//! - The Exif Orientation (2 to 8: a picture shown rotated or mirrored) is kept, in a new
+//!   Exif block that holds nothing else, since removing it would turn the picture.
 //! - JPEG: every APPn segment and COM go except JFIF APP0 (its thumbnail removed), ICC
 //!   profiles (APP2 `ICC_PROFILE`, they change the colours shown) and Adobe APP14 (it tells
 //!   how the colours are coded). That drops Exif (GPS, camera serial, owner), XMP, IPTC /
@@ -17,8 +19,8 @@
 //!   unknown chunks go, and the VP8X flags no longer announce Exif or XMP.
 
 use img_parts::jpeg::{markers, Jpeg};
-use img_parts::png::Png;
-use img_parts::riff::RiffContent;
+use img_parts::png::{Png, PngChunk};
+use img_parts::riff::{RiffChunk, RiffContent};
 use img_parts::webp::WebP;
 use img_parts::Bytes;
 
@@ -39,6 +41,14 @@ pub fn jpeg(data: &[u8]) -> Result<Vec<u8>, &'static str> {
             scans = Some(data.len().checked_sub(rest).ok_or(TRUNCATED_JPEG)?);
         }
         let contents = seg.contents();
+        if seg.marker() == markers::APP1 {
+            if let Some(o) = super::tiff::exif_orientation(contents) {
+                let mut exif = b"Exif\0\0".to_vec();
+                exif.extend_from_slice(&super::tiff::orientation_only_exif(o));
+                write_segment(&mut out, markers::APP1, &exif)?;
+                continue;
+            }
+        }
         if !keep_jpeg_segment(seg.marker(), contents) {
             continue;
         }
@@ -129,8 +139,18 @@ pub fn png(data: &[u8]) -> Result<Vec<u8>, &'static str> {
         return Err(BROKEN);
     }
     // Critical chunks (upper-case first letter) always stay: a decoder needs them.
+    let orientation = png
+        .chunk_by_type(*b"eXIf")
+        .and_then(|c| super::tiff::exif_orientation(c.contents()));
     png.chunks_mut()
         .retain(|c| c.kind()[0].is_ascii_uppercase() || PNG_KEEP.contains(&&c.kind()));
+    if let Some(o) = orientation {
+        // eXIf goes before the first IDAT.
+        let at = png.chunks().iter().position(|c| &c.kind() == b"IDAT");
+        let exif = Bytes::from(super::tiff::orientation_only_exif(o));
+        png.chunks_mut()
+            .insert(at.unwrap_or(1), PngChunk::new(*b"eXIf", exif));
+    }
     Ok(png.encoder().bytes().to_vec())
 }
 
@@ -146,6 +166,10 @@ const VP8X_XMP: u8 = 0x04;
 pub fn webp(data: &[u8]) -> Result<Vec<u8>, &'static str> {
     const BROKEN: &str = "the WebP data is broken or truncated";
     let mut webp = WebP::from_bytes(Bytes::copy_from_slice(data)).map_err(|_| BROKEN)?;
+    let orientation = webp
+        .chunk_by_id(*b"EXIF")
+        .and_then(|c| c.content().data())
+        .and_then(|d| super::tiff::exif_orientation(d));
     webp.chunks_mut().retain(|c| WEBP_KEEP.contains(&&c.id()));
     if !webp
         .chunks()
@@ -162,10 +186,18 @@ pub fn webp(data: &[u8]) -> Result<Vec<u8>, &'static str> {
             RiffContent::Data(flags) if !flags.is_empty() => {
                 let mut v = flags.to_vec();
                 v[0] &= !(VP8X_EXIF | VP8X_XMP);
+                if orientation.is_some() {
+                    v[0] |= VP8X_EXIF;
+                }
                 *flags = Bytes::from(v);
             }
             _ => return Err(BROKEN),
         }
+    }
+    if let Some(o) = orientation {
+        // EXIF goes after the image data (WebP container specification).
+        let exif = RiffContent::Data(Bytes::from(super::tiff::orientation_only_exif(o)));
+        webp.chunks_mut().push(RiffChunk::new(*b"EXIF", exif));
     }
     Ok(webp.encoder().bytes().to_vec())
 }

@@ -275,3 +275,38 @@ fn write_ifd(
     }
     Ok(next_link)
 }
+
+/// The Orientation (274) of IFD0 of an Exif TIFF structure, when it is 2 to 8 (a picture
+/// shown rotated or mirrored: removing it would change what is shown).
+pub fn exif_orientation(exif: &[u8]) -> Option<u16> {
+    let exif = exif.strip_prefix(b"Exif\0\0").unwrap_or(exif);
+    if !(exif.starts_with(b"II*\0") || exif.starts_with(b"MM\0*")) {
+        return None;
+    }
+    let input = Input {
+        d: exif,
+        le: exif.starts_with(b"II"),
+    };
+    let ifd = input.u32(4).ok()? as usize;
+    let n = usize::from(input.u16(ifd).ok()?);
+    (0..n.min(1024)).find_map(|i| {
+        let at = ifd + 2 + 12 * i;
+        let is_orientation = input.u16(at).ok()? == 274 && input.u16(at + 2).ok()? == TYPE_SHORT;
+        let v = if is_orientation { input.u16(at + 8).ok()? } else { 0 };
+        (2..=8).contains(&v).then_some(v)
+    })
+}
+
+/// An Exif TIFF structure holding only an Orientation tag (little-endian, IFD0, one entry).
+pub fn orientation_only_exif(orientation: u16) -> Vec<u8> {
+    let mut t = b"II*\0".to_vec();
+    t.extend_from_slice(&8u32.to_le_bytes());
+    t.extend_from_slice(&1u16.to_le_bytes());
+    t.extend_from_slice(&274u16.to_le_bytes());
+    t.extend_from_slice(&TYPE_SHORT.to_le_bytes());
+    t.extend_from_slice(&1u32.to_le_bytes());
+    t.extend_from_slice(&orientation.to_le_bytes());
+    t.extend_from_slice(&[0, 0]);
+    t.extend_from_slice(&0u32.to_le_bytes());
+    t
+}
