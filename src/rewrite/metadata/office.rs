@@ -77,11 +77,21 @@ pub fn sniff(data: &[u8], declared_type: Option<&str>, name: Option<&str>) -> Op
 }
 
 pub fn strip(data: &[u8], package: Package) -> Result<Vec<u8>, &'static str> {
+    strip_within(data, package, MAX_ENTRIES, MAX_INFLATED)
+}
+
+/// [`strip`] with the limits given (tests use small ones).
+pub(super) fn strip_within(
+    data: &[u8],
+    package: Package,
+    max_entries: usize,
+    max_inflated: u64,
+) -> Result<Vec<u8>, &'static str> {
     let mut zip = ZipArchive::new(Cursor::new(data)).map_err(|_| BROKEN)?;
-    if zip.len() > MAX_ENTRIES {
+    if zip.len() > max_entries {
         return Err("the document's zip archive has too many members");
     }
-    let mut budget = MAX_INFLATED;
+    let mut budget = max_inflated;
     let properties = match package {
         Package::Ooxml => property_parts(&mut zip, &mut budget)?,
         Package::Odf => vec![(String::from("meta.xml"), Neutral::OdfMeta)],
