@@ -295,7 +295,10 @@ fn check_pdf(out: &[u8]) {
     }
     let xmp = run("pdfinfo", &["-meta"], &path);
     assert!(xmp.trim().is_empty(), "XMP left: {xmp}");
-    assert!(!out.windows(8).any(|w| w == b"JOESLAPT"), "the old /ID is left");
+    assert!(
+        !out.windows(8).any(|w| w == b"JOESLAPT"),
+        "the old /ID is left"
+    );
     assert_eq!(render(&before), render(out), "the page renders differently");
 }
 
@@ -307,9 +310,17 @@ fn check_docx(out: &[u8]) {
     };
     assert_eq!(names(&before), names(&after));
     for same in ["word/document.xml", "[Content_Types].xml", "_rels/.rels"] {
-        assert_eq!(member(&before, same), member(&after, same), "{same} changed");
+        assert_eq!(
+            member(&before, same),
+            member(&after, same),
+            "{same} changed"
+        );
     }
-    for part in ["docProps/core.xml", "docProps/app.xml", "docProps/custom.xml"] {
+    for part in [
+        "docProps/core.xml",
+        "docProps/app.xml",
+        "docProps/custom.xml",
+    ] {
         let xml = String::from_utf8(member(&after, part).to_vec()).unwrap();
         assert!(xml.starts_with("<?xml"), "{part}: {xml}");
         for s in SECRETS {
@@ -317,8 +328,14 @@ fn check_docx(out: &[u8]) {
         }
     }
     let photo = member(&after, "word/media/image1.jpeg");
-    assert!(leaks("image1.jpeg", photo).is_empty(), "the photo inside keeps metadata");
-    assert_eq!(pixels(member(&before, "word/media/image1.jpeg")), pixels(photo));
+    assert!(
+        leaks("image1.jpeg", photo).is_empty(),
+        "the photo inside keeps metadata"
+    );
+    assert_eq!(
+        pixels(member(&before, "word/media/image1.jpeg")),
+        pixels(photo)
+    );
 }
 
 fn check_odt(out: &[u8]) {
@@ -329,12 +346,19 @@ fn check_odt(out: &[u8]) {
     assert_eq!(after[0].1, b"application/vnd.oasis.opendocument.text");
     assert_eq!(&out[30..38], b"mimetype");
     for same in ["content.xml", "META-INF/manifest.xml"] {
-        assert_eq!(member(&before, same), member(&after, same), "{same} changed");
+        assert_eq!(
+            member(&before, same),
+            member(&after, same),
+            "{same} changed"
+        );
     }
     let meta = String::from_utf8(member(&after, "meta.xml").to_vec()).unwrap();
     assert!(meta.contains("office:version=\"1.2\""), "{meta}");
     for s in SECRETS {
-        assert!(!meta.to_lowercase().contains(s), "meta.xml holds {s}: {meta}");
+        assert!(
+            !meta.to_lowercase().contains(s),
+            "meta.xml holds {s}: {meta}"
+        );
     }
     assert!(leaks("photo.jpg", member(&after, "Pictures/photo.jpg")).is_empty());
 }
@@ -381,7 +405,11 @@ async fn a_damaged_pdf_is_refused_naming_it() {
     )];
     let sent = send("", &files).await;
     assert_eq!(sent.code, 550, "{}", sent.text);
-    assert!(sent.text.contains("\"minutes.pdf\" (PDF document)"), "{}", sent.text);
+    assert!(
+        sent.text.contains("\"minutes.pdf\" (PDF document)"),
+        "{}",
+        sent.text
+    );
 }
 
 #[tokio::test]
@@ -405,8 +433,14 @@ async fn file_names_lose_members_names_and_addresses() {
     assert_eq!(names.len(), 2, "{names:?}");
     for n in &names {
         let lower = n.to_lowercase();
-        assert!(!lower.contains("joe") || lower.contains("remailer.test"), "{n}");
-        assert!(!lower.contains("smith") && !lower.contains("real.example"), "{n}");
+        assert!(
+            !lower.contains("joe") || lower.contains("remailer.test"),
+            "{n}"
+        );
+        assert!(
+            !lower.contains("smith") && !lower.contains("real.example"),
+            "{n}"
+        );
     }
     assert!(names[0].ends_with("_passport.png"), "{names:?}");
     assert!(names[1].ends_with(" – cv.png"), "{names:?}");

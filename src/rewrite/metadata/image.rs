@@ -113,7 +113,9 @@ fn copy_scans(d: &[u8], out: &mut Vec<u8>) -> Result<(), &'static str> {
             _ => {
                 let len = d.get(m + 1..m + 3).ok_or(TRUNCATED_JPEG)?;
                 let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
-                let end = (m + 1).checked_add(len).filter(|&e| len >= 2 && e <= d.len());
+                let end = (m + 1)
+                    .checked_add(len)
+                    .filter(|&e| len >= 2 && e <= d.len());
                 let end = end.ok_or(TRUNCATED_JPEG)?;
                 let contents = &d[m + 3..end];
                 if keep_jpeg_segment(marker, contents) {

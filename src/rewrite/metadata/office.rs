@@ -48,15 +48,21 @@ const OFFICE_EXTENSIONS: &[&str] = &[
     ".potx", ".potm", ".ppsx", ".ppsm", ".odt", ".ods", ".odp", ".odg", ".odf", ".odc", ".odm",
     ".ott", ".ots", ".otp", ".otg",
 ];
-const OFFICE_TYPES: &[&str] = &["vnd.openxmlformats-officedocument", "vnd.oasis.opendocument"];
+const OFFICE_TYPES: &[&str] = &[
+    "vnd.openxmlformats-officedocument",
+    "vnd.oasis.opendocument",
+];
 
 /// A zip archive that is an OOXML or ODF package, by its contents, or (when those do not
 /// tell) by its declared type or name.
 pub fn sniff(data: &[u8], declared_type: Option<&str>, name: Option<&str>) -> Option<Format> {
     // ODF: the first member is `mimetype`, stored, holding the package's media type.
     if data.get(30..38) == Some(b"mimetype")
-        && memmem::find(&data[..data.len().min(256)], b"application/vnd.oasis.opendocument")
-            .is_some()
+        && memmem::find(
+            &data[..data.len().min(256)],
+            b"application/vnd.oasis.opendocument",
+        )
+        .is_some()
     {
         return Some(Format::Odf);
     }
@@ -64,8 +70,13 @@ pub fn sniff(data: &[u8], declared_type: Option<&str>, name: Option<&str>) -> Op
         return Some(Format::Ooxml);
     }
     let name = name.map(str::to_ascii_lowercase).unwrap_or_default();
-    let ty = declared_type.map(str::to_ascii_lowercase).unwrap_or_default();
-    let odf = name.rsplit('.').next().is_some_and(|e| e.starts_with("od") || e.starts_with("ot"))
+    let ty = declared_type
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    let odf = name
+        .rsplit('.')
+        .next()
+        .is_some_and(|e| e.starts_with("od") || e.starts_with("ot"))
         || ty.contains("opendocument");
     let declared = OFFICE_EXTENSIONS.iter().any(|e| name.ends_with(e))
         || OFFICE_TYPES.iter().any(|t| ty.contains(t));
@@ -125,7 +136,9 @@ pub(super) fn strip_within(
         let body = match neutral {
             Some((_, kind)) => kind.xml(&body).into_bytes(),
             None => match super::clean_embedded_image(&body) {
-                Some(cleaned) => cleaned.map_err(|_| "an image inside the document cannot be cleaned")?,
+                Some(cleaned) => {
+                    cleaned.map_err(|_| "an image inside the document cannot be cleaned")?
+                }
                 None => body,
             },
         };
@@ -253,5 +266,7 @@ fn odf_version(xml: &[u8]) -> String {
             .map(|&b| char::from(b))
             .collect::<String>()
     });
-    version.filter(|v| !v.is_empty()).unwrap_or_else(|| "1.2".into())
+    version
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "1.2".into())
 }

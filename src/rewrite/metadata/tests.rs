@@ -36,7 +36,10 @@ fn formats_are_told_by_their_bytes_not_their_label() {
     assert_eq!(sniff(&fixture("photo.webp"), &labelled), Some(Format::Webp));
     assert_eq!(sniff(&fixture("photo.tiff"), &labelled), Some(Format::Tiff));
     assert_eq!(sniff(&fixture("report.pdf"), &labelled), Some(Format::Pdf));
-    assert_eq!(sniff(&fixture("report.docx"), &labelled), Some(Format::Ooxml));
+    assert_eq!(
+        sniff(&fixture("report.docx"), &labelled),
+        Some(Format::Ooxml)
+    );
     assert_eq!(sniff(&fixture("report.odt"), &labelled), Some(Format::Odf));
     // A labelled image that is not one passes as it is.
     let jpeg_label = Options {
@@ -69,14 +72,30 @@ fn a_plain_zip_passes_and_a_broken_declared_office_file_is_refused() {
 #[test]
 fn jpeg_loses_exif_xmp_iptc_and_comments_but_keeps_its_orientation() {
     let photo = fixture("photo.jpg");
-    for s in ["CAMSERIAL4711", "Joe Smith", "SecretCam", "at home", "http://ns.adobe.com"] {
+    for s in [
+        "CAMSERIAL4711",
+        "Joe Smith",
+        "SecretCam",
+        "at home",
+        "http://ns.adobe.com",
+    ] {
         assert!(holds(&photo, s), "the fixture lacks {s}");
     }
     let out = clean(&photo);
-    for s in ["CAMSERIAL4711", "Joe Smith", "SecretCam", "at home", "http://ns.adobe.com", "Photoshop"] {
+    for s in [
+        "CAMSERIAL4711",
+        "Joe Smith",
+        "SecretCam",
+        "at home",
+        "http://ns.adobe.com",
+        "Photoshop",
+    ] {
         assert!(!holds(&out, s), "{s} left");
     }
-    let exif = out.windows(6).position(|w| w == b"Exif\0\0").expect("an Exif block");
+    let exif = out
+        .windows(6)
+        .position(|w| w == b"Exif\0\0")
+        .expect("an Exif block");
     assert_eq!(tiff::exif_orientation(&out[exif..]), Some(6));
     assert_eq!(clean(&out), out, "cleaning twice changes nothing more");
 }
@@ -121,7 +140,13 @@ fn webp_loses_exif_and_xmp_and_their_flags() {
 #[test]
 fn tiff_keeps_only_image_tags_and_refuses_loops_and_overlaps() {
     let out = clean(&fixture("photo.tiff"));
-    for s in ["Joe Smith", "SecretCam", "CAMSERIAL4711", "Paris", "x:xmpmeta"] {
+    for s in [
+        "Joe Smith",
+        "SecretCam",
+        "CAMSERIAL4711",
+        "Paris",
+        "x:xmpmeta",
+    ] {
         assert!(!holds(&out, s), "{s} left");
     }
     // An IFD whose next-IFD link points at itself.
@@ -152,7 +177,14 @@ fn pdf_loses_info_xmp_and_the_old_revision() {
     let pdf = fixture("report.pdf");
     assert!(holds(&pdf, "SecretWriter") && holds(&pdf, "Joe Q Smith"));
     let out = clean(&pdf);
-    for s in ["SecretWriter", "Joe Smith", "Joe Q Smith", "SecretPDF", "/Info", "/Metadata"] {
+    for s in [
+        "SecretWriter",
+        "Joe Smith",
+        "Joe Q Smith",
+        "SecretPDF",
+        "/Info",
+        "/Metadata",
+    ] {
         assert!(!holds(&out, s), "{s} left");
     }
     assert!(holds(&out, "070707070707"), "the new /ID");

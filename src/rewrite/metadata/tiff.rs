@@ -19,9 +19,9 @@ const MAX_PAGES: usize = 256;
 
 /// Tags that stay (TIFF 6.0 baseline and extensions that change what is shown).
 const KEEP: &[u16] = &[
-    254, 255, 256, 257, 258, 259, 262, 263, 264, 265, 266, 273, 274, 277, 278, 279, 280, 281,
-    282, 283, 284, 290, 291, 292, 293, 296, 297, 301, 317, 318, 319, 320, 321, 322, 323, 324,
-    325, 332, 334, 336, 338, 339, 340, 341, 342, 347, 529, 530, 531, 532, 34675,
+    254, 255, 256, 257, 258, 259, 262, 263, 264, 265, 266, 273, 274, 277, 278, 279, 280, 281, 282,
+    283, 284, 290, 291, 292, 293, 296, 297, 301, 317, 318, 319, 320, 321, 322, 323, 324, 325, 332,
+    334, 336, 338, 339, 340, 341, 342, 347, 529, 530, 531, 532, 34675,
 ];
 
 const STRIP_OFFSETS: u16 = 273;
@@ -69,15 +69,27 @@ impl Input<'_> {
     }
 
     fn put_u16(&self, out: &mut Vec<u8>, v: u16) {
-        out.extend_from_slice(&if self.le { v.to_le_bytes() } else { v.to_be_bytes() });
+        out.extend_from_slice(&if self.le {
+            v.to_le_bytes()
+        } else {
+            v.to_be_bytes()
+        });
     }
 
     fn put_u32(&self, out: &mut Vec<u8>, v: u32) {
-        out.extend_from_slice(&if self.le { v.to_le_bytes() } else { v.to_be_bytes() });
+        out.extend_from_slice(&if self.le {
+            v.to_le_bytes()
+        } else {
+            v.to_be_bytes()
+        });
     }
 
     fn patch_u32(&self, out: &mut [u8], at: usize, v: u32) {
-        let b = if self.le { v.to_le_bytes() } else { v.to_be_bytes() };
+        let b = if self.le {
+            v.to_le_bytes()
+        } else {
+            v.to_be_bytes()
+        };
         out[at..at + 4].copy_from_slice(&b);
     }
 }
@@ -292,7 +304,11 @@ pub fn exif_orientation(exif: &[u8]) -> Option<u16> {
     (0..n.min(1024)).find_map(|i| {
         let at = ifd + 2 + 12 * i;
         let is_orientation = input.u16(at).ok()? == 274 && input.u16(at + 2).ok()? == TYPE_SHORT;
-        let v = if is_orientation { input.u16(at + 8).ok()? } else { 0 };
+        let v = if is_orientation {
+            input.u16(at + 8).ok()?
+        } else {
+            0
+        };
         (2..=8).contains(&v).then_some(v)
     })
 }
