@@ -226,7 +226,7 @@ fn relocate_data(
             if out.len() + data.len() > budget {
                 return Err("the TIFF points at the same data many times");
             }
-            if out.len() % 2 == 1 {
+            if !out.len().is_multiple_of(2) {
                 out.push(0);
             }
             input.put_u32(&mut new, u32::try_from(out.len()).map_err(|_| BROKEN)?);
@@ -251,7 +251,7 @@ fn write_ifd(
     out: &mut Vec<u8>,
     budget: usize,
 ) -> Result<usize, &'static str> {
-    if out.len() % 2 == 1 {
+    if !out.len().is_multiple_of(2) {
         out.push(0);
     }
     let start = out.len();
@@ -278,7 +278,7 @@ fn write_ifd(
         if out.len() + value.len() > budget {
             return Err("the TIFF points at the same data many times");
         }
-        if out.len() % 2 == 1 {
+        if !out.len().is_multiple_of(2) {
             out.push(0);
         }
         let here = pos(out.len())?;
