@@ -22,8 +22,10 @@ const MAX_INFLATED: usize = 64 * 1024 * 1024;
 const DROP_KEYS: &[&[u8]] = &[b"Metadata", b"PieceInfo"];
 
 pub fn strip(data: &[u8], id: [u8; 16]) -> Result<Vec<u8>, &'static str> {
-    let mut options = LoadOptions::default();
-    options.max_decompressed_size = Some(MAX_INFLATED);
+    let options = LoadOptions {
+        max_decompressed_size: Some(MAX_INFLATED),
+        ..LoadOptions::default()
+    };
     let mut doc =
         Document::load_mem_with_options(data, options).map_err(|_| "the PDF cannot be read")?;
     if doc.is_encrypted() || doc.trailer.has(b"Encrypt") {
