@@ -38,6 +38,10 @@ fi
 deb_missing=()
 [[ -x /usr/bin/chromium ]] || deb_missing+=(chromium)
 [[ -x /usr/bin/chromedriver ]] || deb_missing+=(chromium-driver)
+# tests/attachment_metadata.rs: exiftool and poppler's pdfinfo/pdftoppm check attachments
+# independently of the crates that clean them.
+[[ -x /usr/bin/exiftool ]] || deb_missing+=(libimage-exiftool-perl)
+[[ -x /usr/bin/pdftoppm ]] || deb_missing+=(poppler-utils)
 
 if ((${#deb_missing[@]})); then
     echo "test-deps: installing ${deb_missing[*]} (Debian)" >&2
@@ -49,7 +53,7 @@ if ((${#deb_missing[@]})); then
     }
     apt_install || { "${SUDO[@]}" apt-get update -q && apt_install; }
 else
-    echo "test-deps: chromium and chromedriver present" >&2
+    echo "test-deps: chromium, chromedriver, exiftool and poppler-utils present" >&2
 fi
 
 # PostgreSQL (tests/store_backends.rs, tests/nodes.rs): Debian's `postgresql` package gives

@@ -436,6 +436,10 @@ pub struct PrivacyConfig {
     /// What happens to remote images, CSS `url()`s and `<link>` loads in HTML parts (which
     /// tell a sender when and from where a member read the message).
     pub remote_content: RemoteContent,
+    /// Remove metadata from attachments (Exif/XMP/IPTC of images, PDF Info and XMP, office
+    /// document properties) and members' names from file names; a file that cannot be
+    /// cleaned refuses the message (ARCHITECTURE.md §3).
+    pub strip_attachment_metadata: bool,
 }
 
 /// `privacy.remote_content`.
@@ -456,6 +460,7 @@ impl Default for PrivacyConfig {
             send_log: false,
             send_log_days: 7,
             remote_content: RemoteContent::Strip,
+            strip_attachment_metadata: true,
         }
     }
 }

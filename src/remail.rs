@@ -164,6 +164,7 @@ impl Remail {
             dkim: self.dkim.clone(),
             strip_signatures: self.settings.strip_signatures,
             strip_remote_content: self.settings.privacy.remote_content == RemoteContent::Strip,
+            strip_attachment_metadata: self.settings.privacy.strip_attachment_metadata,
             schedule: self.settings.schedule,
             sender: sender.clone(),
             recipients: to.iter().map(|m| (*m).clone()).collect(),
@@ -409,6 +410,8 @@ struct Job {
     strip_signatures: bool,
     /// `privacy.remote_content = "strip"`.
     strip_remote_content: bool,
+    /// `privacy.strip_attachment_metadata`.
+    strip_attachment_metadata: bool,
     /// Release times (`delivery.delay`, `delivery.pool_interval`), chosen before the 250.
     schedule: Schedule,
     sender: MemberEntry,
@@ -440,6 +443,7 @@ impl Job {
             keys: &self.keys,
             strip_signatures: self.strip_signatures,
             strip_remote_content: self.strip_remote_content,
+            strip_attachment_metadata: self.strip_attachment_metadata,
         };
         let rewritten = match rewrite::rewrite(raw, &ctx, &self.snapshot) {
             Ok(r) => r,

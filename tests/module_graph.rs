@@ -93,7 +93,15 @@ fn rewrite_graph(dir: &Path) -> Graph {
         if name == "mod" || name == "tests" {
             continue;
         }
-        let used: BTreeSet<String> = names_after(&code(&path), "super::")
+        // A submodule that is a directory (`rewrite/metadata/`): its files' code together.
+        let code = if path.is_dir() {
+            let mut files = Vec::new();
+            sources(&path, &mut files);
+            files.iter().map(|f| code(f)).collect::<Vec<_>>().join("\n")
+        } else {
+            code(&path)
+        };
+        let used: BTreeSet<String> = names_after(&code, "super::")
             .into_iter()
             .filter(|m| *m != name && dir.join(format!("{m}.rs")).exists())
             .collect();

@@ -425,3 +425,20 @@ fn property_e_what_cannot_be_scrubbed_is_refused() {
         "refusal fixtures: {refused:?}"
     );
 }
+
+#[test]
+fn with_metadata_stripping_on_a_stub_image_is_refused_not_passed() {
+    // The corpus's attachments are stubs (see `Holder::strip_metadata`): with the service's
+    // default, a "JPEG" that is only a JPEG's first bytes cannot be cleaned and is refused.
+    let (_, raw) = fixtures()
+        .into_iter()
+        .find(|(s, _)| s == "image_attachment_jpeg")
+        .unwrap();
+    let cast = Cast::new();
+    let mut holder = fixture_context(&cast, &scan(&raw), false);
+    holder.strip_metadata = true;
+    let err = rewrite(&raw, &holder.context(), &cast.dir).unwrap_err();
+    assert_eq!(err.status(), (550, [5, 6, 0]));
+    let text = err.to_string();
+    assert!(text.contains("\"IMG_1234.JPG\" (JPEG image)"), "{text}");
+}

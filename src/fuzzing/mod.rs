@@ -92,6 +92,7 @@ pub fn rewrite(data: &[u8]) {
             keys: &KEYS,
             strip_signatures,
             strip_remote_content: true,
+            strip_attachment_metadata: true,
         };
         let Ok(out) = rewrite::rewrite(data, &ctx, &cast.dir) else {
             continue;

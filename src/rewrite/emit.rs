@@ -20,6 +20,8 @@ pub struct Writer<'m> {
     /// Original Content-ID (no brackets) → opaque replacement.
     pub(super) content_ids: HashMap<String, String>,
     pub(super) boundaries: u32,
+    /// Binary leaves seen by the attachment step ([`super::attachment`]).
+    pub(super) attachments: u32,
 }
 
 impl<'m> Writer<'m> {
@@ -31,6 +33,7 @@ impl<'m> Writer<'m> {
             depth: 0,
             content_ids: HashMap::new(),
             boundaries: 0,
+            attachments: 0,
         }
     }
 

@@ -219,6 +219,39 @@ impl<'m> Mapper<'m> {
         Cow::Owned(out)
     }
 
+    /// A file name: [`Self::replace`], and then learnt names also where `_`, `.` or `-`
+    /// stand between their words (`Joe_Smith_CV.pdf`, `joe.smith.jpg`); the alias name put
+    /// there has `_` for blanks.
+    pub fn replace_file_name(&mut self, name: &str) -> String {
+        let first = self.replace(name).into_owned();
+        if self.names.is_empty() {
+            return first;
+        }
+        // One ASCII byte for another: the offsets of `spaced` are those of `first`.
+        let spaced: String = first
+            .chars()
+            .map(|c| if matches!(c, '_' | '.' | '-') { ' ' } else { c })
+            .collect();
+        let mut spans = Vec::new();
+        self.name_spans(&spaced, &mut spans);
+        if spans.is_empty() {
+            return first;
+        }
+        spans.sort_unstable_by_key(|s| s.0);
+        let mut out = String::with_capacity(first.len() + 16 * spans.len());
+        let mut pos = 0;
+        for (start, end, repl) in spans {
+            if start < pos {
+                continue;
+            }
+            out.push_str(&first[pos..start]);
+            out.push_str(&repl.replace(' ', "_"));
+            pos = end;
+        }
+        out.push_str(&first[pos..]);
+        out
+    }
+
     fn address_spans(&mut self, text: &str) -> Vec<(usize, usize, String)> {
         let mut hits = Vec::new();
         for_each_hit(text.as_bytes(), |h| hits.push(h.clone()));

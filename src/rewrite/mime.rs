@@ -302,6 +302,8 @@ impl<'m> Writer<'m> {
         if let Some(text) = textual(ct, data) {
             return self.write_text_part(part, text, None, out);
         }
+        let cleaned = self.clean_attachment(part, data)?;
+        let data = cleaned.as_deref().unwrap_or(data);
         let c_type = match ct.filter(|c| is_token(c.ctype())) {
             Some(c) => format!(
                 "{}/{}",
@@ -381,7 +383,11 @@ impl<'m> Writer<'m> {
             {
                 continue;
             }
-            let value = self.map.replace(&a.value).into_owned();
+            let value = if self.ctx.strip_attachment_metadata && is_file_name(&name) {
+                self.map.replace_file_name(&a.value)
+            } else {
+                self.map.replace(&a.value).into_owned()
+            };
             kept.push((Cow::Owned(name), Cow::Owned(value)));
         }
         kept
@@ -406,6 +412,12 @@ impl<'m> Writer<'m> {
         }
         out
     }
+}
+
+/// The parameters that carry an attachment's file name (Content-Disposition `filename`,
+/// Content-Type `name`; RFC 2231 forms arrive decoded under these names).
+fn is_file_name(param: &str) -> bool {
+    matches!(param, "filename" | "name")
 }
 
 /// The lower-case type and subtype of a text part (text/plain when it has none or when

@@ -43,8 +43,16 @@
 //!   charset or transfer encoding, broken encoding, unparseable Content-Type, a structure
 //!   the parser cannot follow, `message/partial`, `message/external-body`) refuses the whole
 //!   message with [`RewriteError::Uncheckable`]; [`RewriteError::status`] gives the SMTP
-//!   reply. Binary attachments pass as they are.
+//!   reply.
+//! - Attachments (`privacy.strip_attachment_metadata`, on by default; [`metadata`]): JPEG,
+//!   PNG, WebP, TIFF, PDF, OOXML and ODF files, told by their magic bytes, lose their
+//!   metadata (Exif/XMP/IPTC, PDF Info and XMP, document properties) with their visible
+//!   content unchanged; one that is recognisably such a file but cannot be cleaned refuses
+//!   the message with [`RewriteError::Metadata`], naming the attachment. File names go
+//!   through the [`mapper`] like text, also with `_`, `.` or `-` between a name's words.
+//!   Other binary attachments pass as they are.
 
+mod attachment;
 mod body;
 mod classify;
 mod css;
@@ -55,6 +63,7 @@ mod html;
 mod ids;
 mod leaf;
 mod mapper;
+mod metadata;
 mod mime;
 mod repair;
 mod report;
@@ -129,6 +138,8 @@ pub struct Context<'a> {
     /// Remove remote images, CSS `url()`s and `<link>` loads from HTML parts
     /// (`privacy.remote_content = "strip"`).
     pub strip_remote_content: bool,
+    /// Remove metadata from attachments (`privacy.strip_attachment_metadata`).
+    pub strip_attachment_metadata: bool,
 }
 
 /// What [`scan`] found: look these up, then call [`rewrite`].
@@ -169,6 +180,14 @@ pub enum RewriteError {
     Uncheckable(Uncheckable),
     #[error("the message is a copy of mail this service sent (mail loop)")]
     Loop,
+    #[error("the attachment {name} ({format}) cannot be cleaned of its metadata: {reason}; it could reveal who made it and where, so the message is not passed on (send the file in a form that is not damaged or encrypted, or without it)")]
+    Metadata {
+        /// The attachment's file name with members' names and addresses replaced, reduced
+        /// to safe characters and quoted, or its position when it has no name.
+        name: String,
+        format: &'static str,
+        reason: &'static str,
+    },
 }
 
 /// Why a message that should be scrubbed cannot be (it is refused, never passed on as it
@@ -216,9 +235,10 @@ impl RewriteError {
             RewriteError::Uncheckable(
                 Uncheckable::Charset(_) | Uncheckable::TransferEncoding(_),
             ) => (550, [5, 6, 3]),
-            RewriteError::Uncheckable(_) | RewriteError::Unparseable | RewriteError::Loop => {
-                (550, [5, 6, 0])
-            }
+            RewriteError::Uncheckable(_)
+            | RewriteError::Unparseable
+            | RewriteError::Loop
+            | RewriteError::Metadata { .. } => (550, [5, 6, 0]),
         }
     }
 }

@@ -47,6 +47,7 @@ fn run_with(raw: &str, strip: bool, dir: &Lookup) -> Result<(String, Rewritten),
         keys: &keys,
         strip_signatures: strip,
         strip_remote_content: true,
+        strip_attachment_metadata: true,
     };
     let out = rewrite(raw.as_bytes(), &ctx, dir)?;
     let text = String::from_utf8(out.message.clone()).unwrap();
