@@ -434,6 +434,22 @@ pub struct PrivacyConfig {
     /// What happens to remote images, CSS `url()`s and `<link>` loads in HTML parts (which
     /// tell a sender when and from where a member read the message).
     pub remote_content: RemoteContent,
+    /// What mail to a member whose OpenPGP key has expired becomes (never silent clear text).
+    pub pgp_expired: PgpExpired,
+}
+
+/// `privacy.pgp_expired`: mail for a member whose registered key has expired since.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PgpExpired {
+    /// The message is withheld; the member gets a clear notice (aliases only) that a message
+    /// arrived but could not be encrypted, and how to replace the key.
+    #[default]
+    Notice,
+    /// The message is refused at DATA (`550 5.7.1`), so its sender knows it was not delivered.
+    Refuse,
+    /// The message goes in clear, with the same notice to the member beside it.
+    Plain,
 }
 
 /// `privacy.remote_content`.
@@ -454,6 +470,7 @@ impl Default for PrivacyConfig {
             send_log: false,
             send_log_days: 7,
             remote_content: RemoteContent::Strip,
+            pgp_expired: PgpExpired::Notice,
         }
     }
 }

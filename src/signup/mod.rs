@@ -19,6 +19,7 @@ use thiserror::Error;
 use crate::address::{Alias, RealAddress};
 use crate::config::WebConfig;
 use crate::delivery::Delivery;
+use crate::encrypt::PublicKey;
 use crate::keys::Purpose;
 use crate::members::{Members, MembersError};
 use crate::store::{now_unix, NameStatus, PendingKind, PendingRecord, StoreError};
@@ -206,6 +207,26 @@ impl Signup {
         Ok(())
     }
 
+    /// [`Self::send`] encrypted to the key a registration gave (the confirmation link then
+    /// reaches only who holds the key's secret part).
+    async fn send_to_key(
+        &self,
+        to: &RealAddress,
+        message: Vec<u8>,
+        key: PublicKey,
+        alias: String,
+    ) -> Result<(), SignupError> {
+        let delivery = self.delivery.clone();
+        let to = to.clone();
+        tokio::spawn(async move {
+            let queued = delivery.queue_notice_with_key(&to, message, Some(&key), Some(&alias));
+            if let Err(e) = queued.await {
+                tracing::error!(error = %e, "could not queue a confirmation mail");
+            }
+        });
+        Ok(())
+    }
+
     /// A registration from the form. Ok means "check your mailbox", for any address.
     pub async fn request_register(
         &self,
@@ -213,6 +234,7 @@ impl Signup {
         real: &RealAddress,
         display_name: Option<String>,
         lifetime: Option<i64>,
+        pgp: Option<PublicKey>,
     ) -> Result<(), SignupError> {
         self.check_name(alias).await?;
         if !self.may_mail(real).await? {
@@ -239,6 +261,7 @@ impl Signup {
             display_name,
             expires_at: now_unix() + self.ttl(),
             lifetime,
+            pgp_sealed: pgp.as_ref().map(|k| self.members.keys().seal(k.bytes())),
         };
         match self.members.store().insert_pending(&rec, now_unix()).await {
             Err(StoreError::AliasTaken) => return Err(SignupError::Pending),
@@ -247,7 +270,10 @@ impl Signup {
         tracing::info!(alias = %alias, "registration waiting for confirmation");
         let hours = self.web.token_hours;
         let mail = mails::confirm_register(domain, real, alias, &self.link(&token), hours);
-        self.send(real, mail).await
+        match pgp {
+            Some(key) => self.send_to_key(real, mail, key, alias.address()).await,
+            None => self.send(real, mail).await,
+        }
     }
 
     /// A removal from the form. Ok means "check your mailbox", for any address; only a
@@ -270,6 +296,7 @@ impl Signup {
             display_name: None,
             expires_at: now_unix() + self.ttl(),
             lifetime: None,
+            pgp_sealed: None,
         };
         self.members
             .store()
@@ -329,13 +356,18 @@ impl Signup {
             .map_err(|e| SignupError::Internal(e.to_string()))?;
         let real = RealAddress::parse_any(&String::from_utf8_lossy(&opened))
             .map_err(|e| SignupError::Internal(e.to_string()))?;
+        let pgp = match &rec.pgp_sealed {
+            Some(sealed) => Some(open_key(&self.members, sealed)?),
+            None => None,
+        };
         match self
             .members
-            .add_confirmed(
+            .add_with_key(
                 &alias,
                 &real,
                 rec.display_name,
                 rec.lifetime.map(|secs| now_unix() + secs),
+                pgp.as_ref(),
             )
             .await
         {
@@ -385,6 +417,12 @@ impl Signup {
             }
         })
     }
+}
+
+/// The key a pending registration holds (validated when it was given).
+fn open_key(members: &Members, sealed: &[u8]) -> Result<PublicKey, SignupError> {
+    let bytes = (members.keys().open(sealed)).map_err(|e| SignupError::Internal(e.to_string()))?;
+    PublicKey::load(&bytes).map_err(|e| SignupError::Internal(e.to_string()))
 }
 
 /// Constant-time equality of two hashes.

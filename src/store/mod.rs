@@ -158,6 +158,8 @@ pub struct AliasRecord {
     pub created_at: i64,
     /// Unix seconds after which the alias is expired (refused, then retired); None: never.
     pub expires_at: Option<i64>,
+    /// The member's OpenPGP public key, sealed (None: mail to them goes in clear).
+    pub pgp_sealed: Option<Vec<u8>>,
 }
 
 /// How a send-log entry ended (`queued` until delivery ends).
@@ -242,6 +244,8 @@ pub struct PendingRecord {
     pub expires_at: i64,
     /// A registration's chosen alias lifetime in seconds (None: never expires).
     pub lifetime: Option<i64>,
+    /// A registration's OpenPGP public key, sealed (None: none given).
+    pub pgp_sealed: Option<Vec<u8>>,
 }
 
 /// Whether an alias name can be given out.
@@ -264,6 +268,12 @@ pub trait Store: Send + Sync {
     async fn alias_by_id(&self, id: i64) -> Result<Option<AliasRecord>, StoreError>;
     async fn alias_by_hash(&self, real_hash: &[u8]) -> Result<Option<AliasRecord>, StoreError>;
     async fn list_aliases(&self) -> Result<Vec<AliasRecord>, StoreError>;
+    /// Sets (or with None removes) an alias's sealed OpenPGP key; false when no such alias.
+    async fn set_alias_key(
+        &self,
+        name: &AliasName,
+        pgp_sealed: Option<&[u8]>,
+    ) -> Result<bool, StoreError>;
     /// Setting `Active` also stops every earlier hard bounce of the alias from counting.
     async fn set_alias_state(
         &self,

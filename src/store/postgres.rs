@@ -137,13 +137,13 @@ fn redact(s: &str) -> String {
 
 macro_rules! select_aliases {
     ($rest:literal) => {
-        concat!("SELECT id, name, real_hash, real_sealed, display_name, state, created_at, expires_at FROM aliases ", $rest)
+        concat!("SELECT id, name, real_hash, real_sealed, display_name, state, created_at, expires_at, pgp_sealed FROM aliases ", $rest)
     };
 }
 
 macro_rules! pending_columns {
     () => {
-        "token_hash, kind, alias, real_hash, real_sealed, display_name, expires_at, lifetime"
+        "token_hash, kind, alias, real_hash, real_sealed, display_name, expires_at, lifetime, pgp_sealed"
     };
 }
 
@@ -164,6 +164,7 @@ fn pending_from_row(row: &PgRow) -> Result<PendingRecord, StoreError> {
         display_name: row.try_get("display_name")?,
         expires_at: row.try_get("expires_at")?,
         lifetime: row.try_get("lifetime")?,
+        pgp_sealed: row.try_get("pgp_sealed")?,
     })
 }
 
@@ -178,6 +179,7 @@ fn alias_from_row(row: &PgRow) -> Result<AliasRecord, StoreError> {
         state: AliasState::parse(row.try_get::<&str, _>("state")?)?,
         created_at: row.try_get("created_at")?,
         expires_at: row.try_get("expires_at")?,
+        pgp_sealed: row.try_get("pgp_sealed")?,
     })
 }
 
@@ -197,8 +199,8 @@ fn unique_violation(e: &sqlx::Error) -> Option<String> {
 impl Store for PostgresStore {
     async fn insert_alias(&self, rec: &AliasRecord) -> Result<(), StoreError> {
         let result = sqlx::query(
-            "INSERT INTO aliases (name, real_hash, real_sealed, display_name, state, created_at, expires_at) \
-             SELECT $1, $2, $3, $4, $5, $6, $7 WHERE NOT EXISTS (SELECT 1 FROM removed_aliases WHERE name = $1)",
+            "INSERT INTO aliases (name, real_hash, real_sealed, display_name, state, created_at, expires_at, pgp_sealed) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE NOT EXISTS (SELECT 1 FROM removed_aliases WHERE name = $1)",
         )
         .bind(rec.name.as_str())
         .bind(&rec.real_hash)
@@ -207,6 +209,7 @@ impl Store for PostgresStore {
         .bind(rec.state.as_str())
         .bind(rec.created_at)
         .bind(rec.expires_at)
+        .bind(&rec.pgp_sealed)
         .execute(&self.pool)
         .await;
         match result {
@@ -257,6 +260,19 @@ impl Store for PostgresStore {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(alias_from_row).collect()
+    }
+
+    async fn set_alias_key(
+        &self,
+        name: &AliasName,
+        pgp_sealed: Option<&[u8]>,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query("UPDATE aliases SET pgp_sealed = $1 WHERE name = $2")
+            .bind(pgp_sealed)
+            .bind(name.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
     }
 
     async fn set_alias_state(
@@ -482,8 +498,8 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await?;
         let result = sqlx::query(
-            "INSERT INTO pending (token_hash, kind, alias, real_hash, real_sealed, display_name, expires_at, lifetime) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO pending (token_hash, kind, alias, real_hash, real_sealed, display_name, expires_at, lifetime, pgp_sealed) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(&rec.token_hash)
         .bind(rec.kind.as_str())
@@ -493,6 +509,7 @@ impl Store for PostgresStore {
         .bind(&rec.display_name)
         .bind(rec.expires_at)
         .bind(rec.lifetime)
+        .bind(&rec.pgp_sealed)
         .execute(&mut *tx)
         .await;
         match result {

@@ -140,13 +140,13 @@ pub async fn backup(url: &str, dest: &std::path::Path) -> Result<(), StoreError>
 /// `SELECT` of every alias column, followed by the rest of the statement (kept `'static`).
 macro_rules! select_aliases {
     ($rest:literal) => {
-        concat!("SELECT id, name, real_hash, real_sealed, display_name, state, created_at, expires_at FROM aliases ", $rest)
+        concat!("SELECT id, name, real_hash, real_sealed, display_name, state, created_at, expires_at, pgp_sealed FROM aliases ", $rest)
     };
 }
 
 macro_rules! pending_columns {
     () => {
-        "token_hash, kind, alias, real_hash, real_sealed, display_name, expires_at, lifetime"
+        "token_hash, kind, alias, real_hash, real_sealed, display_name, expires_at, lifetime, pgp_sealed"
     };
 }
 
@@ -168,6 +168,7 @@ fn pending_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<PendingRecord, Stor
         display_name: row.try_get("display_name")?,
         expires_at: row.try_get("expires_at")?,
         lifetime: row.try_get("lifetime")?,
+        pgp_sealed: row.try_get("pgp_sealed")?,
     })
 }
 
@@ -182,6 +183,7 @@ fn alias_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<AliasRecord, StoreErr
         state: AliasState::parse(row.try_get::<&str, _>("state")?)?,
         created_at: row.try_get("created_at")?,
         expires_at: row.try_get("expires_at")?,
+        pgp_sealed: row.try_get("pgp_sealed")?,
     })
 }
 
@@ -196,8 +198,8 @@ fn unique_violation(e: &sqlx::Error) -> Option<String> {
 impl Store for SqliteStore {
     async fn insert_alias(&self, rec: &AliasRecord) -> Result<(), StoreError> {
         let result = sqlx::query(
-            "INSERT INTO aliases (name, real_hash, real_sealed, display_name, state, created_at, expires_at) \
-             SELECT ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM removed_aliases WHERE name = ?)",
+            "INSERT INTO aliases (name, real_hash, real_sealed, display_name, state, created_at, expires_at, pgp_sealed) \
+             SELECT ?, ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM removed_aliases WHERE name = ?)",
         )
         .bind(rec.name.as_str())
         .bind(&rec.real_hash)
@@ -206,6 +208,7 @@ impl Store for SqliteStore {
         .bind(rec.state.as_str())
         .bind(rec.created_at)
         .bind(rec.expires_at)
+        .bind(&rec.pgp_sealed)
         .bind(rec.name.as_str())
         .execute(&self.pool)
         .await;
@@ -257,6 +260,19 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(alias_from_row).collect()
+    }
+
+    async fn set_alias_key(
+        &self,
+        name: &AliasName,
+        pgp_sealed: Option<&[u8]>,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query("UPDATE aliases SET pgp_sealed = ? WHERE name = ?")
+            .bind(pgp_sealed)
+            .bind(name.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
     }
 
     async fn set_alias_state(
@@ -460,8 +476,8 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await?;
         let result = sqlx::query(
-            "INSERT INTO pending (token_hash, kind, alias, real_hash, real_sealed, display_name, expires_at, lifetime) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO pending (token_hash, kind, alias, real_hash, real_sealed, display_name, expires_at, lifetime, pgp_sealed) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&rec.token_hash)
         .bind(rec.kind.as_str())
@@ -471,6 +487,7 @@ impl Store for SqliteStore {
         .bind(&rec.display_name)
         .bind(rec.expires_at)
         .bind(rec.lifetime)
+        .bind(&rec.pgp_sealed)
         .execute(&mut *tx)
         .await;
         match result {
