@@ -97,7 +97,13 @@ pub fn key_expired(
         "so it was not delivered"
     };
     let body = format!(
-        "{what} arrived, but it could not be encrypted: your OpenPGP key {fingerprint} has          expired, {fate}.\r\n\r\n         To receive encrypted mail again, extend your key's expiry (for example          gpg --quick-set-expire {fingerprint} 1y) or make a new key, and have the new public          key registered for your alias (the operator: remailer alias key NAME FILE).          Until then mail for your alias is handled the same way.\r\n\r\n-- \r\nThe remailer at {domain}\r\n"
+        "{what} arrived, but it could not be encrypted: your OpenPGP key {fingerprint} \
+         has expired, {fate}.\r\n\r\n\
+         To receive encrypted mail again, extend your key's expiry (for example \
+         gpg --quick-set-expire {fingerprint} 1y) or make a new key, and have the new \
+         public key registered for your alias (the operator: remailer alias key NAME FILE). \
+         Until then mail for your alias is handled the same way.\r\n\r\n\
+         -- \r\nThe remailer at {domain}\r\n"
     );
     notice(
         domain,
