@@ -468,3 +468,39 @@ fn assert_key_notice(d: &Delivered, alias: &str, fate: &str) {
         assert!(!text.contains(leak), "{leak} in the notice:\n{text}");
     }
 }
+
+/// A bounce report for a message Joe sent: the notice to Joe, who has a key, is encrypted
+/// to it and, decrypted, names only aliases.
+#[tokio::test]
+async fn a_bounce_notice_to_a_keyed_member_arrives_encrypted() {
+    let sink = Sink::start(SinkMode::Accept).await;
+    let svc = Service::start(sink.port, "").await;
+    svc.add_alias("joe", JOE);
+    svc.add_alias("ann", ANN);
+    let gpg = Gpg::new();
+    set_key(&svc, "joe", &write_key(&svc, "joe.asc", &gpg.member_key("Joe <joe@real.example>")));
+    let mut c = Client::connect(svc.smtp_port).await;
+    let msg = message(JOE, "ann@remailer.test", "Will bounce", "hi");
+    assert_eq!(c.send_mail(JOE, &["ann@remailer.test"], &msg).await.code, 250);
+    let to_ann = sink.nth_mail(ANN, 1).await;
+    assert_eq!(to_ann.header("Subject").as_deref(), Some("Will bounce"), "Ann has no key");
+    let verp = to_ann.mail_from.clone();
+    let dsn = format!(
+        "From: MAILER-DAEMON@mx.mail.example\r\nTo: {verp}\r\nSubject: Undelivered Mail\r\n\
+         Auto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n\
+         --B\r\nContent-Type: text/plain\r\n\r\n<{ANN}>: 550 5.1.1 User unknown\r\n\r\n\
+         --B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.mail.example\r\n\r\n\
+         Final-Recipient: rfc822; {ANN}\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n--B--\r\n"
+    );
+    let mut c = Client::connect(svc.smtp_port).await;
+    assert_eq!(c.send_mail("", &[&verp], &dsn).await.code, 250);
+    let notice = sink.nth_mail(JOE, 1).await;
+    assert_rfc3156_and_signed(&svc, &notice);
+    assert!(!notice.text().contains("ann@remailer.test"), "the alias is inside only");
+    let inner = gpg.decrypt(&notice);
+    assert!(inner.contains("protected-headers=\"v1\""), "{inner}");
+    let body = inner_body(&inner);
+    assert!(body.contains("ann@remailer.test"), "{body}");
+    assert!(!inner.contains(ANN) && !inner.contains("mx.mail.example"), "{inner}");
+}
