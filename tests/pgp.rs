@@ -82,10 +82,18 @@ impl Gpg {
 
     /// Decrypts the armored block of an RFC 3156 message; panics if gpg cannot.
     fn decrypt(&self, delivered: &Delivered) -> String {
+        self.try_decrypt(delivered)
+            .unwrap_or_else(|err| panic!("gpg --decrypt failed: {err}\n{}", delivered.text()))
+    }
+
+    fn try_decrypt(&self, delivered: &Delivered) -> Result<String, String> {
         let block = armored_block(&delivered.text());
         let (ok, out, err) = self.run(&["--decrypt"], Some(block.as_bytes()));
-        assert!(ok, "gpg --decrypt failed: {err}\n{}", delivered.text());
-        String::from_utf8(out).unwrap()
+        if ok {
+            Ok(String::from_utf8(out).unwrap())
+        } else {
+            Err(err)
+        }
     }
 }
 
@@ -478,12 +486,23 @@ async fn a_bounce_notice_to_a_keyed_member_arrives_encrypted() {
     svc.add_alias("joe", JOE);
     svc.add_alias("ann", ANN);
     let gpg = Gpg::new();
-    set_key(&svc, "joe", &write_key(&svc, "joe.asc", &gpg.member_key("Joe <joe@real.example>")));
+    set_key(
+        &svc,
+        "joe",
+        &write_key(&svc, "joe.asc", &gpg.member_key("Joe <joe@real.example>")),
+    );
     let mut c = Client::connect(svc.smtp_port).await;
     let msg = message(JOE, "ann@remailer.test", "Will bounce", "hi");
-    assert_eq!(c.send_mail(JOE, &["ann@remailer.test"], &msg).await.code, 250);
+    assert_eq!(
+        c.send_mail(JOE, &["ann@remailer.test"], &msg).await.code,
+        250
+    );
     let to_ann = sink.nth_mail(ANN, 1).await;
-    assert_eq!(to_ann.header("Subject").as_deref(), Some("Will bounce"), "Ann has no key");
+    assert_eq!(
+        to_ann.header("Subject").as_deref(),
+        Some("Will bounce"),
+        "Ann has no key"
+    );
     let verp = to_ann.mail_from.clone();
     let dsn = format!(
         "From: MAILER-DAEMON@mx.mail.example\r\nTo: {verp}\r\nSubject: Undelivered Mail\r\n\
@@ -497,10 +516,109 @@ async fn a_bounce_notice_to_a_keyed_member_arrives_encrypted() {
     assert_eq!(c.send_mail("", &[&verp], &dsn).await.code, 250);
     let notice = sink.nth_mail(JOE, 1).await;
     assert_rfc3156_and_signed(&svc, &notice);
-    assert!(!notice.text().contains("ann@remailer.test"), "the alias is inside only");
+    assert!(
+        !notice.text().contains("ann@remailer.test"),
+        "the alias is inside only"
+    );
     let inner = gpg.decrypt(&notice);
     assert!(inner.contains("protected-headers=\"v1\""), "{inner}");
     let body = inner_body(&inner);
     assert!(body.contains("ann@remailer.test"), "{body}");
-    assert!(!inner.contains(ANN) && !inner.contains("mx.mail.example"), "{inner}");
+    assert!(
+        !inner.contains(ANN) && !inner.contains("mx.mail.example"),
+        "{inner}"
+    );
+}
+
+/// Opens a mailed link and presses its button; returns the result page.
+async fn press(web: &WebClient, token: &str, expect: &str) -> String {
+    let path = format!("/confirm/{token}");
+    let page = web.get(&path).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains(expect), "{expect}: {}", page.body);
+    let done = web.post(&path, &[("csrf", &csrf_of(&page.body))]).await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    done.body
+}
+
+/// `/key`: a member replaces the key (the link is encrypted to the current one, so only its
+/// holder can swap it) and removes it (the link encrypted to the key then in use).
+#[tokio::test]
+async fn a_member_replaces_and_removes_the_key_on_the_web() {
+    let (svc, sink, web) = start("").await;
+    svc.add_alias("joe", JOE);
+    svc.add_alias("ann", ANN);
+    let (old, new) = (Gpg::new(), Gpg::new());
+    let old_key = old.member_key("Ann <ann@mail.example>");
+    set_key(&svc, "ann", &write_key(&svc, "old.asc", &old_key));
+    let new_key = new.member_key("Ann <ann@mail.example>");
+
+    let a = web
+        .submit("/key", &[("address", ANN), ("pgp_key", "junk")])
+        .await;
+    assert_eq!(a.status, 422, "{}", a.body);
+    assert!(a.body.contains("id=\"pgp_key-error\""), "{}", a.body);
+    let stranger = "nobody@else.example";
+    let a = web
+        .submit("/key", &[("address", stranger), ("pgp_key", &new_key)])
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(a.body.contains("Check your mailbox"));
+
+    let a = web
+        .submit("/key", &[("address", ANN), ("pgp_key", &new_key)])
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let link = sink.nth_mail(ANN, 1).await;
+    assert_rfc3156_and_signed(&svc, &link);
+    assert!(
+        new.try_decrypt(&link).is_err(),
+        "the new key alone cannot confirm"
+    );
+    let token = confirm_token(&inner_body(&old.decrypt(&link))).expect("a link");
+    let fingerprint = new_key_fingerprint(&new);
+    let done = press(&web, &token, &fingerprint).await;
+    assert!(done.contains(&fingerprint), "{done}");
+
+    let mut c = Client::connect(svc.smtp_port).await;
+    let msg = message(JOE, "ann@remailer.test", "To the new key", "Hello.");
+    assert_eq!(
+        c.send_mail(JOE, &["ann@remailer.test"], &msg).await.code,
+        250
+    );
+    let mail = sink.nth_mail(ANN, 2).await;
+    assert!(old.try_decrypt(&mail).is_err(), "the old key is out");
+    assert!(new.decrypt(&mail).contains("Subject: To the new key"));
+
+    let a = web
+        .submit("/key", &[("address", ANN), ("pgp_key", "")])
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let link = sink.nth_mail(ANN, 3).await;
+    let token = confirm_token(&inner_body(&new.decrypt(&link))).expect("a link");
+    press(&web, &token, "remove the OpenPGP key").await;
+    let msg = message(JOE, "ann@remailer.test", "In clear again", "Hello.");
+    assert_eq!(
+        c.send_mail(JOE, &["ann@remailer.test"], &msg).await.code,
+        250
+    );
+    let mail = sink.nth_mail(ANN, 4).await;
+    assert_eq!(mail.header("Subject").as_deref(), Some("In clear again"));
+    assert!(
+        sink.mails_to(stranger).is_empty(),
+        "a non-member gets no mail"
+    );
+    let log = svc.log();
+    assert!(!log.contains(ANN) && !log.contains(&token), "{log}");
+}
+
+fn new_key_fingerprint(gpg: &Gpg) -> String {
+    let (ok, out, err) = gpg.run(&["--with-colons", "--list-keys"], None);
+    assert!(ok, "{err}");
+    let text = String::from_utf8(out).unwrap();
+    let fpr = text
+        .lines()
+        .find(|l| l.starts_with("fpr:"))
+        .expect("a fingerprint");
+    fpr.split(':').nth(9).unwrap().to_string()
 }

@@ -67,6 +67,9 @@ pub struct PendingView {
     pub alias: Alias,
     /// A registration's chosen lifetime in seconds (None: the alias never expires).
     pub lifetime: Option<i64>,
+    /// The fingerprint of the key a registration or key change gives (None: none; for a
+    /// key change, the key is removed).
+    pub fingerprint: Option<String>,
 }
 
 /// What pressing the button did.
@@ -74,6 +77,8 @@ pub struct PendingView {
 pub enum Confirmed {
     Registered(Alias),
     Removed(Alias),
+    /// The member's key was set (its fingerprint) or removed (None).
+    KeyChanged(Alias, Option<String>),
     /// The address got an alias since the link was sent (an address has one alias).
     AddressHasAlias,
     /// Unknown, used or expired.
@@ -313,6 +318,66 @@ impl Signup {
         self.send(real, mail).await
     }
 
+    /// A key change from the form (`pgp` None: remove the key). Ok means "check your
+    /// mailbox", for any address; only a member's address gets a mail. The confirmation is
+    /// encrypted to the member's current key while it is usable (whoever changes the key
+    /// must be able to read mail encrypted to it; a provider who reads the mailbox cannot
+    /// swap in a key of its own), else to the new key, else (a removal after the key
+    /// expired) in clear.
+    pub async fn request_key(
+        &self,
+        real: &RealAddress,
+        pgp: Option<PublicKey>,
+    ) -> Result<(), SignupError> {
+        if !self.may_mail(real).await? {
+            return Ok(());
+        }
+        let Some(member) = self.members.by_real(real).await? else {
+            return Ok(());
+        };
+        let alias = member.member.alias;
+        let (token, hash) = new_token(&self.members);
+        let rec = PendingRecord {
+            token_hash: hash,
+            kind: PendingKind::Key,
+            alias: alias.name.clone(),
+            real_hash: self.members.keys().address_hash(real).to_vec(),
+            real_sealed: Vec::new(),
+            display_name: None,
+            expires_at: now_unix() + self.ttl(),
+            lifetime: None,
+            pgp_sealed: pgp.as_ref().map(|k| self.members.keys().seal(k.bytes())),
+        };
+        (self.members.store().insert_pending(&rec, now_unix())).await?;
+        let fingerprint = pgp.as_ref().map(|k| k.fingerprint().to_string());
+        let mail = mails::confirm_key(
+            self.members.domain(),
+            real,
+            &alias,
+            fingerprint.as_deref(),
+            &self.link(&token),
+            self.web.token_hours,
+        );
+        let now = now_unix().max(0) as u64;
+        let current = member
+            .pgp
+            .filter(|k| k.usable_at(now))
+            .map(|k| (*k).clone());
+        match current.or(pgp) {
+            Some(key) => self.send_to_key(real, mail, key, alias.address()).await,
+            None => {
+                let delivery = self.delivery.clone();
+                let to = real.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = delivery.queue_notice_with_key(&to, mail, None, None).await {
+                        tracing::error!(error = %e, "could not queue a confirmation mail");
+                    }
+                });
+                Ok(())
+            }
+        }
+    }
+
     /// What the link would do, without doing it (a GET changes nothing).
     pub async fn peek(&self, token: &str) -> Result<Option<PendingView>, SignupError> {
         if !well_formed(token) {
@@ -320,13 +385,19 @@ impl Signup {
         }
         let hash = token_hash(&self.members, token);
         let found = self.members.store().pending(&hash, now_unix()).await?;
-        Ok(found
-            .filter(|r| same(&r.token_hash, &hash))
-            .map(|r| PendingView {
-                kind: r.kind,
-                lifetime: r.lifetime,
-                alias: Alias::new(r.alias, self.members.domain()),
-            }))
+        let Some(r) = found.filter(|r| same(&r.token_hash, &hash)) else {
+            return Ok(None);
+        };
+        let fingerprint = match &r.pgp_sealed {
+            Some(sealed) => Some(open_key(&self.members, sealed)?.fingerprint().to_string()),
+            None => None,
+        };
+        Ok(Some(PendingView {
+            kind: r.kind,
+            lifetime: r.lifetime,
+            alias: Alias::new(r.alias, self.members.domain()),
+            fingerprint,
+        }))
     }
 
     /// Does what the link stands for; a second call with the same token gets `Invalid`.
@@ -345,6 +416,7 @@ impl Signup {
         match rec.kind {
             PendingKind::Register => self.activate(alias, rec).await,
             PendingKind::Remove => self.remove(alias, rec).await,
+            PendingKind::Key => self.change_key(alias, rec).await,
         }
     }
 
@@ -386,13 +458,34 @@ impl Signup {
         Ok(Confirmed::Registered(alias))
     }
 
-    async fn remove(&self, alias: Alias, rec: PendingRecord) -> Result<Confirmed, SignupError> {
-        // The alias must still belong to the address the link was mailed to.
+    /// Whether the alias still belongs to the address a link was mailed to.
+    async fn still_theirs(&self, alias: &Alias, rec: &PendingRecord) -> Result<bool, SignupError> {
         let Some(member) = self.members.by_alias(&alias.name).await? else {
-            return Ok(Confirmed::Invalid);
+            return Ok(false);
         };
         let current = self.members.keys().address_hash(&member.member.real);
-        if !same(&current, &rec.real_hash) {
+        Ok(same(&current, &rec.real_hash))
+    }
+
+    async fn change_key(&self, alias: Alias, rec: PendingRecord) -> Result<Confirmed, SignupError> {
+        if !self.still_theirs(&alias, &rec).await? {
+            return Ok(Confirmed::Invalid);
+        }
+        let key = match &rec.pgp_sealed {
+            Some(sealed) => Some(open_key(&self.members, sealed)?),
+            None => None,
+        };
+        if !self.members.set_key(&alias.name, key.as_ref()).await? {
+            return Ok(Confirmed::Invalid);
+        }
+        tracing::info!(alias = %alias, set = key.is_some(), "OpenPGP key changed on the web");
+        let fingerprint = key.map(|k| k.fingerprint().to_string());
+        Ok(Confirmed::KeyChanged(alias, fingerprint))
+    }
+
+    async fn remove(&self, alias: Alias, rec: PendingRecord) -> Result<Confirmed, SignupError> {
+        // The alias must still belong to the address the link was mailed to.
+        if !self.still_theirs(&alias, &rec).await? {
             return Ok(Confirmed::Invalid);
         }
         match self.members.remove(&alias.name).await {

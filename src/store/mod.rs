@@ -211,6 +211,8 @@ pub struct SendLogEntry {
 pub enum PendingKind {
     Register,
     Remove,
+    /// Set (the record's key) or remove (no key) a member's OpenPGP key.
+    Key,
 }
 
 impl PendingKind {
@@ -218,6 +220,7 @@ impl PendingKind {
         match self {
             PendingKind::Register => "register",
             PendingKind::Remove => "remove",
+            PendingKind::Key => "key",
         }
     }
 
@@ -225,6 +228,7 @@ impl PendingKind {
         match s {
             "register" => Ok(PendingKind::Register),
             "remove" => Ok(PendingKind::Remove),
+            "key" => Ok(PendingKind::Key),
             other => Err(StoreError::Corrupt(format!("pending kind '{other}'"))),
         }
     }

@@ -119,7 +119,7 @@ fn register_page(web: &State, f: &RegisterFields, errors: &Errors, status: Statu
 }
 
 /// The OpenPGP key, if one was given and it is usable now.
-fn pgp_key(raw: &str, errors: &mut Errors) -> Option<PublicKey> {
+pub(super) fn pgp_key(raw: &str, errors: &mut Errors) -> Option<PublicKey> {
     let key = raw.trim();
     if key.is_empty() {
         return None;
@@ -203,7 +203,7 @@ async fn register(
     }
 }
 
-fn parse_address(
+pub(super) fn parse_address(
     raw: &str,
     domain: &crate::address::Domain,
     errors: &mut Errors,
@@ -223,7 +223,7 @@ fn parse_address(
 }
 
 /// The answer to an accepted form, the same for every address.
-fn check_mailbox(what: &str) -> Page {
+pub(super) fn check_mailbox(what: &str) -> Page {
     Page::ok(
         "Check your mailbox",
         html! {
