@@ -1,7 +1,8 @@
 //! `remail`: what happens to a transaction after DATA. For mail to aliases: look up the
-//! members the message mentions, run [`rewrite`](crate::rewrite::rewrite), record the
-//! Message-ID pair for threading, and make one spool entry per recipient durable before the
-//! client gets `250`. Then hand the entries to [`delivery`](crate::delivery).
+//! members the message mentions, run [`rewrite`](crate::rewrite::rewrite), encrypt the result
+//! for each recipient who has an OpenPGP key ([`crate::encrypt`], before DKIM signing; an
+//! expired key per `privacy.pgp_expired`), record the Message-ID pair for threading, and make
+//! one spool entry per recipient durable before the client gets `250`. Then hand the entries to [`delivery`](crate::delivery).
 //! For mail to bounce addresses: hand it to [`bounces`](crate::bounces); an automatic reply
 //! is remailed to the original sender only when it authenticates as the original recipient's
 //! real address (see [`Remail::auto_reply`]); otherwise it is accepted and discarded.
