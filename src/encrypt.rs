@@ -117,14 +117,13 @@ impl PublicKey {
         let self_sig = latest_self_signature(&key).ok_or(KeyError::Unparseable)?;
         let primary_expires = expiry(primary.created_at().as_secs(), self_sig);
         let mut encryptors = Vec::new();
-        if self_sig.key_flags().encrypt_comms() || self_sig.key_flags().encrypt_storage() {
-            if primary.algorithm().can_encrypt() {
-                encryptors.push(Encryptor {
-                    target: Target::Primary,
-                    created: primary.created_at().as_secs(),
-                    expires: primary_expires,
-                });
-            }
+        let flags = self_sig.key_flags();
+        if (flags.encrypt_comms() || flags.encrypt_storage()) && primary.algorithm().can_encrypt() {
+            encryptors.push(Encryptor {
+                target: Target::Primary,
+                created: primary.created_at().as_secs(),
+                expires: primary_expires,
+            });
         }
         for (i, sub) in key.public_subkeys.iter().enumerate() {
             if let Some(e) = subkey_encryptor(&key, i, sub) {

@@ -183,8 +183,27 @@ async fn mail_to_a_keyed_member_arrives_encrypted_and_decrypts_with_gnupg() {
     svc.add_alias("joe", JOE);
     svc.add_alias("ann", ANN);
     let gpg = Gpg::new();
-    let key = write_key(&svc, "ann.asc", &gpg.member_key("Ann <ann@mail.example>"));
+    let armored = gpg.member_key("Ann <ann@mail.example>");
+    let key = write_key(&svc, "ann.asc", &armored);
     set_key(&svc, "ann", &key);
+    // The store holds the key sealed: no line of its armor, in the database or its WAL.
+    let line = armored
+        .lines()
+        .find(|l| l.len() == 64)
+        .expect("a base64 line");
+    for file in ["remailer.db", "remailer.db-wal"] {
+        let path = svc.dir.join("data").join(file);
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        assert!(
+            file.ends_with("-wal") || bytes.len() > 4096,
+            "{path:?} is the database"
+        );
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            !text.contains(line) && !text.contains("mail.example"),
+            "{file}"
+        );
+    }
 
     let (code, shown, _) = svc.cli(&["alias", "show", "ann"]);
     assert_eq!(code, 0);
