@@ -195,7 +195,7 @@ async fn mail_to_a_keyed_member_arrives_encrypted_and_decrypts_with_gnupg() {
         let path = svc.dir.join("data").join(file);
         let bytes = std::fs::read(&path).unwrap_or_default();
         assert!(
-            file.ends_with("-wal") || bytes.len() > 4096,
+            file.ends_with("-wal") || !bytes.is_empty(),
             "{path:?} is the database"
         );
         let text = String::from_utf8_lossy(&bytes);
