@@ -157,6 +157,9 @@ impl PublicKey {
 
     /// When the key stops being usable (Unix seconds; None: never).
     pub fn expires_at(&self) -> Option<u64> {
+        if self.encryptors.is_empty() {
+            return self.primary_expires;
+        }
         let sub = self
             .encryptors
             .iter()
