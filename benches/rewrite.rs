@@ -1,4 +1,6 @@
-//! Rewrite throughput on one core: the whole fixture corpus and a plain 4 KB text message.
+//! Rewrite throughput on one core: the whole fixture corpus and a plain 4 KB text message;
+//! and what encrypting that rewritten message to a member's OpenPGP key costs (`encrypt`:
+//! PGP/MIME to a Curve25519 key and to an RSA 3072 key, the fixtures in tests/fixtures/pgp).
 //! Criterion reports time per iteration and bytes/s; afterwards a plain timed loop prints
 //! messages/s and MB/s per core for the corpus.
 //!
@@ -17,6 +19,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use remailer::encrypt::{encrypt_message, PublicKey};
 use remailer::rewrite::{rewrite, scan};
 use support::{fixture_context, Cast};
 
@@ -162,6 +165,20 @@ fn bench(c: &mut Criterion) {
                 b.iter(|| rewrite_one(&cast, black_box(raw), on))
             });
         }
+    }
+    g.finish();
+
+    let rewritten = rewrite(&plain, &ctx, &cast.dir).unwrap().message;
+    let mut g = c.benchmark_group("encrypt");
+    g.throughput(Throughput::Bytes(rewritten.len() as u64));
+    for (name, file) in [("cv25519", "member.asc"), ("rsa3072", "rsa.asc")] {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/pgp")
+            .join(file);
+        let key = PublicKey::load(&fs::read(path).unwrap()).unwrap();
+        g.bench_function(format!("plain 4 KB rewritten, to {name}"), |b| {
+            b.iter(|| encrypt_message(black_box(&rewritten), &key).unwrap())
+        });
     }
     g.finish();
 

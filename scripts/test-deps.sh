@@ -4,7 +4,7 @@
 #
 # Python (tests/dkim_verify.py): dkimpy, the independent DKIM verifier; PyNaCl for its
 # ed25519-sha256 support; dnspython, which dkimpy imports. Debian: chromium and
-# chromium-driver for the real-browser test (see the end of this file).
+# chromium-driver for the real-browser test (see the end of this file); gnupg for tests/pgp.rs.
 set -euo pipefail
 
 PYTHON="${PYTHON:-python3}"
@@ -42,6 +42,8 @@ deb_missing=()
 # independently of the crates that clean them.
 [[ -x /usr/bin/exiftool ]] || deb_missing+=(libimage-exiftool-perl)
 [[ -x /usr/bin/pdftoppm ]] || deb_missing+=(poppler-utils)
+# tests/pgp.rs: GnuPG makes the members' keys and decrypts what arrives (gpg, gpgconf).
+[[ -x /usr/bin/gpg && -x /usr/bin/gpgconf ]] || deb_missing+=(gnupg)
 
 if ((${#deb_missing[@]})); then
     echo "test-deps: installing ${deb_missing[*]} (Debian)" >&2
@@ -53,7 +55,7 @@ if ((${#deb_missing[@]})); then
     }
     apt_install || { "${SUDO[@]}" apt-get update -q && apt_install; }
 else
-    echo "test-deps: chromium, chromedriver, exiftool and poppler-utils present" >&2
+    echo "test-deps: chromium, chromedriver, exiftool, poppler-utils and gnupg present" >&2
 fi
 
 # PostgreSQL (tests/store_backends.rs, tests/nodes.rs): Debian's `postgresql` package gives

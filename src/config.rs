@@ -440,6 +440,22 @@ pub struct PrivacyConfig {
     /// document properties) and members' names from file names; a file that cannot be
     /// cleaned refuses the message (ARCHITECTURE.md §3).
     pub strip_attachment_metadata: bool,
+    /// What mail to a member whose OpenPGP key has expired becomes (never silent clear text).
+    pub pgp_expired: PgpExpired,
+}
+
+/// `privacy.pgp_expired`: mail for a member whose registered key has expired since.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PgpExpired {
+    /// The message is withheld; the member gets a clear notice (aliases only) that a message
+    /// arrived but could not be encrypted, and how to replace the key.
+    #[default]
+    Notice,
+    /// The message is refused at DATA (`550 5.7.1`), so its sender knows it was not delivered.
+    Refuse,
+    /// The message goes in clear, with the same notice to the member beside it.
+    Plain,
 }
 
 /// `privacy.remote_content`.
@@ -461,6 +477,7 @@ impl Default for PrivacyConfig {
             send_log_days: 7,
             remote_content: RemoteContent::Strip,
             strip_attachment_metadata: true,
+            pgp_expired: PgpExpired::Notice,
         }
     }
 }

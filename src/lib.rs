@@ -27,6 +27,7 @@ pub mod dkim;
 pub mod dns_records;
 pub mod dsn;
 pub mod duration;
+pub mod encrypt;
 pub mod envelope;
 #[doc(hidden)]
 pub mod fuzzing;

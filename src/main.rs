@@ -145,6 +145,23 @@ enum AliasCommand {
         /// The paused alias (`ann` or `ann@DOMAIN`).
         name: String,
     },
+    /// Show one alias: state, expiry and OpenPGP key (never the real address).
+    Show {
+        /// The alias (`ann` or `ann@DOMAIN`).
+        name: String,
+    },
+    /// Set the OpenPGP public key (armored or binary FILE, '-' for standard input) that mail
+    /// and notices to the member are encrypted to, or remove it with --remove.
+    Key {
+        /// The alias (`ann` or `ann@DOMAIN`).
+        name: String,
+        /// The public key file (`gpg --armor --export ADDRESS > FILE`).
+        #[arg(required_unless_present = "remove", conflicts_with = "remove")]
+        file: Option<PathBuf>,
+        /// Remove the key: mail to the member goes in clear again.
+        #[arg(long)]
+        remove: bool,
+    },
     /// Add many aliases from a file of `NAME REAL_ADDRESS` lines ('-' for standard input).
     ///
     /// Every line is checked first, against the file and the database; if any line is bad,
@@ -342,7 +359,9 @@ async fn backup(config: &Config, file: &std::path::Path) -> Result<()> {
 
 async fn alias(config: &Config, cmd: AliasCommand) -> Result<()> {
     let (_keys, members) = match cmd {
-        AliasCommand::List => service::open_members_existing(config).await?,
+        AliasCommand::List | AliasCommand::Show { .. } => {
+            service::open_members_existing(config).await?
+        }
         _ => service::open_members(config).await?,
     };
     let result = alias_command(&members, cmd).await;
@@ -393,13 +412,28 @@ async fn alias_command(members: &remailer::members::Members, cmd: AliasCommand) 
                     Some(at) => format!("\texpires {}", utc(at)),
                     None => String::new(),
                 };
+                let key = match &e.pgp {
+                    Some(k) => format!("\tkey {}", k.fingerprint()),
+                    None => String::new(),
+                };
                 println!(
-                    "{}\t{}\t{}{expiry}",
+                    "{}\t{}\t{}{expiry}{key}",
                     e.member.alias,
                     e.member.real.expose(),
                     e.state.as_str()
                 );
             }
+        }
+        AliasCommand::Show { name } => {
+            let alias = Alias::parse(&name, &domain)?;
+            let Some(e) = members.by_alias(&alias.name).await? else {
+                bail!("no alias named {}", alias.name);
+            };
+            show_alias(&e);
+        }
+        AliasCommand::Key { name, file, remove } => {
+            let alias = Alias::parse(&name, &domain)?;
+            set_key(members, &alias, file.filter(|_| !remove)).await?;
         }
         AliasCommand::Import { file } => {
             let text = if file.as_os_str() == "-" {
@@ -410,6 +444,59 @@ async fn alias_command(members: &remailer::members::Members, cmd: AliasCommand) 
             };
             import::run(members, &text).await?;
         }
+    }
+    Ok(())
+}
+
+/// `alias show`: everything but the real address.
+fn show_alias(e: &remailer::members::MemberEntry) {
+    println!("alias\t{}", e.member.alias);
+    println!("state\t{}", e.state.as_str());
+    if let Some(at) = e.expires_at {
+        println!("expires\t{}", utc(at));
+    }
+    match &e.pgp {
+        Some(k) => {
+            println!("key\t{}", k.fingerprint());
+            let now = remailer::store::now_unix().max(0) as u64;
+            match k.expires_at() {
+                Some(at) if !k.usable_at(now) => println!("key expired\t{}", utc(at as i64)),
+                Some(at) => println!("key expires\t{}", utc(at as i64)),
+                None => {}
+            }
+        }
+        None => println!("key\tnone (mail goes in clear)"),
+    }
+}
+
+/// `alias key NAME FILE` (validated now) or `alias key NAME --remove` (file None).
+async fn set_key(
+    members: &remailer::members::Members,
+    alias: &Alias,
+    file: Option<PathBuf>,
+) -> Result<()> {
+    let key = match &file {
+        Some(file) => {
+            let bytes = if file.as_os_str() == "-" {
+                let mut buf = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)?;
+                buf
+            } else {
+                std::fs::read(file).with_context(|| format!("reading {}", file.display()))?
+            };
+            let now = remailer::store::now_unix().max(0) as u64;
+            let key = remailer::encrypt::PublicKey::parse(&bytes, now)
+                .with_context(|| format!("the key in {} is refused", file.display()))?;
+            Some(key)
+        }
+        None => None,
+    };
+    if !members.set_key(&alias.name, key.as_ref()).await? {
+        bail!("no alias named {}", alias.name);
+    }
+    match key {
+        Some(k) => println!("{alias}: mail is encrypted to key {}", k.fingerprint()),
+        None => println!("{alias}: key removed, mail goes in clear"),
     }
     Ok(())
 }

@@ -13,6 +13,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::address::{AddressError, Alias, AliasName, Domain, Member, RealAddress};
+use crate::encrypt::PublicKey;
 use crate::keys::Keys;
 use crate::store::{
     now_unix, AliasRecord, AliasState, BounceReport, BounceTally, NameStatus, Store, StoreError,
@@ -41,6 +42,8 @@ pub struct MemberEntry {
     pub created_at: i64,
     /// Unix seconds from which the alias is expired; None: never.
     pub expires_at: Option<i64>,
+    /// The member's OpenPGP key: mail and notices to them are encrypted to it.
+    pub pgp: Option<Arc<PublicKey>>,
 }
 
 impl MemberEntry {
@@ -124,6 +127,19 @@ impl Members {
         display_name: Option<String>,
         expires_at: Option<i64>,
     ) -> Result<(), MembersError> {
+        self.add_with_key(alias, real, display_name, expires_at, None)
+            .await
+    }
+
+    /// [`Members::add_confirmed`] with the member's OpenPGP key (stored sealed), in one insert.
+    pub async fn add_with_key(
+        &self,
+        alias: &Alias,
+        real: &RealAddress,
+        display_name: Option<String>,
+        expires_at: Option<i64>,
+        pgp: Option<&PublicKey>,
+    ) -> Result<(), MembersError> {
         if self.domain.covers(real.domain()) {
             return Err(MembersError::AddressIsAlias);
         }
@@ -136,6 +152,7 @@ impl Members {
             state: AliasState::Active,
             created_at: now_unix(),
             expires_at,
+            pgp_sealed: pgp.map(|k| self.keys.seal(k.bytes())),
         };
         self.store.insert_alias(&rec).await?;
         self.clear_cache();
@@ -171,6 +188,18 @@ impl Members {
         } else {
             Err(MembersError::NoSuchAlias(name.to_string()))
         }
+    }
+
+    /// Sets (Some) or removes (None) a member's OpenPGP key; false when no such alias.
+    pub async fn set_key(
+        &self,
+        name: &AliasName,
+        pgp: Option<&PublicKey>,
+    ) -> Result<bool, MembersError> {
+        let sealed = pgp.map(|k| self.keys.seal(k.bytes()));
+        let changed = self.store.set_alias_key(name, sealed.as_deref()).await?;
+        self.clear_cache();
+        Ok(changed)
     }
 
     /// Retires an expired alias like a removal (the name is never given out again, and
@@ -255,7 +284,12 @@ impl Members {
         // The parse error would name the address's domain, and errors reach log lines.
         let real = RealAddress::parse_any(&text)
             .map_err(|_| StoreError::Corrupt("a sealed address does not parse".into()))?;
+        let pgp = match &r.pgp_sealed {
+            Some(sealed) => Some(Arc::new(self.open_key(sealed)?)),
+            None => None,
+        };
         Ok(MemberEntry {
+            pgp,
             id: r.id,
             member: Member {
                 alias: Alias::new(r.name, &self.domain),
@@ -266,6 +300,18 @@ impl Members {
             created_at: r.created_at,
             expires_at: r.expires_at,
         })
+    }
+}
+
+impl Members {
+    /// A stored key, opened and read (validated when it was stored; it may have expired).
+    fn open_key(&self, sealed: &[u8]) -> Result<PublicKey, MembersError> {
+        let bytes = self
+            .keys
+            .open(sealed)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        PublicKey::load(&bytes)
+            .map_err(|e| StoreError::Corrupt(format!("a stored OpenPGP key: {e}")).into())
     }
 }
 

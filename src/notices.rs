@@ -76,6 +76,43 @@ pub fn undelivered(
     )
 }
 
+/// Builds the clear notice that a message for `alias` (from `from`, an alias, when known)
+/// could not be encrypted because the member's key `fingerprint` has expired
+/// (`privacy.pgp_expired`); `delivered_in_clear` when it went anyway (`"plain"`).
+pub fn key_expired(
+    domain: &Domain,
+    to: &RealAddress,
+    alias: &str,
+    from: Option<&str>,
+    fingerprint: &str,
+    delivered_in_clear: bool,
+) -> Vec<u8> {
+    let what = match from {
+        Some(from) => format!("A message from {from} to your alias {alias}"),
+        None => format!("A message from the remailer to your alias {alias}"),
+    };
+    let fate = if delivered_in_clear {
+        "so it was delivered to you without encryption, as a separate message"
+    } else {
+        "so it was not delivered"
+    };
+    let body = format!(
+        "{what} arrived, but it could not be encrypted: your OpenPGP key {fingerprint} \
+         has expired, {fate}.\r\n\r\n\
+         To receive encrypted mail again, extend your key's expiry (for example \
+         gpg --quick-set-expire {fingerprint} 1y) or make a new key, and have the new \
+         public key registered for your alias (the operator: remailer alias key NAME FILE). \
+         Until then mail for your alias is handled the same way.\r\n\r\n\
+         -- \r\nThe remailer at {domain}\r\n"
+    );
+    notice(
+        domain,
+        to,
+        "A message could not be encrypted to your key",
+        body,
+    )
+}
+
 /// A short plain-text message from `mailer-daemon@DOMAIN` (`Auto-Submitted: auto-replied`).
 pub fn notice(domain: &Domain, to: &RealAddress, subject: &str, body: String) -> Vec<u8> {
     header(domain, "mailer-daemon", to, subject, "auto-replied")

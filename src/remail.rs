@@ -1,7 +1,8 @@
 //! `remail`: what happens to a transaction after DATA. For mail to aliases: look up the
-//! members the message mentions, run [`rewrite`](crate::rewrite::rewrite), record the
-//! Message-ID pair for threading, and make one spool entry per recipient durable before the
-//! client gets `250`. Then hand the entries to [`delivery`](crate::delivery).
+//! members the message mentions, run [`rewrite`](crate::rewrite::rewrite), encrypt the result
+//! for each recipient who has an OpenPGP key ([`crate::encrypt`], before DKIM signing; an
+//! expired key per `privacy.pgp_expired`), record the Message-ID pair for threading, and make
+//! one spool entry per recipient durable before the client gets `250`. Then hand the entries to [`delivery`](crate::delivery).
 //! For mail to bounce addresses: hand it to [`bounces`](crate::bounces); an automatic reply
 //! is remailed to the original sender only when it authenticates as the original recipient's
 //! real address (see [`Remail::auto_reply`]); otherwise it is accepted and discarded.
@@ -16,7 +17,7 @@ use rand::RngCore;
 use crate::address::{Domain, RealAddress};
 use crate::bounce::BounceToken;
 use crate::bounces::{Bounces, Outcome};
-use crate::config::{Config, PrivacyConfig, RemoteContent};
+use crate::config::{Config, PgpExpired, PrivacyConfig, RemoteContent};
 use crate::delivery::schedule::{now_ms, Schedule};
 use crate::delivery::Delivery;
 use crate::dkim::DkimKeys;
@@ -166,6 +167,7 @@ impl Remail {
             strip_remote_content: self.settings.privacy.remote_content == RemoteContent::Strip,
             strip_attachment_metadata: self.settings.privacy.strip_attachment_metadata,
             schedule: self.settings.schedule,
+            pgp_expired: self.settings.privacy.pgp_expired,
             sender: sender.clone(),
             recipients: to.iter().map(|m| (*m).clone()).collect(),
             snapshot,
@@ -205,9 +207,17 @@ impl Remail {
         if !self.settings.privacy.send_log {
             return;
         }
+        // Remailed copies only (a notice about an expired key stands in for some), each with
+        // its recipient.
         let rows: Vec<SendLogEntry> = entries
             .iter()
-            .zip(to)
+            .filter(|e| e.envelope.kind == Kind::Remail)
+            .filter_map(|e| {
+                let rcpt = to.iter().find(|m| {
+                    e.envelope.recipient_alias.as_deref() == Some(&m.member.alias.address())
+                })?;
+                Some((e, rcpt))
+            })
             .map(|(e, rcpt)| SendLogEntry {
                 at: e.envelope.created,
                 queue_id: e.id.clone(),
@@ -414,6 +424,8 @@ struct Job {
     strip_attachment_metadata: bool,
     /// Release times (`delivery.delay`, `delivery.pool_interval`), chosen before the 250.
     schedule: Schedule,
+    /// `privacy.pgp_expired`.
+    pgp_expired: PgpExpired,
     sender: MemberEntry,
     recipients: Vec<MemberEntry>,
     snapshot: Lookup,
@@ -429,6 +441,102 @@ const INLINE_MAX: usize = 64 * 1024;
 type Done = (Vec<Entry>, (String, Option<String>));
 
 impl Job {
+    /// One spool entry per recipient: the signed clear message, shared, for members without
+    /// a key; for a member with a key, the message encrypted to it (PGP/MIME, after the
+    /// rewrite, before DKIM signing), or per `privacy.pgp_expired` when the key has expired.
+    fn entries(&self, rewritten: &[u8]) -> Result<Vec<Entry>, Refusal> {
+        let now = now_unix();
+        let expired = |r: &MemberEntry| r.pgp.as_ref().is_some_and(|k| !k.usable_at(now as u64));
+        if self.pgp_expired == PgpExpired::Refuse && self.recipients.iter().any(expired) {
+            tracing::info!("refused a message: a recipient's OpenPGP key has expired");
+            return Err(Refusal::RecipientKeyExpired);
+        }
+        let mut clear: Option<Arc<Vec<u8>>> = None;
+        let mut clear_copy = || -> Result<Arc<Vec<u8>>, Refusal> {
+            if clear.is_none() {
+                let signed = crate::wire::seal(&self.dkim, rewritten).map_err(local_error)?;
+                clear = Some(Arc::new(signed));
+            }
+            Ok(clear.clone().expect("set above"))
+        };
+        let mut entries = Vec::with_capacity(self.recipients.len());
+        for rcpt in &self.recipients {
+            let Some(key) = &rcpt.pgp else {
+                entries.push(self.remail_entry(rcpt, clear_copy()?, now));
+                continue;
+            };
+            if key.usable_at(now as u64) {
+                let encrypted =
+                    crate::encrypt::encrypt_message(rewritten, key).map_err(local_error)?;
+                let signed = crate::wire::seal(&self.dkim, &encrypted).map_err(local_error)?;
+                entries.push(self.remail_entry(rcpt, Arc::new(signed), now));
+                continue;
+            }
+            let plain = self.pgp_expired == PgpExpired::Plain;
+            if plain {
+                entries.push(self.remail_entry(rcpt, clear_copy()?, now));
+            }
+            entries.push(self.key_expired_notice(rcpt, key, plain, now)?);
+            tracing::info!(
+                in_clear = plain,
+                "a recipient's OpenPGP key has expired; notice queued"
+            );
+        }
+        Ok(entries)
+    }
+
+    fn remail_entry(&self, rcpt: &MemberEntry, message: Arc<Vec<u8>>, now: i64) -> Entry {
+        Entry {
+            id: Spool::new_id(),
+            envelope: Envelope {
+                kind: Kind::Remail,
+                mail_from: BounceToken::new(self.sender.id, rcpt.id, now)
+                    .address(&self.keys, &self.domain),
+                rcpt: rcpt.member.real.expose(),
+                recipient_alias: Some(rcpt.member.alias.address()),
+                sender_id: Some(self.sender.id),
+                created: now,
+                release_ms: self.schedule.release_at(now_ms()),
+            },
+            message,
+            history: Vec::new(),
+        }
+    }
+
+    /// The clear notice a member gets instead of (or, with `"plain"`, beside) a message their
+    /// expired key could not encrypt; like every notice it is not delayed.
+    fn key_expired_notice(
+        &self,
+        rcpt: &MemberEntry,
+        key: &crate::encrypt::PublicKey,
+        in_clear: bool,
+        now: i64,
+    ) -> Result<Entry, Refusal> {
+        let notice = crate::notices::key_expired(
+            &self.domain,
+            &rcpt.member.real,
+            &rcpt.member.alias.address(),
+            Some(&self.sender.member.alias.address()),
+            key.fingerprint(),
+            in_clear,
+        );
+        let signed = crate::wire::seal(&self.dkim, &notice).map_err(local_error)?;
+        Ok(Entry {
+            id: Spool::new_id(),
+            envelope: Envelope {
+                kind: Kind::Notice,
+                mail_from: String::new(),
+                rcpt: rcpt.member.real.expose(),
+                recipient_alias: None,
+                sender_id: None,
+                created: now,
+                release_ms: None,
+            },
+            message: Arc::new(signed),
+            history: Vec::new(),
+        })
+    }
+
     /// `Ok(None)`: the message was our own mail coming back, and is dropped.
     fn run(self, raw: &[u8]) -> Result<Option<Done>, Refusal> {
         let members: Vec<Member> = self.recipients.iter().map(|m| m.member.clone()).collect();
@@ -457,28 +565,7 @@ impl Job {
                 });
             }
         };
-        let signed = crate::wire::seal(&self.dkim, &rewritten.message).map_err(local_error)?;
-        let message = Arc::new(signed);
-        let now = now_unix();
-        let entries: Vec<Entry> = self
-            .recipients
-            .iter()
-            .map(|rcpt| Entry {
-                id: Spool::new_id(),
-                envelope: Envelope {
-                    kind: Kind::Remail,
-                    mail_from: BounceToken::new(self.sender.id, rcpt.id, now)
-                        .address(&self.keys, &self.domain),
-                    rcpt: rcpt.member.real.expose(),
-                    recipient_alias: Some(rcpt.member.alias.address()),
-                    sender_id: Some(self.sender.id),
-                    created: now,
-                    release_ms: self.schedule.release_at(now_ms()),
-                },
-                message: message.clone(),
-                history: Vec::new(),
-            })
-            .collect();
+        let entries = self.entries(&rewritten.message)?;
         Ok(Some((
             entries,
             (rewritten.message_id, rewritten.original_message_id),

@@ -347,6 +347,8 @@ pub enum Refusal {
     },
     /// The From header is not the member's registered address.
     FromMismatch,
+    /// A recipient's OpenPGP key has expired and `privacy.pgp_expired = "refuse"`.
+    RecipientKeyExpired,
     /// The rewrite refused the content (ARCHITECTURE.md §3, fail closed); the code and
     /// enhanced status are the rewrite's (`RewriteError::status`), the text its reason.
     Content {
@@ -457,6 +459,11 @@ fn refusal_of_alias(refusal: Refusal) -> Reply {
             550,
             [5, 7, 1],
             "The From header must be the address you registered, the same as the envelope sender",
+        ),
+        RecipientKeyExpired => Reply::new(
+            550,
+            [5, 7, 1],
+            "A recipient's encryption key has expired; the message was not delivered",
         ),
         Content { code, esc, text } => Reply::new(code, esc, text),
         LocalProblem => Reply::new(

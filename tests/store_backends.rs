@@ -60,6 +60,7 @@ both!(
     expired_aliases_are_retired_and_named_so,
     key_fingerprint_is_recorded_once,
     mta_sts_policies_are_replaced_and_expire,
+    pgp_keys_are_stored_with_aliases_and_pending_registrations,
 );
 
 fn name(s: &str) -> AliasName {
@@ -76,6 +77,7 @@ fn alias(n: &str, hash: u8) -> AliasRecord {
         state: AliasState::Active,
         created_at: 1_700_000_000,
         expires_at: None,
+        pgp_sealed: None,
     }
 }
 
@@ -261,7 +263,36 @@ fn pending(token: u8, kind: PendingKind, alias: &str) -> PendingRecord {
         display_name: None,
         expires_at: 1000,
         lifetime: Some(3600),
+        pgp_sealed: None,
     }
+}
+
+async fn pgp_keys_are_stored_with_aliases_and_pending_registrations(s: Arc<dyn Store>) {
+    let mut keyed = alias("kim", 7);
+    keyed.pgp_sealed = Some(vec![9; 40]);
+    s.insert_alias(&keyed).await.unwrap();
+    s.insert_alias(&alias("lou", 8)).await.unwrap();
+    let got = |n: &'static str| {
+        let s = s.clone();
+        async move { s.alias_by_name(&name(n)).await.unwrap().unwrap().pgp_sealed }
+    };
+    assert_eq!(got("kim").await, Some(vec![9; 40]));
+    assert_eq!(got("lou").await, None);
+    assert!(s.set_alias_key(&name("lou"), Some(&[5; 8])).await.unwrap());
+    assert_eq!(got("lou").await, Some(vec![5; 8]));
+    assert!(s.set_alias_key(&name("kim"), None).await.unwrap());
+    assert_eq!(got("kim").await, None);
+    assert!(!s.set_alias_key(&name("zed"), Some(&[1])).await.unwrap());
+    let listed = s.list_aliases().await.unwrap();
+    assert_eq!(listed.iter().filter(|a| a.pgp_sealed.is_some()).count(), 1);
+
+    let mut rec = pending(40, PendingKind::Register, "keyed");
+    rec.pgp_sealed = Some(vec![4; 16]);
+    s.insert_pending(&rec, 0).await.unwrap();
+    let peeked = s.pending(&[40; 32], 0).await.unwrap().unwrap();
+    assert_eq!(peeked.pgp_sealed, Some(vec![4; 16]));
+    let taken = s.take_pending(&[40; 32], 0).await.unwrap().unwrap();
+    assert_eq!(taken.pgp_sealed, Some(vec![4; 16]));
 }
 
 async fn pending_links_are_single_use_and_hold_their_name(s: Arc<dyn Store>) {

@@ -530,7 +530,49 @@ impl Delivery {
     /// Signs and queues a message from the service to a member (null envelope sender).
     /// Notices are not delayed: their timing follows the service's own events (a refusal,
     /// a registration), and a confirmation must arrive while its link is valid.
+    /// A notice to a member with an OpenPGP key is encrypted to it (see
+    /// [`Delivery::queue_notice_with_key`]).
     pub async fn queue_notice(&self, to: &RealAddress, message: Vec<u8>) -> Result<(), String> {
+        let member = (self.inner.members.by_real(to).await).map_err(|e| e.to_string())?;
+        let key = member.as_ref().and_then(|m| m.pgp.clone());
+        let alias = member.map(|m| m.member.alias.address());
+        self.queue_notice_with_key(to, message, key.as_deref(), alias.as_deref())
+            .await
+    }
+
+    /// Queues a notice to `to`, encrypted to `key` when one is given (PGP/MIME, before
+    /// signing). A key that has expired gets, per `privacy.pgp_expired`, a clear notice
+    /// naming `alias` instead (`"plain"`: beside the notice in clear); never silent clear text.
+    pub async fn queue_notice_with_key(
+        &self,
+        to: &RealAddress,
+        message: Vec<u8>,
+        key: Option<&crate::encrypt::PublicKey>,
+        alias: Option<&str>,
+    ) -> Result<(), String> {
+        let Some(key) = key else {
+            return self.queue_clear_notice(to, message).await;
+        };
+        if key.usable_at(crate::store::now_unix().max(0) as u64) {
+            let encrypted =
+                crate::encrypt::encrypt_message(&message, key).map_err(|e| e.to_string())?;
+            return self.queue_clear_notice(to, encrypted).await;
+        }
+        let plain = self.inner.config.privacy.pgp_expired == crate::config::PgpExpired::Plain;
+        if plain {
+            self.queue_clear_notice(to, message).await?;
+        }
+        let alias = alias.unwrap_or("(your new alias)");
+        let domain = self.inner.members.domain();
+        let notice = notices::key_expired(domain, to, alias, None, key.fingerprint(), plain);
+        tracing::info!(
+            in_clear = plain,
+            "a notice's OpenPGP key has expired; key notice queued"
+        );
+        self.queue_clear_notice(to, notice).await
+    }
+
+    async fn queue_clear_notice(&self, to: &RealAddress, message: Vec<u8>) -> Result<(), String> {
         self.queue_service_mail(String::new(), to, message, None)
             .await?;
         metrics::notice_sent();

@@ -91,3 +91,37 @@ pub fn confirm_remove(
     );
     notice(domain, to, &format!("Remove your alias {alias}?"), body)
 }
+
+/// The link that sets (`fingerprint` given) or removes a member's OpenPGP key.
+pub fn confirm_key(
+    domain: &Domain,
+    to: &RealAddress,
+    alias: &Alias,
+    fingerprint: Option<&str>,
+    link: &str,
+    hours: u64,
+) -> Vec<u8> {
+    let what = match fingerprint {
+        Some(fp) => format!(
+            "set the OpenPGP key {fp} for your alias {alias}: mail to it, and \
+                             the service's notices, will be encrypted to that key"
+        ),
+        None => format!(
+            "remove the OpenPGP key of your alias {alias}: mail to it will then \
+                         arrive without encryption"
+        ),
+    };
+    let body = format!(
+        "Someone, probably you, asked to {what}.\r\n\r\n\
+         To do it, open this link and press the button on the page:\r\n\r\n{link}\r\n\r\n\
+         The link works once, for {hours} hours.\r\n\r\n{}\r\n\r\n{}",
+        ignore_note(),
+        sign_off(domain)
+    );
+    notice(
+        domain,
+        to,
+        &format!("Confirm the key change for {alias}"),
+        body,
+    )
+}

@@ -19,6 +19,7 @@ use thiserror::Error;
 use crate::address::{Alias, RealAddress};
 use crate::config::WebConfig;
 use crate::delivery::Delivery;
+use crate::encrypt::PublicKey;
 use crate::keys::Purpose;
 use crate::members::{Members, MembersError};
 use crate::store::{now_unix, NameStatus, PendingKind, PendingRecord, StoreError};
@@ -66,6 +67,9 @@ pub struct PendingView {
     pub alias: Alias,
     /// A registration's chosen lifetime in seconds (None: the alias never expires).
     pub lifetime: Option<i64>,
+    /// The fingerprint of the key a registration or key change gives (None: none; for a
+    /// key change, the key is removed).
+    pub fingerprint: Option<String>,
 }
 
 /// What pressing the button did.
@@ -73,6 +77,8 @@ pub struct PendingView {
 pub enum Confirmed {
     Registered(Alias),
     Removed(Alias),
+    /// The member's key was set (its fingerprint) or removed (None).
+    KeyChanged(Alias, Option<String>),
     /// The address got an alias since the link was sent (an address has one alias).
     AddressHasAlias,
     /// Unknown, used or expired.
@@ -206,6 +212,26 @@ impl Signup {
         Ok(())
     }
 
+    /// [`Self::send`] encrypted to the key a registration gave (the confirmation link then
+    /// reaches only who holds the key's secret part).
+    async fn send_to_key(
+        &self,
+        to: &RealAddress,
+        message: Vec<u8>,
+        key: PublicKey,
+        alias: String,
+    ) -> Result<(), SignupError> {
+        let delivery = self.delivery.clone();
+        let to = to.clone();
+        tokio::spawn(async move {
+            let queued = delivery.queue_notice_with_key(&to, message, Some(&key), Some(&alias));
+            if let Err(e) = queued.await {
+                tracing::error!(error = %e, "could not queue a confirmation mail");
+            }
+        });
+        Ok(())
+    }
+
     /// A registration from the form. Ok means "check your mailbox", for any address.
     pub async fn request_register(
         &self,
@@ -213,6 +239,7 @@ impl Signup {
         real: &RealAddress,
         display_name: Option<String>,
         lifetime: Option<i64>,
+        pgp: Option<PublicKey>,
     ) -> Result<(), SignupError> {
         self.check_name(alias).await?;
         if !self.may_mail(real).await? {
@@ -239,6 +266,7 @@ impl Signup {
             display_name,
             expires_at: now_unix() + self.ttl(),
             lifetime,
+            pgp_sealed: pgp.as_ref().map(|k| self.members.keys().seal(k.bytes())),
         };
         match self.members.store().insert_pending(&rec, now_unix()).await {
             Err(StoreError::AliasTaken) => return Err(SignupError::Pending),
@@ -247,7 +275,10 @@ impl Signup {
         tracing::info!(alias = %alias, "registration waiting for confirmation");
         let hours = self.web.token_hours;
         let mail = mails::confirm_register(domain, real, alias, &self.link(&token), hours);
-        self.send(real, mail).await
+        match pgp {
+            Some(key) => self.send_to_key(real, mail, key, alias.address()).await,
+            None => self.send(real, mail).await,
+        }
     }
 
     /// A removal from the form. Ok means "check your mailbox", for any address; only a
@@ -270,6 +301,7 @@ impl Signup {
             display_name: None,
             expires_at: now_unix() + self.ttl(),
             lifetime: None,
+            pgp_sealed: None,
         };
         self.members
             .store()
@@ -286,6 +318,66 @@ impl Signup {
         self.send(real, mail).await
     }
 
+    /// A key change from the form (`pgp` None: remove the key). Ok means "check your
+    /// mailbox", for any address; only a member's address gets a mail. The confirmation is
+    /// encrypted to the member's current key while it is usable (whoever changes the key
+    /// must be able to read mail encrypted to it; a provider who reads the mailbox cannot
+    /// swap in a key of its own), else to the new key, else (a removal after the key
+    /// expired) in clear.
+    pub async fn request_key(
+        &self,
+        real: &RealAddress,
+        pgp: Option<PublicKey>,
+    ) -> Result<(), SignupError> {
+        if !self.may_mail(real).await? {
+            return Ok(());
+        }
+        let Some(member) = self.members.by_real(real).await? else {
+            return Ok(());
+        };
+        let alias = member.member.alias;
+        let (token, hash) = new_token(&self.members);
+        let rec = PendingRecord {
+            token_hash: hash,
+            kind: PendingKind::Key,
+            alias: alias.name.clone(),
+            real_hash: self.members.keys().address_hash(real).to_vec(),
+            real_sealed: Vec::new(),
+            display_name: None,
+            expires_at: now_unix() + self.ttl(),
+            lifetime: None,
+            pgp_sealed: pgp.as_ref().map(|k| self.members.keys().seal(k.bytes())),
+        };
+        (self.members.store().insert_pending(&rec, now_unix())).await?;
+        let fingerprint = pgp.as_ref().map(|k| k.fingerprint().to_string());
+        let mail = mails::confirm_key(
+            self.members.domain(),
+            real,
+            &alias,
+            fingerprint.as_deref(),
+            &self.link(&token),
+            self.web.token_hours,
+        );
+        let now = now_unix().max(0) as u64;
+        let current = member
+            .pgp
+            .filter(|k| k.usable_at(now))
+            .map(|k| (*k).clone());
+        match current.or(pgp) {
+            Some(key) => self.send_to_key(real, mail, key, alias.address()).await,
+            None => {
+                let delivery = self.delivery.clone();
+                let to = real.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = delivery.queue_notice_with_key(&to, mail, None, None).await {
+                        tracing::error!(error = %e, "could not queue a confirmation mail");
+                    }
+                });
+                Ok(())
+            }
+        }
+    }
+
     /// What the link would do, without doing it (a GET changes nothing).
     pub async fn peek(&self, token: &str) -> Result<Option<PendingView>, SignupError> {
         if !well_formed(token) {
@@ -293,13 +385,19 @@ impl Signup {
         }
         let hash = token_hash(&self.members, token);
         let found = self.members.store().pending(&hash, now_unix()).await?;
-        Ok(found
-            .filter(|r| same(&r.token_hash, &hash))
-            .map(|r| PendingView {
-                kind: r.kind,
-                lifetime: r.lifetime,
-                alias: Alias::new(r.alias, self.members.domain()),
-            }))
+        let Some(r) = found.filter(|r| same(&r.token_hash, &hash)) else {
+            return Ok(None);
+        };
+        let fingerprint = match &r.pgp_sealed {
+            Some(sealed) => Some(open_key(&self.members, sealed)?.fingerprint().to_string()),
+            None => None,
+        };
+        Ok(Some(PendingView {
+            kind: r.kind,
+            lifetime: r.lifetime,
+            alias: Alias::new(r.alias, self.members.domain()),
+            fingerprint,
+        }))
     }
 
     /// Does what the link stands for; a second call with the same token gets `Invalid`.
@@ -318,6 +416,7 @@ impl Signup {
         match rec.kind {
             PendingKind::Register => self.activate(alias, rec).await,
             PendingKind::Remove => self.remove(alias, rec).await,
+            PendingKind::Key => self.change_key(alias, rec).await,
         }
     }
 
@@ -329,13 +428,18 @@ impl Signup {
             .map_err(|e| SignupError::Internal(e.to_string()))?;
         let real = RealAddress::parse_any(&String::from_utf8_lossy(&opened))
             .map_err(|e| SignupError::Internal(e.to_string()))?;
+        let pgp = match &rec.pgp_sealed {
+            Some(sealed) => Some(open_key(&self.members, sealed)?),
+            None => None,
+        };
         match self
             .members
-            .add_confirmed(
+            .add_with_key(
                 &alias,
                 &real,
                 rec.display_name,
                 rec.lifetime.map(|secs| now_unix() + secs),
+                pgp.as_ref(),
             )
             .await
         {
@@ -354,13 +458,34 @@ impl Signup {
         Ok(Confirmed::Registered(alias))
     }
 
-    async fn remove(&self, alias: Alias, rec: PendingRecord) -> Result<Confirmed, SignupError> {
-        // The alias must still belong to the address the link was mailed to.
+    /// Whether the alias still belongs to the address a link was mailed to.
+    async fn still_theirs(&self, alias: &Alias, rec: &PendingRecord) -> Result<bool, SignupError> {
         let Some(member) = self.members.by_alias(&alias.name).await? else {
-            return Ok(Confirmed::Invalid);
+            return Ok(false);
         };
         let current = self.members.keys().address_hash(&member.member.real);
-        if !same(&current, &rec.real_hash) {
+        Ok(same(&current, &rec.real_hash))
+    }
+
+    async fn change_key(&self, alias: Alias, rec: PendingRecord) -> Result<Confirmed, SignupError> {
+        if !self.still_theirs(&alias, &rec).await? {
+            return Ok(Confirmed::Invalid);
+        }
+        let key = match &rec.pgp_sealed {
+            Some(sealed) => Some(open_key(&self.members, sealed)?),
+            None => None,
+        };
+        if !self.members.set_key(&alias.name, key.as_ref()).await? {
+            return Ok(Confirmed::Invalid);
+        }
+        tracing::info!(alias = %alias, set = key.is_some(), "OpenPGP key changed on the web");
+        let fingerprint = key.map(|k| k.fingerprint().to_string());
+        Ok(Confirmed::KeyChanged(alias, fingerprint))
+    }
+
+    async fn remove(&self, alias: Alias, rec: PendingRecord) -> Result<Confirmed, SignupError> {
+        // The alias must still belong to the address the link was mailed to.
+        if !self.still_theirs(&alias, &rec).await? {
             return Ok(Confirmed::Invalid);
         }
         match self.members.remove(&alias.name).await {
@@ -385,6 +510,12 @@ impl Signup {
             }
         })
     }
+}
+
+/// The key a pending registration holds (validated when it was given).
+fn open_key(members: &Members, sealed: &[u8]) -> Result<PublicKey, SignupError> {
+    let bytes = (members.keys().open(sealed)).map_err(|e| SignupError::Internal(e.to_string()))?;
+    PublicKey::load(&bytes).map_err(|e| SignupError::Internal(e.to_string()))
 }
 
 /// Constant-time equality of two hashes.

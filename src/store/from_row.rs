@@ -14,13 +14,13 @@ use crate::address::AliasName;
 /// `SELECT` of every alias column, followed by the rest of the statement (kept `'static`).
 macro_rules! select_aliases {
     ($rest:literal) => {
-        concat!("SELECT id, name, real_hash, real_sealed, display_name, state, created_at, expires_at FROM aliases ", $rest)
+        concat!("SELECT id, name, real_hash, real_sealed, display_name, state, created_at, expires_at, pgp_sealed FROM aliases ", $rest)
     };
 }
 
 macro_rules! pending_columns {
     () => {
-        "token_hash, kind, alias, real_hash, real_sealed, display_name, expires_at, lifetime"
+        "token_hash, kind, alias, real_hash, real_sealed, display_name, expires_at, lifetime, pgp_sealed"
     };
 }
 
@@ -38,6 +38,7 @@ pub(super) trait Columns {
     fn text(&self, name: &str) -> Result<String, sqlx::Error>;
     fn opt_text(&self, name: &str) -> Result<Option<String>, sqlx::Error>;
     fn blob(&self, name: &str) -> Result<Vec<u8>, sqlx::Error>;
+    fn opt_blob(&self, name: &str) -> Result<Option<Vec<u8>>, sqlx::Error>;
 }
 
 impl<R> Columns for R
@@ -63,6 +64,9 @@ where
     fn blob(&self, name: &str) -> Result<Vec<u8>, sqlx::Error> {
         self.try_get(name)
     }
+    fn opt_blob(&self, name: &str) -> Result<Option<Vec<u8>>, sqlx::Error> {
+        self.try_get(name)
+    }
 }
 
 /// A stored alias name; one that no longer parses is corrupt data.
@@ -81,6 +85,7 @@ pub(super) fn alias(row: &impl Columns) -> Result<AliasRecord, StoreError> {
         state: AliasState::parse(&row.text("state")?)?,
         created_at: row.int("created_at")?,
         expires_at: row.opt_int("expires_at")?,
+        pgp_sealed: row.opt_blob("pgp_sealed")?,
     })
 }
 
@@ -95,6 +100,7 @@ pub(super) fn pending(row: &impl Columns) -> Result<PendingRecord, StoreError> {
         display_name: row.opt_text("display_name")?,
         expires_at: row.int("expires_at")?,
         lifetime: row.opt_int("lifetime")?,
+        pgp_sealed: row.opt_blob("pgp_sealed")?,
     })
 }
 

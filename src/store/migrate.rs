@@ -16,11 +16,12 @@ enum Col {
     /// SQLite 0/1 integer to a PostgreSQL BOOLEAN.
     Bool,
     Blob,
+    OptBlob,
     Text,
     OptText,
 }
 
-/// Every table of the schema with its columns (migrations 0001..0007), parents first.
+/// Every table of the schema with its columns (migrations 0001..0008), parents first.
 const TABLES: &[(&str, &[(&str, Col)])] = &[
     (
         "aliases",
@@ -34,6 +35,7 @@ const TABLES: &[(&str, &[(&str, Col)])] = &[
             ("created_at", Col::Int),
             ("hard_bounces", Col::Int),
             ("expires_at", Col::OptInt),
+            ("pgp_sealed", Col::OptBlob),
         ],
     ),
     (
@@ -66,6 +68,7 @@ const TABLES: &[(&str, &[(&str, Col)])] = &[
             ("display_name", Col::OptText),
             ("expires_at", Col::Int),
             ("lifetime", Col::OptInt),
+            ("pgp_sealed", Col::OptBlob),
         ],
     ),
     (
@@ -208,6 +211,7 @@ async fn copy_table(
                 Col::OptInt => q.bind(row.try_get::<Option<i64>, _>(i)?),
                 Col::Bool => q.bind(row.try_get::<i64, _>(i)? != 0),
                 Col::Blob => q.bind(row.try_get::<Vec<u8>, _>(i)?),
+                Col::OptBlob => q.bind(row.try_get::<Option<Vec<u8>>, _>(i)?),
                 Col::Text => q.bind(row.try_get::<String, _>(i)?),
                 Col::OptText => q.bind(row.try_get::<Option<String>, _>(i)?),
             };

@@ -160,6 +160,8 @@ pub struct AliasRecord {
     pub created_at: i64,
     /// Unix seconds after which the alias is expired (refused, then retired); None: never.
     pub expires_at: Option<i64>,
+    /// The member's OpenPGP public key, sealed (None: mail to them goes in clear).
+    pub pgp_sealed: Option<Vec<u8>>,
 }
 
 /// How a send-log entry ended (`queued` until delivery ends).
@@ -211,6 +213,8 @@ pub struct SendLogEntry {
 pub enum PendingKind {
     Register,
     Remove,
+    /// Set (the record's key) or remove (no key) a member's OpenPGP key.
+    Key,
 }
 
 impl PendingKind {
@@ -218,6 +222,7 @@ impl PendingKind {
         match self {
             PendingKind::Register => "register",
             PendingKind::Remove => "remove",
+            PendingKind::Key => "key",
         }
     }
 
@@ -225,6 +230,7 @@ impl PendingKind {
         match s {
             "register" => Ok(PendingKind::Register),
             "remove" => Ok(PendingKind::Remove),
+            "key" => Ok(PendingKind::Key),
             other => Err(StoreError::Corrupt(format!("pending kind '{other}'"))),
         }
     }
@@ -244,6 +250,8 @@ pub struct PendingRecord {
     pub expires_at: i64,
     /// A registration's chosen alias lifetime in seconds (None: never expires).
     pub lifetime: Option<i64>,
+    /// A registration's OpenPGP public key, sealed (None: none given).
+    pub pgp_sealed: Option<Vec<u8>>,
 }
 
 /// One recipient domain's cached MTA-STS policy, as stored: the domain only as a keyed hash,
@@ -276,6 +284,12 @@ pub trait Store: Send + Sync {
     async fn alias_by_id(&self, id: i64) -> Result<Option<AliasRecord>, StoreError>;
     async fn alias_by_hash(&self, real_hash: &[u8]) -> Result<Option<AliasRecord>, StoreError>;
     async fn list_aliases(&self) -> Result<Vec<AliasRecord>, StoreError>;
+    /// Sets (or with None removes) an alias's sealed OpenPGP key; false when no such alias.
+    async fn set_alias_key(
+        &self,
+        name: &AliasName,
+        pgp_sealed: Option<&[u8]>,
+    ) -> Result<bool, StoreError>;
     /// Setting `Active` also stops every earlier hard bounce of the alias from counting.
     async fn set_alias_state(
         &self,

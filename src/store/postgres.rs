@@ -151,8 +151,8 @@ fn unique_violation(e: &sqlx::Error) -> Option<String> {
 impl Store for PostgresStore {
     async fn insert_alias(&self, rec: &AliasRecord) -> Result<(), StoreError> {
         let result = sqlx::query(
-            "INSERT INTO aliases (name, real_hash, real_sealed, display_name, state, created_at, expires_at) \
-             SELECT $1, $2, $3, $4, $5, $6, $7 WHERE NOT EXISTS (SELECT 1 FROM removed_aliases WHERE name = $1)",
+            "INSERT INTO aliases (name, real_hash, real_sealed, display_name, state, created_at, expires_at, pgp_sealed) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE NOT EXISTS (SELECT 1 FROM removed_aliases WHERE name = $1)",
         )
         .bind(rec.name.as_str())
         .bind(&rec.real_hash)
@@ -161,6 +161,7 @@ impl Store for PostgresStore {
         .bind(rec.state.as_str())
         .bind(rec.created_at)
         .bind(rec.expires_at)
+        .bind(&rec.pgp_sealed)
         .execute(&self.pool)
         .await;
         match result {
@@ -211,6 +212,19 @@ impl Store for PostgresStore {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(from_row::alias).collect()
+    }
+
+    async fn set_alias_key(
+        &self,
+        name: &AliasName,
+        pgp_sealed: Option<&[u8]>,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query("UPDATE aliases SET pgp_sealed = $1 WHERE name = $2")
+            .bind(pgp_sealed)
+            .bind(name.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
     }
 
     async fn set_alias_state(
@@ -436,8 +450,8 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await?;
         let result = sqlx::query(
-            "INSERT INTO pending (token_hash, kind, alias, real_hash, real_sealed, display_name, expires_at, lifetime) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO pending (token_hash, kind, alias, real_hash, real_sealed, display_name, expires_at, lifetime, pgp_sealed) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(&rec.token_hash)
         .bind(rec.kind.as_str())
@@ -447,6 +461,7 @@ impl Store for PostgresStore {
         .bind(&rec.display_name)
         .bind(rec.expires_at)
         .bind(rec.lifetime)
+        .bind(&rec.pgp_sealed)
         .execute(&mut *tx)
         .await;
         match result {

@@ -148,8 +148,8 @@ fn unique_violation(e: &sqlx::Error) -> Option<String> {
 impl Store for SqliteStore {
     async fn insert_alias(&self, rec: &AliasRecord) -> Result<(), StoreError> {
         let result = sqlx::query(
-            "INSERT INTO aliases (name, real_hash, real_sealed, display_name, state, created_at, expires_at) \
-             SELECT ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM removed_aliases WHERE name = ?)",
+            "INSERT INTO aliases (name, real_hash, real_sealed, display_name, state, created_at, expires_at, pgp_sealed) \
+             SELECT ?, ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM removed_aliases WHERE name = ?)",
         )
         .bind(rec.name.as_str())
         .bind(&rec.real_hash)
@@ -158,6 +158,7 @@ impl Store for SqliteStore {
         .bind(rec.state.as_str())
         .bind(rec.created_at)
         .bind(rec.expires_at)
+        .bind(&rec.pgp_sealed)
         .bind(rec.name.as_str())
         .execute(&self.pool)
         .await;
@@ -209,6 +210,19 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(from_row::alias).collect()
+    }
+
+    async fn set_alias_key(
+        &self,
+        name: &AliasName,
+        pgp_sealed: Option<&[u8]>,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query("UPDATE aliases SET pgp_sealed = ? WHERE name = ?")
+            .bind(pgp_sealed)
+            .bind(name.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
     }
 
     async fn set_alias_state(
@@ -412,8 +426,8 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await?;
         let result = sqlx::query(
-            "INSERT INTO pending (token_hash, kind, alias, real_hash, real_sealed, display_name, expires_at, lifetime) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO pending (token_hash, kind, alias, real_hash, real_sealed, display_name, expires_at, lifetime, pgp_sealed) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&rec.token_hash)
         .bind(rec.kind.as_str())
@@ -423,6 +437,7 @@ impl Store for SqliteStore {
         .bind(&rec.display_name)
         .bind(rec.expires_at)
         .bind(rec.lifetime)
+        .bind(&rec.pgp_sealed)
         .execute(&mut *tx)
         .await;
         match result {

@@ -56,6 +56,14 @@ fn ask(web: &State, token: &str, view: &PendingView) -> Page {
             ),
             "Activate",
         ),
+        PendingKind::Key => (
+            "Change your OpenPGP key",
+            match &view.fingerprint {
+                Some(fp) => format!("Press the button to set the OpenPGP key {fp} for the alias {}: mail to it will be encrypted to that key.", view.alias),
+                None => format!("Press the button to remove the OpenPGP key of the alias {}: mail to it will arrive without encryption.", view.alias),
+            },
+            "Confirm",
+        ),
         PendingKind::Remove => (
             "Remove your alias",
             format!("Press the button to remove the alias {}. Mail to it will be refused from then on, and the name is never given to anyone else.", view.alias),
@@ -99,6 +107,16 @@ async fn confirm(
             "Your alias is removed",
             html! {
                 p.notice { "The alias " strong { (alias) } " is removed, with everything the service held for it. Mail to it is refused from now on." }
+            },
+        )
+        .into_response(),
+        Ok(Confirmed::KeyChanged(alias, fingerprint)) => Page::ok(
+            "Your key is changed",
+            html! {
+                @match fingerprint {
+                    Some(fp) => p.notice { "Mail to " strong { (alias) } " is encrypted to the key " code { (fp) } " from now on." },
+                    None => p.notice { "The key of " strong { (alias) } " is removed; mail to it arrives without encryption from now on." },
+                }
             },
         )
         .into_response(),

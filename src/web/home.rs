@@ -44,6 +44,7 @@ async fn index(axum::extract::State(web): axum::extract::State<State>) -> Page {
             ol {
                 li { a href="/register" { "Register" } " an alias and your real address. You get a mail with a confirmation link; follow it and press the button." }
                 li { "Write from your real address to another member's alias. They receive it from your alias, and their replies reach you." }
+                li { "Optionally, give an OpenPGP public key when you register or " a href="/key" { "later" } ": mail to your alias and the service's notices then reach you encrypted to it (the subject too)." }
                 li { "To stop, " a href="/remove" { "remove your alias" } ", again confirmed by mail. A removed alias is never given to anyone else." }
             }
             p { "Mail from addresses that are not registered is refused, with a note that points here." }

@@ -3,7 +3,7 @@
 //!
 //! One file per route group, each with a `routes()` merged in [`router`]: [`home`] (`/`,
 //! `/healthz`, `/style.css`), [`register`] (`/register`, `/remove`), [`confirm`]
-//! (`/confirm/{token}`), [`send`] (`/send`, the one-way form), [`optout`] (`/opt-out`,
+//! (`/confirm/{token}`), [`key`] (`/key`, a member's OpenPGP key), [`send`] (`/send`, the one-way form), [`optout`] (`/opt-out`,
 //! `/opt-out/{token}`). Shared pieces: [`page`] (layout, error pages), [`form`] (CSRF,
 //! fields), [`guard`] (security headers on every response, error pages for every plain
 //! answer; the request metrics), [`server`] (connections, limits, graceful shutdown).
@@ -14,6 +14,7 @@ pub mod confirm;
 pub mod form;
 pub mod guard;
 pub mod home;
+pub mod key;
 pub mod optout;
 pub mod page;
 pub mod register;
@@ -126,6 +127,7 @@ pub fn router(web: State) -> Router {
         .merge(home::routes())
         .merge(register::routes())
         .merge(confirm::routes())
+        .merge(key::routes())
         .merge(send::routes())
         .merge(optout::routes())
         .route_layer(axum::middleware::from_fn(guard::route_pattern))

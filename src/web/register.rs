@@ -1,5 +1,6 @@
-//! `GET|POST /register` (fields `alias`, `address`, optional `display_name`, and `expires`:
-//! `1d`, `7d`, `30d` or `never`, the default; the alias expires that long after activation) and
+//! `GET|POST /register` (fields `alias`, `address`, optional `display_name`, `expires`:
+//! `1d`, `7d`, `30d` or `never`, the default; the alias expires that long after activation,
+//! and optional `pgp_key`, an OpenPGP public key mail to the member is then encrypted to) and
 //! `GET|POST /remove` (field `address`). Bad fields come back with the reason next to the
 //! field and the form refilled (422; 409 for an alias that is taken, held or removed).
 //! Whatever the address, an accepted form answers "check your mailbox": nobody can find out
@@ -14,10 +15,11 @@ use axum::Router;
 use maud::html;
 use serde::Deserialize;
 
-use super::form::{csrf_field, text_field, Errors, Field};
+use super::form::{csrf_field, text_area, text_field, Errors, Field};
 use super::page::{error_page, Page};
 use super::State;
 use crate::address::{Alias, RealAddress};
+use crate::encrypt::{PublicKey, MAX_KEY_BYTES};
 use crate::signup::SignupError;
 
 pub fn routes() -> Router<State> {
@@ -36,6 +38,7 @@ pub struct RegisterFields {
     pub address: String,
     pub display_name: String,
     pub expires: String,
+    pub pgp_key: String,
     pub csrf: String,
 }
 
@@ -108,10 +111,27 @@ fn register_page(web: &State, f: &RegisterFields, errors: &Errors, status: Statu
                 (text_field(&Field { name: "address", label: "Your real email address", kind: "email", value: &f.address, hint: "Never shown to anyone you write to.", required: true, max_len: 254 }, errors))
                 (text_field(&Field { name: "display_name", label: "Display name (optional)", kind: "text", value: &f.display_name, hint: "Shown next to your alias, e.g. \"Ann\". Leave empty for none.", required: false, max_len: DISPLAY_NAME_MAX }, errors))
                 (expiry_field(&f.expires, errors))
+                (text_area(&Field { name: "pgp_key", label: "OpenPGP public key (optional)", kind: "", value: &f.pgp_key, hint: "Paste the output of gpg --armor --export YOUR-ADDRESS. Mail to your alias, and the service's notices, are then encrypted to it; the confirmation link too.", required: false, max_len: MAX_KEY_BYTES }, errors))
                 button type="submit" { "Register" }
             }
         },
     )
+}
+
+/// The OpenPGP key, if one was given and it is usable now.
+pub(super) fn pgp_key(raw: &str, errors: &mut Errors) -> Option<PublicKey> {
+    let key = raw.trim();
+    if key.is_empty() {
+        return None;
+    }
+    let now = crate::store::now_unix().max(0) as u64;
+    match PublicKey::parse(key.as_bytes(), now) {
+        Ok(k) => Some(k),
+        Err(e) => {
+            errors.add("pgp_key", e.to_string());
+            None
+        }
+    }
 }
 
 /// The display name, if one was given and it is acceptable.
@@ -162,6 +182,7 @@ async fn register(
     let real = parse_address(&f.address, &domain, &mut errors);
     let display = display_name(&f.display_name, &mut errors);
     let lifetime = expiry(&f.expires, &mut errors);
+    let pgp = pgp_key(&f.pgp_key, &mut errors);
     let (Some(alias), Some(real)) = (alias, real) else {
         return register_page(&web, &f, &errors, StatusCode::UNPROCESSABLE_ENTITY).into_response();
     };
@@ -170,7 +191,7 @@ async fn register(
     }
     match web
         .signup
-        .request_register(&alias, &real, display, lifetime)
+        .request_register(&alias, &real, display, lifetime, pgp)
         .await
     {
         Ok(()) => check_mailbox("registration").into_response(),
@@ -182,7 +203,7 @@ async fn register(
     }
 }
 
-fn parse_address(
+pub(super) fn parse_address(
     raw: &str,
     domain: &crate::address::Domain,
     errors: &mut Errors,
@@ -202,7 +223,7 @@ fn parse_address(
 }
 
 /// The answer to an accepted form, the same for every address.
-fn check_mailbox(what: &str) -> Page {
+pub(super) fn check_mailbox(what: &str) -> Page {
     Page::ok(
         "Check your mailbox",
         html! {
