@@ -34,6 +34,7 @@ async fn a_person_uses_every_form_in_a_real_browser_without_javascript() {
     home(&mut b).await;
     register(&mut b, &svc, &sink).await;
     let used_link = confirm_registration(&mut b, &svc, &sink).await;
+    key_form(&mut b, &sink).await;
     taken_alias_is_reported_on_the_form(&mut b, "register-taken").await;
     one_way_and_footer_opt_out(&mut b, &sink).await;
     opt_out_form(&mut b, &sink).await;
@@ -116,6 +117,41 @@ async fn confirm_registration(b: &mut Browser, svc: &Service, sink: &Sink) -> St
         welcome.text()
     );
     link
+}
+
+/// The OpenPGP key form: a key that is not one is refused next to the field, with the
+/// address kept; a real one (GnuPG-made, `tests/fixtures/pgp/member.asc`) is accepted and
+/// the confirmation link is mailed encrypted to it (the member has no key yet).
+async fn key_form(b: &mut Browser, sink: &Sink) {
+    b.open("/key").await;
+    let form = b.check_page("key-form").await;
+    assert_eq!(form.status, 200);
+    b.fill("address", REAL).await;
+    b.fill("pgp_key", "not an OpenPGP key").await;
+    b.submit(Some("address")).await;
+    let refused = b.check_page("key-refused").await;
+    assert_eq!(refused.status, 422, "{}", refused.text);
+    assert_eq!(b.value("address").await, REAL);
+    let key = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/pgp/member.asc"
+    ))
+    .unwrap();
+    b.fill("pgp_key", &key).await;
+    b.submit(Some("address")).await;
+    let sent = b.check_page("key-sent").await;
+    assert_eq!(sent.status, 200, "{}", sent.text);
+    assert!(
+        sent.text.to_lowercase().contains("mailbox"),
+        "{}",
+        sent.text
+    );
+    let mail = wait_mails(sink, REAL, 3).await.remove(2);
+    assert!(
+        mail.text().contains("-----BEGIN PGP MESSAGE-----") && !mail.text().contains("/confirm/"),
+        "the key change link goes encrypted to the new key: {}",
+        mail.text()
+    );
 }
 
 /// A taken (or removed) alias is reported next to the field, with the form refilled.
@@ -217,7 +253,7 @@ async fn remove(b: &mut Browser, svc: &Service, sink: &Sink) {
     b.submit(Some("address")).await;
     let sent = b.check_page("remove-sent").await;
     assert_eq!(sent.status, 200, "{}", sent.text);
-    let mail = wait_mails(sink, REAL, 3).await.remove(2);
+    let mail = wait_mails(sink, REAL, 4).await.remove(3);
     assert!(
         mail.body_text().contains(&format!("ann@{DOMAIN}")),
         "the removal mail names the alias: {}",
