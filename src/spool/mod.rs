@@ -762,7 +762,7 @@ fn recover(dir: &Path, keys: &Keys) -> Result<(Vec<Recovered>, Index, u64), Spoo
     for (n, _) in &found {
         index.collect(*n);
     }
-    queued.sort_by(|a, b| a.queued.id.cmp(&b.queued.id));
+    queued.sort_by_key(|r| r.queued.id);
     Ok((queued, index, last))
 }
 

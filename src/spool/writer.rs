@@ -94,7 +94,7 @@ impl Writer {
                     offset: base + *offset as u64,
                     len: *len,
                 };
-                index.add(id.clone(), at);
+                index.add(*id, at);
             }
             base += r.bytes.len() as u64;
         }
