@@ -21,7 +21,7 @@ use crate::config::WebConfig;
 use crate::delivery::Delivery;
 use crate::encrypt::PublicKey;
 use crate::keys::Purpose;
-use crate::members::{Members, MembersError};
+use crate::members::{MemberEntry, Members, MembersError};
 use crate::store::{now_unix, NameStatus, PendingKind, PendingRecord, StoreError};
 
 #[derive(Debug, Error)]
@@ -281,32 +281,50 @@ impl Signup {
         }
     }
 
-    /// A removal from the form. Ok means "check your mailbox", for any address; only a
-    /// member's address gets a mail, naming its alias.
-    pub async fn request_remove(&self, real: &RealAddress) -> Result<(), SignupError> {
+    /// For a request from the form about the member at `real`: None when no mail may go to
+    /// it now or it is no member's address; else the member and the link token of a new
+    /// pending record of `kind` (`pgp_sealed`: the key a `Key` request sets).
+    async fn pending_for_member(
+        &self,
+        real: &RealAddress,
+        kind: PendingKind,
+        pgp_sealed: Option<Vec<u8>>,
+    ) -> Result<Option<(MemberEntry, String)>, SignupError> {
         if !self.may_mail(real).await? {
-            return Ok(());
+            return Ok(None);
         }
         let Some(member) = self.members.by_real(real).await? else {
-            return Ok(());
+            return Ok(None);
         };
-        let alias = member.member.alias;
         let (token, hash) = new_token(&self.members);
         let rec = PendingRecord {
             token_hash: hash,
-            kind: PendingKind::Remove,
-            alias: alias.name.clone(),
+            kind,
+            alias: member.member.alias.name.clone(),
             real_hash: self.members.keys().address_hash(real).to_vec(),
             real_sealed: Vec::new(),
             display_name: None,
             expires_at: now_unix() + self.ttl(),
             lifetime: None,
-            pgp_sealed: None,
+            pgp_sealed,
         };
         self.members
             .store()
             .insert_pending(&rec, now_unix())
             .await?;
+        Ok(Some((member, token)))
+    }
+
+    /// A removal from the form. Ok means "check your mailbox", for any address; only a
+    /// member's address gets a mail, naming its alias.
+    pub async fn request_remove(&self, real: &RealAddress) -> Result<(), SignupError> {
+        let Some((member, token)) = self
+            .pending_for_member(real, PendingKind::Remove, None)
+            .await?
+        else {
+            return Ok(());
+        };
+        let alias = member.member.alias;
         let hours = self.web.token_hours;
         let mail = mails::confirm_remove(
             self.members.domain(),
@@ -329,26 +347,14 @@ impl Signup {
         real: &RealAddress,
         pgp: Option<PublicKey>,
     ) -> Result<(), SignupError> {
-        if !self.may_mail(real).await? {
-            return Ok(());
-        }
-        let Some(member) = self.members.by_real(real).await? else {
+        let sealed = pgp.as_ref().map(|k| self.members.keys().seal(k.bytes()));
+        let Some((member, token)) = self
+            .pending_for_member(real, PendingKind::Key, sealed)
+            .await?
+        else {
             return Ok(());
         };
         let alias = member.member.alias;
-        let (token, hash) = new_token(&self.members);
-        let rec = PendingRecord {
-            token_hash: hash,
-            kind: PendingKind::Key,
-            alias: alias.name.clone(),
-            real_hash: self.members.keys().address_hash(real).to_vec(),
-            real_sealed: Vec::new(),
-            display_name: None,
-            expires_at: now_unix() + self.ttl(),
-            lifetime: None,
-            pgp_sealed: pgp.as_ref().map(|k| self.members.keys().seal(k.bytes())),
-        };
-        (self.members.store().insert_pending(&rec, now_unix())).await?;
         let fingerprint = pgp.as_ref().map(|k| k.fingerprint().to_string());
         let mail = mails::confirm_key(
             self.members.domain(),
