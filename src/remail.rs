@@ -172,6 +172,7 @@ impl Remail {
             recipients: to.iter().map(|m| (*m).clone()).collect(),
             snapshot,
         };
+        let coming = self.spool.coming();
         let outcome = if tx.message.len() <= INLINE_MAX {
             job.run(&tx.message)
         } else {
@@ -189,7 +190,7 @@ impl Remail {
             Err(refusal) => return Err(refusal),
         };
         self.spool
-            .store_async(&entries)
+            .store_coming(coming, &entries)
             .await
             .map_err(local_error)?;
         self.record_thread(sender.id, rewritten_ids);

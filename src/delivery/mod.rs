@@ -2,7 +2,8 @@
 //! [`scheduler`] holds every queued entry as a few bytes of metadata ordered by due time,
 //! never its message; a dispatcher takes the entries whose time has come through a bounded
 //! active window (`delivery.active_limit`) and starts one attempt each, which reads the
-//! record back from the spool and drops it when it ends. Concurrency is bounded overall
+//! record back from the spool (a first attempt soon after acceptance takes the entry kept in
+//! memory since then: [`fresh`]) and drops it when it ends. Concurrency is bounded overall
 //! (`delivery.workers`) and per destination (`delivery.per_destination`). Exponential
 //! backoff on 4xx replies and connection errors, a maximum age after which the sender gets a
 //! notice, and a notice at once on a permanent 5xx. The spool entry is marked done only
@@ -17,6 +18,7 @@
 //! queue id and the attempt number (never an address or a domain).
 
 mod client;
+mod fresh;
 pub mod mta_sts;
 mod queue_stats;
 mod route;
@@ -101,6 +103,8 @@ struct Inner {
     /// The global outbound rate (`limits.outbound_per_minute`).
     outbound: Outbound,
     queue: Arc<QueueStats>,
+    /// Entries due at once, kept whole until their first attempt.
+    fresh: fresh::Fresh,
 }
 
 impl Delivery {
@@ -161,6 +165,7 @@ impl Delivery {
                 scheduler: Scheduler::new(d.active_limit, d.per_destination, clock),
                 outbound: Outbound::new(&config.limits),
                 queue: Arc::new(QueueStats::default()),
+                fresh: fresh::Fresh::default(),
                 router,
                 dialer,
                 dkim,
@@ -182,6 +187,9 @@ impl Delivery {
             let Some(queued) = Queued::of(&entry) else {
                 continue; // (the spool stores no entry without a queue id)
             };
+            if queued.release_ms.is_none() {
+                self.inner.fresh.keep(queued.id, &entry);
+            }
             self.push(queued, &rcpt_domain(&entry.envelope.rcpt), now, None);
         }
     }
@@ -267,6 +275,9 @@ impl Delivery {
     /// Deletes a queued entry for good (`remailer queue delete`); false for an unknown id.
     pub fn delete(&self, id: &str) -> bool {
         self.inner.scheduler.remove(id);
+        if let Some(queued) = crate::spool::QueueId::parse(id) {
+            self.inner.fresh.take(&queued);
+        }
         self.inner.spool.delete(id)
     }
 
@@ -300,9 +311,16 @@ impl Delivery {
         let Some(_worker) = self.worker().await else {
             return; // shutting down: it stays queued
         };
-        let spool = inner.spool.clone();
-        let queued = job.queued.clone();
-        let loaded = tokio::task::spawn_blocking(move || spool.load(&queued)).await;
+        let loaded = match inner.fresh.take(&job.queued.id) {
+            // Still queued (not deleted meanwhile): the spool stays the truth.
+            Some(entry) if inner.spool.is_queued(&entry.id) => Ok(Ok(Some(entry))),
+            Some(_) => Ok(Ok(None)),
+            None => {
+                let spool = inner.spool.clone();
+                let queued = job.queued.clone();
+                tokio::task::spawn_blocking(move || spool.load(&queued)).await
+            }
+        };
         let mut entry = match loaded {
             Ok(Ok(Some(entry))) => entry,
             Ok(Ok(None)) => return, // delivered or deleted meanwhile

@@ -1,19 +1,31 @@
 //! Thread links (issued Message-ID → sealed original Message-ID) on their way to the store.
 //! Links are written in batches: whatever arrived while the previous write ran goes in the
 //! next one (one statement on PostgreSQL), so a busy service writes far fewer transactions
-//! than messages. No link waits for a timer: another node sharing the store must find it as
-//! soon as the message has left. Until a link is written it is kept in memory, and
+//! than messages. On a busy service (the previous write ended less than [`BUSY`] ago) a
+//! batch also takes the links that arrive within [`LINGER`] of its first one, so batches are
+//! not one link each at a steady few hundred messages a second; a quiet service writes each
+//! link at once. Either way another node sharing the store finds a link a few milliseconds
+//! after the message was accepted, long before it can have been answered. Until a link is
+//! written it is kept in memory, and
 //! [`ThreadLinks::pending`] finds it there: a reply to this node that comes back before the
 //! write finished still threads.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use crate::store::{Store, ThreadLink};
 
 /// At most this many links go in one write.
 const BATCH_MAX: usize = 500;
+
+/// How long a batch on a busy service waits for more links after its first.
+const LINGER: Duration = Duration::from_millis(3);
+
+/// A write that ended less than this long ago makes the service busy.
+const BUSY: Duration = Duration::from_millis(50);
 
 type Pending = Arc<Mutex<HashMap<String, Vec<u8>>>>;
 
@@ -58,22 +70,45 @@ async fn write_batches(
     mut rx: mpsc::UnboundedReceiver<ThreadLink>,
     pending: Pending,
 ) {
+    let mut last_write: Option<Instant> = None;
     while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < BATCH_MAX {
-            match rx.try_recv() {
-                Ok(l) => batch.push(l),
-                Err(_) => break,
-            }
-        }
+        let busy = last_write.is_some_and(|t| t.elapsed() < BUSY);
+        let batch = gather(first, &mut rx, busy).await;
         if let Err(e) = store.put_threads(&batch).await {
             tracing::warn!(error = %e, links = batch.len(), "could not record thread links");
         }
+        last_write = Some(Instant::now());
         let mut held = pending.lock().expect("pending links");
         for link in &batch {
             held.remove(&link.0);
         }
     }
+}
+
+/// The batch that starts with `first`: what is waiting, and when `busy`, what arrives within
+/// [`LINGER`].
+async fn gather(
+    first: ThreadLink,
+    rx: &mut mpsc::UnboundedReceiver<ThreadLink>,
+    busy: bool,
+) -> Vec<ThreadLink> {
+    let mut batch = vec![first];
+    let until = Instant::now() + LINGER;
+    while batch.len() < BATCH_MAX {
+        let next = match rx.try_recv() {
+            Ok(l) => Some(l),
+            Err(_) if busy => tokio::time::timeout_at(until, rx.recv())
+                .await
+                .ok()
+                .flatten(),
+            Err(_) => None,
+        };
+        match next {
+            Some(l) => batch.push(l),
+            None => break,
+        }
+    }
+    batch
 }
 
 #[cfg(test)]

@@ -36,6 +36,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
@@ -92,6 +93,22 @@ pub struct Envelope {
     /// `delivery.pool_interval`), chosen when it was accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release_ms: Option<i64>,
+}
+
+/// A store being prepared ([`Spool::coming`]); it ends when dropped. Dropped without its
+/// store (the message was refused), it wakes the writer, which may be waiting for it.
+pub struct Coming {
+    count: Arc<AtomicUsize>,
+    wake: Option<mpsc::Sender<writer::Message>>,
+}
+
+impl Drop for Coming {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::AcqRel);
+        if let Some(writer) = self.wake.take() {
+            let _ = writer.send(writer::Message::Wake);
+        }
+    }
 }
 
 /// A queued delivery.
@@ -319,9 +336,13 @@ const SEGMENT_MAX: u64 = 32 * 1024 * 1024;
 
 pub struct Spool {
     keys: Arc<Keys>,
+    /// Stores being prepared ([`Coming`]), which the writer waits for before it syncs.
+    coming: Arc<AtomicUsize>,
     index: Arc<Mutex<Index>>,
     /// None only while the spool is dropped.
-    writer: Mutex<Option<mpsc::Sender<writer::Request>>>,
+    writer: Mutex<Option<mpsc::Sender<writer::Message>>>,
+    /// Syncs the writer made (for tests).
+    syncs: Arc<std::sync::atomic::AtomicU64>,
     writer_thread: Option<std::thread::JoinHandle<()>>,
     recovered: Mutex<Vec<Recovered>>,
     _lock: File,
@@ -347,6 +368,15 @@ impl Spool {
     }
 
     fn open_with_segment_size(dir: &Path, keys: Arc<Keys>, max: u64) -> Result<Self, SpoolError> {
+        Self::open_with(dir, keys, max, writer::GATHER_MAX)
+    }
+
+    fn open_with(
+        dir: &Path,
+        keys: Arc<Keys>,
+        max: u64,
+        gather: std::time::Duration,
+    ) -> Result<Self, SpoolError> {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
         let lock = lock(dir)?;
         let (recovered, mut index, last) = recover(dir, &keys)?;
@@ -355,7 +385,12 @@ impl Spool {
         index.segments.entry(segment).or_default();
         let index = Arc::new(Mutex::new(index));
         let dir_owned = dir.to_path_buf();
+        let coming = Arc::new(AtomicUsize::new(0));
+        let syncs = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let (writer, writer_thread) = writer::spawn(writer::Writer {
+            coming: coming.clone(),
+            gather,
+            syncs: syncs.clone(),
             index: index.clone(),
             segment,
             file,
@@ -365,6 +400,8 @@ impl Spool {
         });
         Ok(Spool {
             keys,
+            coming,
+            syncs,
             index,
             writer: Mutex::new(Some(writer)),
             writer_thread: Some(writer_thread),
@@ -448,11 +485,11 @@ impl Spool {
             records.push((id, start, (bytes.len() - start) as u32));
         }
         if let Some(writer) = self.writer.lock().expect("lock").as_ref() {
-            let _ = writer.send(writer::Request {
+            let _ = writer.send(writer::Message::Store(writer::Request {
                 bytes,
                 records,
                 done,
-            });
+            }));
         }
         rx
     }
@@ -466,6 +503,35 @@ impl Spool {
     /// [`Spool::store`] for async callers.
     pub async fn store_async(&self, entries: &[Entry]) -> Result<(), SpoolError> {
         committed(self.submit(entries).await)
+    }
+
+    /// Tells the writer a store is being prepared (a message is being rewritten and signed),
+    /// so a sync that starts meanwhile may wait briefly for it (see [`writer`]). Hand the
+    /// ticket to [`Spool::store_coming`]; dropping it says nothing is coming after all.
+    pub fn coming(&self) -> Coming {
+        self.coming.fetch_add(1, Ordering::AcqRel);
+        Coming {
+            count: self.coming.clone(),
+            wake: self.writer.lock().expect("lock").clone(),
+        }
+    }
+
+    /// [`Spool::store_async`] for the store `coming` announced: the ticket ends once the
+    /// request is with the writer.
+    pub async fn store_coming(
+        &self,
+        mut coming: Coming,
+        entries: &[Entry],
+    ) -> Result<(), SpoolError> {
+        let done = self.submit(entries);
+        coming.wake = None; // what it announced has arrived
+        drop(coming);
+        committed(done.await)
+    }
+
+    /// How many syncs the writer has made.
+    pub fn syncs(&self) -> u64 {
+        self.syncs.load(Ordering::Relaxed)
     }
 
     /// Marks a delivered (or given-up) entry done. A crash before this re-delivers it.

@@ -337,3 +337,49 @@ async fn a_deleted_entry_never_comes_back_even_when_it_was_moving() {
         "not while a serve holds the spool"
     );
 }
+
+/// A store announced by [`Spool::coming`] shares the sync of one that was waiting; a ticket
+/// dropped unused lets the waiting one go at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_waits_for_an_announced_store_and_no_longer_than_it_must() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = std::time::Duration::from_secs(20);
+    let spool = Arc::new(Spool::open_with(dir.path(), keys(), SEGMENT_MAX, long).unwrap());
+    let before = spool.syncs();
+
+    // Nothing announced: a store is synced at once.
+    tokio::time::timeout(std::time::Duration::from_secs(5), spool.store_async(&[entry(0)]))
+        .await
+        .expect("no wait with nothing coming")
+        .unwrap();
+    assert_eq!(spool.syncs(), before + 1);
+
+    // Announced: the first store waits, and both share one sync.
+    let ticket = spool.coming();
+    let (a, b) = (entry(1), entry(2));
+    let first = tokio::spawn({
+        let spool = spool.clone();
+        async move { spool.store_async(&[a]).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!first.is_finished(), "the sync waits for the announced store");
+    spool.store_coming(ticket, &[b]).await.unwrap();
+    first.await.unwrap().unwrap();
+    assert_eq!(spool.syncs(), before + 2, "one sync for both");
+
+    // Announced, then given up: the waiting store goes at once, not after the long wait.
+    let ticket = spool.coming();
+    let first = tokio::spawn({
+        let spool = spool.clone();
+        async move { spool.store_async(&[entry(3)]).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!first.is_finished());
+    drop(ticket);
+    tokio::time::timeout(std::time::Duration::from_secs(5), first)
+        .await
+        .expect("woken when the announced store will not come")
+        .unwrap()
+        .unwrap();
+    assert_eq!(spool.syncs(), before + 3);
+}

@@ -42,6 +42,9 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            // An embedded database cannot drop a connection: no ping before each query (it
+            // would cost a round trip to the connection's thread every time).
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
@@ -296,17 +299,21 @@ impl Store for SqliteStore {
     }
 
     async fn put_threads(&self, links: &[ThreadLink]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        for (issued, sealed, expires, alias_id) in links {
-            sqlx::query("INSERT OR REPLACE INTO thread_map (issued, original_sealed, expires_at, alias_id) VALUES (?, ?, ?, ?)")
-                .bind(issued)
-                .bind(sealed)
-                .bind(expires)
-                .bind(alias_id)
-                .execute(&mut *tx)
-                .await?;
+        // A whole batch in one statement: one round trip to the connection's thread and one
+        // commit (a later row for the same issued id replaces an earlier one).
+        if links.is_empty() {
+            return Ok(());
         }
-        tx.commit().await?;
+        let mut insert = sqlx::QueryBuilder::new(
+            "INSERT OR REPLACE INTO thread_map (issued, original_sealed, expires_at, alias_id) ",
+        );
+        insert.push_values(links, |mut row, (issued, sealed, expires, alias_id)| {
+            row.push_bind(issued)
+                .push_bind(sealed)
+                .push_bind(expires)
+                .push_bind(alias_id);
+        });
+        insert.build().execute(&self.pool).await?;
         Ok(())
     }
 
