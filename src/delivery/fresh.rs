@@ -117,7 +117,10 @@ mod tests {
         let (count, bytes) = fresh.held();
         assert!(bytes <= MAX_BYTES, "{bytes}");
         assert_eq!(count, 8);
-        assert!(fresh.take(&entry(0, 1).0).is_none(), "the oldest went first");
+        assert!(
+            fresh.take(&entry(0, 1).0).is_none(),
+            "the oldest went first"
+        );
         assert!(fresh.take(&entry(19, 1).0).is_some(), "the newest is kept");
         for n in 0..(3 * MAX_ENTRIES) {
             let (id, e) = entry(100 + n, 10);

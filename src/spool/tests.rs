@@ -348,10 +348,13 @@ async fn a_sync_waits_for_an_announced_store_and_no_longer_than_it_must() {
     let before = spool.syncs();
 
     // Nothing announced: a store is synced at once.
-    tokio::time::timeout(std::time::Duration::from_secs(5), spool.store_async(&[entry(0)]))
-        .await
-        .expect("no wait with nothing coming")
-        .unwrap();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        spool.store_async(&[entry(0)]),
+    )
+    .await
+    .expect("no wait with nothing coming")
+    .unwrap();
     assert_eq!(spool.syncs(), before + 1);
 
     // Announced: the first store waits, and both share one sync.
@@ -362,7 +365,10 @@ async fn a_sync_waits_for_an_announced_store_and_no_longer_than_it_must() {
         async move { spool.store_async(&[a]).await }
     });
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    assert!(!first.is_finished(), "the sync waits for the announced store");
+    assert!(
+        !first.is_finished(),
+        "the sync waits for the announced store"
+    );
     spool.store_coming(ticket, &[b]).await.unwrap();
     first.await.unwrap().unwrap();
     assert_eq!(spool.syncs(), before + 2, "one sync for both");
