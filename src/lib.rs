@@ -32,6 +32,7 @@ pub mod envelope;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod intake;
+pub mod intern;
 pub mod keys;
 pub mod logtag;
 pub mod members;

@@ -2,8 +2,8 @@
 //! [`scheduler`] holds every queued entry as a few bytes of metadata ordered by due time,
 //! never its message; a dispatcher takes the entries whose time has come through a bounded
 //! active window (`delivery.active_limit`) and starts one attempt each, which reads the
-//! record back from the spool (a first attempt soon after acceptance takes the entry kept in
-//! memory since then: [`fresh`]) and drops it when it ends. Concurrency is bounded overall
+//! record back from the spool (a first attempt soon after acceptance takes the entry the
+//! spool kept in memory since then: [`Spool::take_fresh`]) and drops it when it ends. Concurrency is bounded overall
 //! (`delivery.workers`) and per destination (`delivery.per_destination`). Exponential
 //! backoff on 4xx replies and connection errors, a maximum age after which the sender gets a
 //! notice, and a notice at once on a permanent 5xx. The spool entry is marked done only
@@ -18,7 +18,6 @@
 //! queue id and the attempt number (never an address or a domain).
 
 mod client;
-mod fresh;
 pub mod mta_sts;
 mod queue_stats;
 mod route;
@@ -27,8 +26,7 @@ pub mod scheduler;
 pub mod sts_cache;
 pub mod tls;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -39,11 +37,12 @@ use tracing::Instrument;
 use crate::address::RealAddress;
 use crate::config::Config;
 use crate::dkim::DkimKeys;
+use crate::intern::Interner;
 use crate::members::Members;
 use crate::metrics::{self, DeliveryResult};
 use crate::notices::{self, Undelivered};
 use crate::rate_limits::Outbound;
-use crate::spool::retry::{safe_error, Attempt, Errors};
+use crate::spool::retry::{safe_error, Attempt};
 use crate::spool::{rcpt_domain, Entry, Envelope, Kind, Queued, Recovered, Spool};
 use crate::store::SendOutcome;
 use client::{Dialer, Pool};
@@ -54,6 +53,9 @@ use scheduler::{Clock, Job, Scheduler, Slot};
 
 /// At most this many attempts of one entry are kept (and rewritten when it moves).
 const HISTORY_MAX: usize = 50;
+
+/// At most this many destination keys share a copy.
+const DEST_KEYS_MAX: usize = 65_536;
 
 /// Entries already overdue when the service starts leave at most one per this many
 /// milliseconds (1000 a second), in due-time order: a restart after a long stop, or a crash
@@ -93,9 +95,9 @@ struct Inner {
     require_tls: Vec<String>,
     workers: Arc<Semaphore>,
     /// Destination keys, each kept once however many entries share it.
-    dest_keys: Mutex<HashMap<String, Arc<str>>>,
+    dest_keys: Interner,
     /// One shared copy of each deferral reason kept with the queued entries.
-    errors: Errors,
+    errors: Interner,
     stop: CancellationToken,
     tasks: TaskTracker,
     schedule: Schedule,
@@ -103,8 +105,6 @@ struct Inner {
     /// The global outbound rate (`limits.outbound_per_minute`).
     outbound: Outbound,
     queue: Arc<QueueStats>,
-    /// Entries due at once, kept whole until their first attempt.
-    fresh: fresh::Fresh,
 }
 
 impl Delivery {
@@ -156,8 +156,8 @@ impl Delivery {
                     .map(|s| s.to_ascii_lowercase())
                     .collect(),
                 workers: Arc::new(Semaphore::new(d.workers.max(1))),
-                dest_keys: Mutex::new(HashMap::new()),
-                errors: Errors::default(),
+                dest_keys: Interner::new(DEST_KEYS_MAX),
+                errors: Interner::new(crate::spool::retry::ERRORS_MAX),
                 pool: Pool::default(),
                 stop: CancellationToken::new(),
                 tasks: TaskTracker::new(),
@@ -165,7 +165,6 @@ impl Delivery {
                 scheduler: Scheduler::new(d.active_limit, d.per_destination, clock),
                 outbound: Outbound::new(&config.limits),
                 queue: Arc::new(QueueStats::default()),
-                fresh: fresh::Fresh::default(),
                 router,
                 dialer,
                 dkim,
@@ -187,9 +186,6 @@ impl Delivery {
             let Some(queued) = Queued::of(&entry) else {
                 continue; // (the spool stores no entry without a queue id)
             };
-            if queued.release_ms.is_none() {
-                self.inner.fresh.keep(queued.id, &entry);
-            }
             self.push(queued, &rcpt_domain(&entry.envelope.rcpt), now, None);
         }
     }
@@ -211,10 +207,7 @@ impl Delivery {
 
     fn dest_key(&self, rcpt_domain: &str) -> Arc<str> {
         let key = self.inner.router.destination(rcpt_domain);
-        let mut keys = self.inner.dest_keys.lock().expect("dest keys");
-        keys.entry(key)
-            .or_insert_with_key(|k| Arc::from(k.as_str()))
-            .clone()
+        self.inner.dest_keys.intern(&key)
     }
 
     /// Picks up what the spool found queued at start (after a crash or restart), each on its
@@ -275,9 +268,6 @@ impl Delivery {
     /// Deletes a queued entry for good (`remailer queue delete`); false for an unknown id.
     pub fn delete(&self, id: &str) -> bool {
         self.inner.scheduler.remove(id);
-        if let Some(queued) = crate::spool::QueueId::parse(id) {
-            self.inner.fresh.take(&queued);
-        }
         self.inner.spool.delete(id)
     }
 
@@ -311,10 +301,8 @@ impl Delivery {
         let Some(_worker) = self.worker().await else {
             return; // shutting down: it stays queued
         };
-        let loaded = match inner.fresh.take(&job.queued.id) {
-            // Still queued (not deleted meanwhile): the spool stays the truth.
-            Some(entry) if inner.spool.is_queued(&entry.id) => Ok(Ok(Some(entry))),
-            Some(_) => Ok(Ok(None)),
+        let loaded = match inner.spool.take_fresh(&job.queued) {
+            Some(entry) => Ok(Ok(Some(entry))),
             None => {
                 let spool = inner.spool.clone();
                 let queued = job.queued.clone();

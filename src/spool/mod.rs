@@ -24,6 +24,7 @@
 //! record is in clear on disk. Records of the older format (header sealed, message in clear)
 //! are still read. One `serve` at a time: the spool is locked.
 
+mod fresh;
 mod queue_id;
 pub(crate) mod record;
 pub mod retry;
@@ -95,17 +96,16 @@ pub struct Envelope {
     pub release_ms: Option<i64>,
 }
 
-/// A store being prepared ([`Spool::coming`]); it ends when dropped. Dropped without its
-/// store (the message was refused), it wakes the writer, which may be waiting for it.
+/// A store being prepared ([`Spool::coming`]). The writer counts it done when it receives
+/// the store ([`Spool::store_coming`]) or, when the ticket is dropped without it (the message
+/// was refused), a [`writer::Message::Wake`]: so the writer never waits for a store it has.
 pub struct Coming {
-    count: Arc<AtomicUsize>,
-    wake: Option<mpsc::Sender<writer::Message>>,
+    writer: Option<mpsc::Sender<writer::Message>>,
 }
 
 impl Drop for Coming {
     fn drop(&mut self) {
-        self.count.fetch_sub(1, Ordering::AcqRel);
-        if let Some(writer) = self.wake.take() {
+        if let Some(writer) = self.writer.take() {
             let _ = writer.send(writer::Message::Wake);
         }
     }
@@ -341,6 +341,8 @@ pub struct Spool {
     index: Arc<Mutex<Index>>,
     /// None only while the spool is dropped.
     writer: Mutex<Option<mpsc::Sender<writer::Message>>>,
+    /// Entries just stored, kept whole until their first read ([`Spool::take_fresh`]).
+    fresh: fresh::Fresh,
     /// Syncs the writer made (for tests).
     syncs: Arc<std::sync::atomic::AtomicU64>,
     writer_thread: Option<std::thread::JoinHandle<()>>,
@@ -400,6 +402,7 @@ impl Spool {
         });
         Ok(Spool {
             keys,
+            fresh: fresh::Fresh::default(),
             coming,
             syncs,
             index,
@@ -471,7 +474,12 @@ impl Spool {
         format!("{ms:012x}{}", random_hex(6))
     }
 
-    fn submit(&self, entries: &[Entry]) -> oneshot::Receiver<Result<(), String>> {
+    /// Hands the entries to the writer; with `coming`, as the store it announced.
+    fn submit(
+        &self,
+        entries: &[Entry],
+        coming: Option<&mut Coming>,
+    ) -> oneshot::Receiver<Result<(), String>> {
         let (done, rx) = oneshot::channel();
         let mut bytes = Vec::with_capacity(entries.iter().map(|e| e.message.len() + 256).sum());
         let mut records = Vec::with_capacity(entries.len());
@@ -485,10 +493,12 @@ impl Spool {
             records.push((id, start, (bytes.len() - start) as u32));
         }
         if let Some(writer) = self.writer.lock().expect("lock").as_ref() {
+            let announced = coming.is_some_and(|c| c.writer.take().is_some());
             let _ = writer.send(writer::Message::Store(writer::Request {
                 bytes,
                 records,
                 done,
+                announced,
             }));
         }
         rx
@@ -497,12 +507,15 @@ impl Spool {
     /// Makes the entries durable (blocking: call from `spawn_blocking`). When it returns
     /// Ok, every entry is synced to disk.
     pub fn store(&self, entries: &[Entry]) -> Result<(), SpoolError> {
-        committed(self.submit(entries).blocking_recv())
+        self.stored(
+            entries,
+            committed(self.submit(entries, None).blocking_recv()),
+        )
     }
 
     /// [`Spool::store`] for async callers.
     pub async fn store_async(&self, entries: &[Entry]) -> Result<(), SpoolError> {
-        committed(self.submit(entries).await)
+        self.stored(entries, committed(self.submit(entries, None).await))
     }
 
     /// Tells the writer a store is being prepared (a message is being rewritten and signed),
@@ -511,8 +524,7 @@ impl Spool {
     pub fn coming(&self) -> Coming {
         self.coming.fetch_add(1, Ordering::AcqRel);
         Coming {
-            count: self.coming.clone(),
-            wake: self.writer.lock().expect("lock").clone(),
+            writer: self.writer.lock().expect("lock").clone(),
         }
     }
 
@@ -523,10 +535,28 @@ impl Spool {
         mut coming: Coming,
         entries: &[Entry],
     ) -> Result<(), SpoolError> {
-        let done = self.submit(entries);
-        coming.wake = None; // what it announced has arrived
+        let done = self.submit(entries, Some(&mut coming));
         drop(coming);
-        committed(done.await)
+        self.stored(entries, committed(done.await))
+    }
+
+    /// Keeps durable `entries` for their first read; passes `result` on.
+    fn stored(&self, entries: &[Entry], result: Result<(), SpoolError>) -> Result<(), SpoolError> {
+        if result.is_ok() {
+            for entry in entries {
+                if let Some(id) = QueueId::parse(&entry.id) {
+                    self.fresh.keep(id, entry);
+                }
+            }
+        }
+        result
+    }
+
+    /// The entry stored for `queued` a moment ago, taken from memory (not blocking), when it
+    /// is still queued and was kept; else None, and [`Spool::load`] reads it.
+    pub fn take_fresh(&self, queued: &Queued) -> Option<Entry> {
+        let entry = self.fresh.take(&queued.id)?;
+        self.is_queued(&entry.id).then_some(entry)
     }
 
     /// How many syncs the writer has made.
@@ -557,6 +587,8 @@ impl Spool {
         };
         index.deleted.insert(id);
         index.retire(id, at.segment);
+        drop(index);
+        self.fresh.take(&id);
         tracing::info!(queue_id = %id, "deleted from the queue by the operator");
         true
     }
@@ -648,7 +680,7 @@ impl Spool {
     pub fn inspect(dir: &Path, keys: &Keys) -> Result<Vec<Entry>, SpoolError> {
         let mut live: BTreeMap<String, Entry> = BTreeMap::new();
         let mut histories = HashMap::new();
-        let errors = retry::Errors::default();
+        let errors = crate::intern::Interner::new(retry::ERRORS_MAX);
         for (n, path) in segments(dir)? {
             let bytes = fs::read(&path).map_err(io_err(&path))?;
             let done = read_done(dir, n);
@@ -744,8 +776,8 @@ fn recover(dir: &Path, keys: &Keys) -> Result<(Vec<Recovered>, Index, u64), Spoo
     // superseded by a later copy, or one whose id a later segment marked done.
     let mut stale: Vec<(QueueId, u64)> = Vec::new();
     let mut unreadable = 0usize;
-    let errors = retry::Errors::default();
-    let mut domains: HashSet<Arc<str>> = HashSet::new();
+    let errors = crate::intern::Interner::new(retry::ERRORS_MAX);
+    let domains = crate::intern::Interner::new(usize::MAX);
     for (n, path) in &found {
         // A retry line is written to the segment that holds the entry's live copy, and a
         // copy moved forward carries its history: each segment's lines are read with it,
@@ -770,7 +802,7 @@ fn recover(dir: &Path, keys: &Keys) -> Result<(Vec<Recovered>, Index, u64), Spoo
                 offset,
                 len,
             };
-            let rcpt_domain = intern(&mut domains, rcpt_domain(&e.envelope.rcpt));
+            let rcpt_domain = domains.intern(&rcpt_domain(&e.envelope.rcpt));
             let found = Recovered {
                 queued,
                 rcpt_domain,
@@ -830,16 +862,6 @@ fn recover(dir: &Path, keys: &Keys) -> Result<(Vec<Recovered>, Index, u64), Spoo
     }
     queued.sort_by_key(|r| r.queued.id);
     Ok((queued, index, last))
-}
-
-/// The one copy of `text` in `set`.
-fn intern(set: &mut HashSet<Arc<str>>, text: String) -> Arc<str> {
-    if let Some(known) = set.get(text.as_str()) {
-        return known.clone();
-    }
-    let shared: Arc<str> = Arc::from(text);
-    set.insert(shared.clone());
-    shared
 }
 
 /// Cuts a segment to its valid prefix when it ends in a torn record.

@@ -5,6 +5,7 @@
 //! number), so a restart continues the attempt count and waits for the persisted next
 //! attempt instead of retrying everything at once.
 
+use crate::intern::Interner;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -52,7 +53,12 @@ pub fn encode(id: &str, attempt: &Attempt, keys: &Keys) -> Vec<u8> {
 /// Adds the attempts found in `path` to `into` (unreadable or torn lines are skipped: at
 /// worst an attempt is repeated sooner).
 /// Texts are shared through `errors`.
-pub fn read(path: &Path, keys: &Keys, into: &mut HashMap<QueueId, Vec<Attempt>>, errors: &Errors) {
+pub fn read(
+    path: &Path,
+    keys: &Keys,
+    into: &mut HashMap<QueueId, Vec<Attempt>>,
+    errors: &Interner,
+) {
     let Ok(text) = std::fs::read_to_string(path) else {
         return;
     };
@@ -73,27 +79,9 @@ pub fn read(path: &Path, keys: &Keys, into: &mut HashMap<QueueId, Vec<Attempt>>,
     }
 }
 
-/// One shared copy of each failure text: a queue deferred by one destination repeats the
-/// same few replies for every entry. Bounded: past [`Errors::MAX`] texts it starts afresh.
-#[derive(Default)]
-pub struct Errors(std::sync::Mutex<std::collections::HashSet<Arc<str>>>);
-
-impl Errors {
-    pub const MAX: usize = 1024;
-
-    pub fn intern(&self, text: &str) -> Arc<str> {
-        let mut set = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(known) = set.get(text) {
-            return known.clone();
-        }
-        if set.len() >= Self::MAX {
-            set.clear();
-        }
-        let shared: Arc<str> = Arc::from(text);
-        set.insert(shared.clone());
-        shared
-    }
-}
+/// At most this many distinct failure texts share one copy (a queue deferred by one
+/// destination repeats the same few replies for every entry).
+pub const ERRORS_MAX: usize = 1024;
 
 /// Sorts a history by attempt number and drops repeated numbers (a relocated entry's
 /// history is written again into its new segment).
@@ -175,7 +163,7 @@ mod tests {
         std::fs::write(&path, &bytes).unwrap();
         assert!(!String::from_utf8_lossy(&bytes).contains("later"));
         let mut found = HashMap::new();
-        read(&path, &keys, &mut found, &Errors::default());
+        read(&path, &keys, &mut found, &Interner::new(ERRORS_MAX));
         assert_eq!(found[&QueueId::parse("id1").unwrap()], vec![a]);
     }
 }

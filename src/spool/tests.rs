@@ -389,3 +389,21 @@ async fn a_sync_waits_for_an_announced_store_and_no_longer_than_it_must() {
         .unwrap();
     assert_eq!(spool.syncs(), before + 3);
 }
+
+/// A stored entry is read back from memory once, and only while it is still queued.
+#[test]
+fn a_fresh_entry_is_taken_once_and_never_after_it_left_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path(), keys()).unwrap();
+    let (a, b, c) = (entry(1), entry(2), entry(3));
+    spool.store(&[a.clone(), b.clone(), c.clone()]).unwrap();
+    let queued = |e: &Entry| Queued::of(e).unwrap();
+    let got = spool.take_fresh(&queued(&a)).expect("kept since the store");
+    assert_eq!(got.message, a.message);
+    assert!(spool.take_fresh(&queued(&a)).is_none(), "taken once");
+    assert!(spool.load(&queued(&a)).unwrap().is_some(), "still on disk");
+    assert!(spool.delete(&b.id));
+    assert!(spool.take_fresh(&queued(&b)).is_none(), "deleted");
+    spool.remove(&c.id);
+    assert!(spool.take_fresh(&queued(&c)).is_none(), "delivered");
+}

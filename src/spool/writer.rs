@@ -30,7 +30,7 @@ pub const GATHER_MAX: Duration = Duration::from_micros(1000);
 /// What the writer is sent.
 pub enum Message {
     Store(Request),
-    /// A store that was announced ([`super::Coming`]) will not come: stop waiting for it.
+    /// A store that was announced ([`super::Coming`]) will not come.
     Wake,
 }
 
@@ -40,6 +40,8 @@ pub struct Request {
     /// The id of each of those records, its offset in `bytes` and its length.
     pub records: Vec<(QueueId, usize, u32)>,
     pub done: oneshot::Sender<Result<(), String>>,
+    /// The store a [`super::Coming`] announced.
+    pub announced: bool,
 }
 
 pub struct Writer {
@@ -50,7 +52,8 @@ pub struct Writer {
     /// A segment this large is sealed and a new one started.
     pub max: u64,
     pub open_segment: Box<dyn Fn(u64) -> Result<File, SpoolError> + Send>,
-    /// How many stores are being prepared ([`super::Coming`]).
+    /// How many stores are being prepared ([`super::Coming`]): counted up by the ticket,
+    /// down here, when its store or its `Wake` is received.
     pub coming: Arc<AtomicUsize>,
     /// How long a batch waits for them ([`GATHER_MAX`]; zero: never).
     pub gather: Duration,
@@ -72,7 +75,7 @@ pub fn spawn(writer: Writer) -> (Sender<Message>, std::thread::JoinHandle<()>) {
 impl Writer {
     fn run(mut self, rx: Receiver<Message>) {
         while let Ok(message) = rx.recv() {
-            let Message::Store(first) = message else {
+            let Some(first) = self.received(message) else {
                 continue;
             };
             let batch = self.gather(first, &rx);
@@ -103,11 +106,26 @@ impl Writer {
                     }
                 }
             };
-            if let Message::Store(r) = next {
+            if let Some(r) = self.received(next) {
                 batch.push(r);
             }
         }
         batch
+    }
+
+    /// Counts an announced store as arrived; the request, if it is one.
+    fn received(&self, message: Message) -> Option<Request> {
+        let (request, announced) = match message {
+            Message::Store(r) => {
+                let announced = r.announced;
+                (Some(r), announced)
+            }
+            Message::Wake => (None, true),
+        };
+        if announced {
+            self.coming.fetch_sub(1, Ordering::AcqRel);
+        }
+        request
     }
 
     /// Appends and syncs the batch; on success the records are in the index.

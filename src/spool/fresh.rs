@@ -1,10 +1,10 @@
-//! Fresh entries kept whole in memory between acceptance and their first attempt, so that the
-//! attempt does not read back from the spool a record that was written a millisecond before
-//! (a blocking-pool hand-off, an open, a read and an unseal per message). Only entries due at
-//! once are kept; the set is bounded in bytes and count, the oldest going first, so a queue
-//! that grows (a slow or failing destination) keeps only metadata, as before. An entry leaves
-//! at its first attempt, whatever the outcome: a retry always reads the spool. The spool stays
-//! the truth: an entry found here is delivered only while the spool still has it queued.
+//! Fresh entries kept whole in memory from the moment they are durable until they are first
+//! read back ([`super::Spool::take_fresh`]), so that a first delivery attempt does not read
+//! from disk a record written a millisecond before (a blocking-pool hand-off, an open, a read
+//! and an unseal per message). Only entries due at once and with no attempts are kept; the set
+//! is bounded in bytes and count, the oldest going first, so a queue that grows (a slow or
+//! failing destination) keeps only metadata. An entry leaves when it is taken, whatever the
+//! attempt's outcome: a retry always reads the segment.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -33,7 +33,8 @@ impl Fresh {
     /// Keeps `entry` (already durable and queued) for its first attempt, when it fits.
     pub fn keep(&self, id: QueueId, entry: &Entry) {
         let size = entry.message.len();
-        if size > MAX_BYTES / 4 || !entry.history.is_empty() {
+        if size > MAX_BYTES / 4 || !entry.history.is_empty() || entry.envelope.release_ms.is_some()
+        {
             return;
         }
         let mut held = self.inner.lock().expect("fresh entries");
